@@ -1,0 +1,47 @@
+/**
+ * Secrets the process needs. Given in the environment they are used as they are; otherwise they are
+ * generated on first start and kept under the data directory with mode 0600. The file's path is
+ * logged, never the secret.
+ */
+import { Context, Effect, Layer, Option, Redacted } from "effect"
+import { randomBytes } from "node:crypto"
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { StartupError } from "../src/Config.js"
+
+export class AdminToken extends Context.Tag("bulwark/AdminToken")<AdminToken, Redacted.Redacted<string>>() {}
+
+/** Reads the secret stored at `dataDirectory/fileName`, creating it (mode 0600) on first use. */
+export const storedSecret = (variable: string, dataDirectory: string, fileName: string) =>
+  Effect.gen(function*() {
+    const path = join(dataDirectory, fileName)
+    const secret = yield* Effect.try({
+      try: () => {
+        if (existsSync(path)) {
+          const stored = readFileSync(path, "utf8").trim()
+          if (stored.length < 32) throw new Error(`${path} holds a secret shorter than 32 characters`)
+          return { value: stored, created: false }
+        }
+        mkdirSync(dataDirectory, { recursive: true })
+        const value = randomBytes(32).toString("base64url")
+        writeFileSync(path, value + "\n", { mode: 0o600, flag: "wx" })
+        chmodSync(path, 0o600)
+        return { value, created: true }
+      },
+      catch: (cause) =>
+        new StartupError(variable, `unset, and the stored one at ${path} cannot be used (${cause instanceof Error ? cause.message : String(cause)})`)
+    })
+    yield* Effect.logInfo(secret.created ? `generated ${variable}` : `using stored ${variable}`).pipe(
+      Effect.annotateLogs({ path })
+    )
+    return Redacted.make(secret.value)
+  })
+
+export const adminTokenLayer = (configured: Option.Option<Redacted.Redacted<string>>, dataDirectory: string) =>
+  Layer.effect(
+    AdminToken,
+    Option.match(configured, {
+      onSome: Effect.succeed,
+      onNone: () => storedSecret("BULWARK_ADMIN_TOKEN", dataDirectory, "admin-token")
+    })
+  )

@@ -1,0 +1,42 @@
+/**
+ * Schema migrations through `@effect/sql`'s migrator, run at start. The SQL is kept portable
+ * between SQLite and PostgreSQL: TEXT ids and RFC 3339 timestamps, INTEGER flags, JSON as TEXT.
+ */
+import { Migrator } from "@effect/sql"
+import { SqlClient } from "@effect/sql"
+import { Effect } from "effect"
+
+const migrations = {
+  "0001_tenants_keys_sessions": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE tenants (
+      id TEXT PRIMARY KEY,
+      name TEXT NOT NULL UNIQUE,
+      created_at TEXT NOT NULL
+    )`
+    yield* sql`CREATE TABLE api_keys (
+      id TEXT PRIMARY KEY,
+      tenant_id TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+      name TEXT,
+      key_hash TEXT NOT NULL UNIQUE,
+      allowed_agents TEXT NOT NULL,
+      is_admin INTEGER NOT NULL DEFAULT 0,
+      token_version INTEGER NOT NULL DEFAULT 0,
+      created_at TEXT NOT NULL,
+      revoked_at TEXT
+    )`
+    yield* sql`CREATE INDEX api_keys_tenant ON api_keys (tenant_id)`
+    yield* sql`CREATE TABLE sessions (
+      tenant_id TEXT NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+      id TEXT NOT NULL,
+      title TEXT,
+      metadata TEXT NOT NULL,
+      created_at TEXT NOT NULL,
+      updated_at TEXT NOT NULL,
+      PRIMARY KEY (tenant_id, id)
+    )`
+    yield* sql`CREATE INDEX sessions_tenant_created ON sessions (tenant_id, created_at, id)`
+  })
+}
+
+export const run = Migrator.make({})({ loader: Migrator.fromRecord(migrations) })

@@ -1,0 +1,73 @@
+/** Sessions of a tenant: create, read, list by cursor, delete. */
+import { Effect, Either, Option, Schema } from "effect"
+import type { CreateSession } from "../src/domain/Session.js"
+import { Session, SessionPage } from "../src/domain/Session.js"
+import { FieldIssue, NotFound, ValidationFailed } from "../src/errors.js"
+import { newId, nowIso } from "./Clock.js"
+import { type SessionPosition, type SessionRow, SessionsRepo } from "./SessionsRepo.js"
+
+export const DEFAULT_PAGE_SIZE = 50
+
+const Cursor = Schema.compose(Schema.StringFromBase64Url, Schema.parseJson(Schema.Tuple(Schema.String, Schema.String)))
+const encodeCursor = Schema.encodeSync(Cursor)
+const decodeCursor = Schema.decodeUnknownEither(Cursor)
+
+const toSession = (row: SessionRow) => new Session(row, { disableValidation: true })
+
+const notFound = (id: string) => new NotFound({ code: "SESSION_NOT_FOUND", detail: `No session ${id} exists for this tenant.` })
+
+const invalidCursor = new ValidationFailed({
+  detail: "The cursor is not one this server issued.",
+  errors: [new FieldIssue({ pointer: "/cursor", detail: "must be a next_cursor value returned by a previous page" })]
+})
+
+export class Sessions extends Effect.Service<Sessions>()("bulwark/Sessions", {
+  effect: Effect.gen(function*() {
+    const repo = yield* SessionsRepo
+
+    const create = Effect.fn("Sessions.create")(function*(tenantId: string, input: CreateSession) {
+      const now = yield* nowIso
+      const row = {
+        id: input.id ?? (yield* newId),
+        title: input.title ?? null,
+        metadata: input.metadata ?? {},
+        created_at: now,
+        updated_at: now
+      }
+      yield* repo.insert(tenantId, row)
+      return toSession(row)
+    })
+
+    const get = Effect.fn("Sessions.get")(function*(tenantId: string, id: string) {
+      const row = yield* repo.find(tenantId, id)
+      if (Option.isNone(row)) return yield* notFound(id)
+      return toSession(row.value)
+    })
+
+    const list = Effect.fn("Sessions.list")(function*(
+      tenantId: string,
+      options: { readonly limit?: number | undefined; readonly cursor?: string | undefined }
+    ) {
+      const limit = options.limit ?? DEFAULT_PAGE_SIZE
+      let after = Option.none<SessionPosition>()
+      if (options.cursor !== undefined) {
+        const decoded = decodeCursor(options.cursor)
+        if (Either.isLeft(decoded)) return yield* invalidCursor
+        after = Option.some({ created_at: decoded.right[0], id: decoded.right[1] })
+      }
+      // One row more than asked tells whether another page exists without a second query.
+      const rows = yield* repo.list(tenantId, limit + 1, after)
+      const page = rows.slice(0, limit)
+      const last = page[page.length - 1]
+      const next_cursor = rows.length > limit && last !== undefined ? encodeCursor([last.created_at, last.id]) : null
+      return new SessionPage({ data: page.map(toSession), next_cursor }, { disableValidation: true })
+    })
+
+    const remove = Effect.fn("Sessions.delete")(function*(tenantId: string, id: string) {
+      if (!(yield* repo.remove(tenantId, id))) return yield* notFound(id)
+    })
+
+    return { create, get, list, remove } as const
+  }),
+  dependencies: [SessionsRepo.Default]
+}) {}

@@ -1,0 +1,135 @@
+/**
+ * The whole HTTP contract (SPEC §4) as one `HttpApi`: routes, payloads, successes and every error a
+ * route can answer with. `/openapi.json` and `/docs` are generated from it.
+ */
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, HttpApiSecurity, OpenApi } from "@effect/platform"
+import { Schema } from "effect"
+import { CurrentOperator, CurrentPrincipal } from "./domain/Principal.js"
+import { ApiError } from "./domain/Problem.js"
+import { CreateSession, ListSessionsParams, Session, SessionId, SessionPage } from "./domain/Session.js"
+import { CreatedKey, CreatedTenant, CreateKey, CreateTenant, KeyId, TenantId } from "./domain/Tenant.js"
+
+const bearer = HttpApiSecurity.bearer.pipe(
+  HttpApiSecurity.annotate(OpenApi.Description, "An API key (`bk_...`).")
+)
+
+export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("Authentication", {
+  failure: Schema.Union(ApiError.Unauthenticated, ApiError.DbOperational),
+  provides: CurrentPrincipal,
+  security: { bearer }
+}) {}
+
+export class AdminAuthentication extends HttpApiMiddleware.Tag<AdminAuthentication>()("AdminAuthentication", {
+  failure: Schema.Union(ApiError.Unauthenticated, ApiError.Forbidden, ApiError.DbOperational),
+  provides: CurrentOperator,
+  security: {
+    adminToken: HttpApiSecurity.bearer.pipe(
+      HttpApiSecurity.annotate(OpenApi.Description, "The admin token (BULWARK_ADMIN_TOKEN), or an API key created with `admin`.")
+    )
+  }
+}) {}
+
+const Status = Schema.Struct({ status: Schema.Literal("ok") })
+
+export class HealthGroup extends HttpApiGroup.make("health", { topLevel: true })
+  .add(
+    HttpApiEndpoint.get("live", "/health/live")
+      .addSuccess(Status)
+      .annotate(OpenApi.Description, "The process is up. Touches no dependency.")
+  )
+  .add(
+    HttpApiEndpoint.get("ready", "/health/ready")
+      .addSuccess(Status)
+      .addError(ApiError.DbOperational)
+      .annotate(OpenApi.Description, "The database can serve requests.")
+  )
+{}
+
+export const ProblemTypeDescription = Schema.Struct({
+  type: Schema.String,
+  code: Schema.String,
+  title: Schema.String,
+  status: Schema.Int,
+  advice: Schema.String
+}).annotations({ identifier: "ProblemType" })
+
+export class ProblemsGroup extends HttpApiGroup.make("problems", { topLevel: true })
+  .add(
+    HttpApiEndpoint.get("describe", "/problems/:slug")
+      .setPath(Schema.Struct({ slug: Schema.String }))
+      .addSuccess(ProblemTypeDescription)
+      .addError(ApiError.NotFound)
+      .annotate(OpenApi.Description, "Describes a problem type: what it means and what a client should do.")
+  )
+{}
+
+const sessionPath = Schema.Struct({ id: SessionId })
+
+export class SessionsGroup extends HttpApiGroup.make("sessions")
+  .add(
+    HttpApiEndpoint.post("create", "/")
+      .setPayload(CreateSession)
+      .addSuccess(Session, { status: 201 })
+      .addError(ApiError.Conflict)
+  )
+  .add(
+    HttpApiEndpoint.get("list", "/")
+      .setUrlParams(ListSessionsParams)
+      .addSuccess(SessionPage)
+  )
+  .add(
+    HttpApiEndpoint.get("get", "/:id")
+      .setPath(sessionPath)
+      .addSuccess(Session)
+      .addError(ApiError.NotFound)
+  )
+  .add(
+    HttpApiEndpoint.del("delete", "/:id")
+      .setPath(sessionPath)
+      .addSuccess(HttpApiSchema.NoContent)
+      .addError(ApiError.NotFound)
+  )
+  .addError(ApiError.DbOperational)
+  .middleware(Authentication)
+  .prefix("/v1/sessions")
+{}
+
+export class AdminGroup extends HttpApiGroup.make("admin")
+  .add(
+    HttpApiEndpoint.post("createTenant", "/tenants")
+      .setPayload(CreateTenant)
+      .addSuccess(CreatedTenant, { status: 201 })
+      .addError(ApiError.Conflict)
+  )
+  .add(
+    HttpApiEndpoint.post("createKey", "/tenants/:id/keys")
+      .setPath(Schema.Struct({ id: TenantId }))
+      .setPayload(CreateKey)
+      .addSuccess(CreatedKey, { status: 201 })
+      .addError(ApiError.NotFound)
+  )
+  .add(
+    HttpApiEndpoint.del("revokeKey", "/keys/:id")
+      .setPath(Schema.Struct({ id: KeyId }))
+      .addSuccess(HttpApiSchema.NoContent)
+      .addError(ApiError.NotFound)
+  )
+  .addError(ApiError.DbOperational)
+  .middleware(AdminAuthentication)
+  .prefix("/v1/admin")
+{}
+
+/** Errors any route can answer with: malformed input, and a defect on our side. */
+export class Api extends HttpApi.make("bulwark")
+  .add(HealthGroup)
+  .add(ProblemsGroup)
+  .add(SessionsGroup)
+  .add(AdminGroup)
+  .addError(ApiError.ValidationFailed)
+  .addError(ApiError.PayloadTooLarge)
+  .addError(ApiError.UnsupportedMediaType)
+  .addError(ApiError.Internal)
+  .annotate(OpenApi.Title, "Bulwark")
+  .annotate(OpenApi.Version, "0.1.0")
+  .annotate(OpenApi.Description, "Shared context for AI agents. Every error is an RFC 9457 problem with an error_id.")
+{}

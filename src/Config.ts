@@ -1,0 +1,99 @@
+/**
+ * Configuration (SPEC §1), read once with Effect `Config` from the environment. A bad value stops
+ * the process at start with one line naming the variable (see `describeConfigError`).
+ */
+import { Cause, Config, ConfigError, Context, Either, Layer, LogLevel, Option, Redacted } from "effect"
+
+export type DatabaseUrl =
+  | { readonly _tag: "SqliteFile"; readonly filename: string }
+  | { readonly _tag: "SqliteMemory" }
+  | { readonly _tag: "Postgres"; readonly url: Redacted.Redacted<string> }
+
+export const parseDatabaseUrl = (raw: string): Either.Either<DatabaseUrl, string> => {
+  if (raw === ":memory:") return Either.right({ _tag: "SqliteMemory" })
+  if (raw.startsWith("file:")) {
+    const filename = raw.slice("file:".length)
+    return filename.length > 0
+      ? Either.right({ _tag: "SqliteFile", filename })
+      : Either.left("expected file:PATH with a non-empty path")
+  }
+  if (raw.startsWith("postgres://") || raw.startsWith("postgresql://")) {
+    return Either.right({ _tag: "Postgres", url: Redacted.make(raw) })
+  }
+  return Either.left("expected file:PATH, :memory: or postgres://...")
+}
+
+const databaseUrl = Config.string("DATABASE_URL").pipe(
+  Config.withDefault("file:./data/bulwark.db"),
+  Config.mapOrFail((raw) =>
+    Either.mapLeft(parseDatabaseUrl(raw), (message) => ConfigError.InvalidData(["DATABASE_URL"], message))
+  )
+)
+
+const port = Config.integer("PORT").pipe(
+  Config.withDefault(3000),
+  Config.validate({ message: "expected a port number from 0 to 65535", validation: (n) => n >= 0 && n <= 65535 })
+)
+
+const logFormat = Config.literal("json", "pretty")("LOG_FORMAT").pipe(Config.withDefault("json" as const))
+
+export const appConfig = Config.all({
+  port,
+  host: Config.string("HOST").pipe(Config.withDefault("127.0.0.1")),
+  database: databaseUrl,
+  adminToken: Config.option(Config.redacted("BULWARK_ADMIN_TOKEN")).pipe(
+    Config.validate({
+      message: "must be at least 32 characters",
+      validation: Option.match({ onNone: () => true, onSome: (token) => Redacted.value(token).length >= 32 })
+    })
+  ),
+  logLevel: Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info)),
+  logFormat
+})
+
+export type AppConfigShape = Config.Config.Success<typeof appConfig>
+
+export class AppConfig extends Context.Tag("bulwark/AppConfig")<AppConfig, AppConfigShape>() {
+  static readonly layer = Layer.effect(AppConfig, appConfig)
+}
+
+/** The directory for the database file and the generated secrets. */
+export const dataDirectoryOf = (database: DatabaseUrl): string => {
+  if (database._tag !== "SqliteFile") return "./data"
+  const slash = database.filename.lastIndexOf("/")
+  return slash <= 0 ? (slash === 0 ? "/" : ".") : database.filename.slice(0, slash)
+}
+
+/** One line naming the variable: `PORT: expected an integer, got "abc"`. */
+export const describeConfigError = (error: ConfigError.ConfigError): string => {
+  const lines = ConfigError.reduceWithContext(error, undefined, {
+    andCase: (_, left: Array<string>, right: Array<string>) => [...left, ...right],
+    orCase: (_, left: Array<string>, right: Array<string>) => [...left, ...right],
+    invalidDataCase: (_, path, message) => [`${path.join(".")}: ${message}`],
+    missingDataCase: (_, path, message) => [`${path.join(".")}: ${message}`],
+    sourceUnavailableCase: (_, path, message) => [`${path.join(".")}: ${message}`],
+    unsupportedCase: (_, path, message) => [`${path.join(".")}: ${message}`]
+  })
+  return `invalid configuration: ${lines.join("; ")}`
+}
+
+/** A start-up failure that is not a parse error: the variable it concerns and what went wrong. */
+export class StartupError extends Error {
+  constructor(readonly variable: string, readonly reason: string) {
+    super(`${variable}: ${reason}`)
+    this.name = "StartupError"
+  }
+}
+
+/** The one line a failed start prints, whatever failed. */
+export const describeStartupFailure = (cause: Cause.Cause<unknown>): string => {
+  const failure = Cause.failureOption(cause)
+  if (Option.isSome(failure)) {
+    const error = failure.value
+    if (ConfigError.isConfigError(error)) return describeConfigError(error)
+    if (error instanceof StartupError) return `cannot start: ${error.message}`
+  }
+  const squashed = Cause.squash(cause)
+  if (squashed instanceof StartupError) return `cannot start: ${squashed.message}`
+  return `cannot start: ${squashed instanceof Error ? squashed.message : String(squashed)}`
+}

@@ -1,0 +1,16 @@
+import { Context } from "effect"
+
+/** Who is calling: an API key of a tenant. Every tenant-scoped query takes `tenantId` from here. */
+export interface Principal {
+  readonly tenantId: string
+  readonly keyId: string
+  readonly allowedAgents: ReadonlyArray<string>
+  readonly admin: boolean
+}
+
+export class CurrentPrincipal extends Context.Tag("bulwark/CurrentPrincipal")<CurrentPrincipal, Principal>() {}
+
+/** An operator on `/v1/admin/*`: the admin token, or an API key created with `admin`. */
+export type Operator = { readonly _tag: "AdminToken" } | { readonly _tag: "AdminKey"; readonly principal: Principal }
+
+export class CurrentOperator extends Context.Tag("bulwark/CurrentOperator")<CurrentOperator, Operator>() {}

@@ -1,0 +1,46 @@
+/**
+ * Bearer authentication for `/v1/*` and `/v1/admin/*`. The header is read here, at the edge, so
+ * the 401 codes can tell "no credential" (`AUTH_MISSING`: absent, empty, or not `Bearer`) from
+ * "a bad one" (`AUTH_INVALID`); what a credential is worth is decided by the `Auth` service.
+ */
+import { HttpServerRequest } from "@effect/platform"
+import { Effect, Layer, Redacted } from "effect"
+import { Auth } from "../../services/Auth.js"
+import { AdminAuthentication, Authentication } from "../Api.js"
+import { Unauthenticated } from "../errors.js"
+
+const BEARER = /^Bearer[ \t]+(\S.*)$/i
+
+/** The bearer credential of the current request, or `AUTH_MISSING`. */
+export const bearerCredential = Effect.gen(function*() {
+  const request = yield* HttpServerRequest.HttpServerRequest
+  const header = request.headers.authorization?.trim() ?? ""
+  const match = BEARER.exec(header)
+  if (match?.[1] === undefined) {
+    return yield* new Unauthenticated({
+      code: "AUTH_MISSING",
+      detail: header === "" ? "No Authorization header was sent." : "The Authorization header must be `Bearer <credential>`."
+    })
+  }
+  return Redacted.make(match[1].trim())
+})
+
+export const AuthenticationLive = Layer.effect(
+  Authentication,
+  Effect.gen(function*() {
+    const auth = yield* Auth
+    return Authentication.of({
+      bearer: () => Effect.flatMap(bearerCredential, auth.authenticateKey)
+    })
+  })
+)
+
+export const AdminAuthenticationLive = Layer.effect(
+  AdminAuthentication,
+  Effect.gen(function*() {
+    const auth = yield* Auth
+    return AdminAuthentication.of({
+      adminToken: () => Effect.flatMap(bearerCredential, auth.authenticateOperator)
+    })
+  })
+)

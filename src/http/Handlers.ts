@@ -1,0 +1,58 @@
+/**
+ * Handlers: each maps the decoded input and the caller to one service call. Nothing here reads
+ * the raw request; that stays in the boundary and the auth middleware.
+ */
+import { HttpApiBuilder } from "@effect/platform"
+import { Effect, Layer } from "effect"
+import { Database } from "../../layers/database/Database.js"
+import { Sessions } from "../../services/Sessions.js"
+import { Tenants } from "../../services/Tenants.js"
+import { Api } from "../Api.js"
+import { CurrentPrincipal } from "../domain/Principal.js"
+import { codeOfSlug, NotFound, problemTypes, slugOf, statusOfCode } from "../errors.js"
+
+const ok = { status: "ok" } as const
+
+export const HealthLive = HttpApiBuilder.group(Api, "health", (handlers) =>
+  Effect.gen(function*() {
+    const db = yield* Database
+    return handlers
+      .handle("live", () => Effect.succeed(ok))
+      .handle("ready", () => db.call("health.ready", "read", db.sql`SELECT 1`).pipe(Effect.as(ok)))
+  }))
+
+export const ProblemsLive = HttpApiBuilder.group(Api, "problems", (handlers) =>
+  handlers.handle("describe", ({ path }) => {
+    const code = codeOfSlug(path.slug)
+    if (code === undefined) {
+      return Effect.fail(new NotFound({ code: "ROUTE_NOT_FOUND", detail: `No problem type ${path.slug} exists.` }))
+    }
+    return Effect.succeed({
+      type: `/problems/${slugOf(code)}`,
+      code,
+      status: statusOfCode(code),
+      ...problemTypes[code]
+    })
+  }))
+
+export const SessionsLive = HttpApiBuilder.group(Api, "sessions", (handlers) =>
+  Effect.gen(function*() {
+    const sessions = yield* Sessions
+    return handlers
+      .handle("create", ({ payload }) => Effect.flatMap(CurrentPrincipal, (caller) => sessions.create(caller.tenantId, payload)))
+      .handle("list", ({ urlParams }) => Effect.flatMap(CurrentPrincipal, (caller) => sessions.list(caller.tenantId, urlParams)))
+      .handle("get", ({ path }) => Effect.flatMap(CurrentPrincipal, (caller) => sessions.get(caller.tenantId, path.id)))
+      .handle("delete", ({ path }) => Effect.flatMap(CurrentPrincipal, (caller) => sessions.remove(caller.tenantId, path.id)))
+  }))
+
+export const AdminLive = HttpApiBuilder.group(Api, "admin", (handlers) =>
+  Effect.gen(function*() {
+    const tenants = yield* Tenants
+    return handlers
+      .handle("createTenant", ({ payload }) => tenants.createTenant(payload.name))
+      .handle("createKey", ({ path, payload }) =>
+        tenants.createKey(path.id, { name: payload.name, allowedAgents: payload.allowed_agents, admin: payload.admin }))
+      .handle("revokeKey", ({ path }) => tenants.revokeKey(path.id))
+  }))
+
+export const HandlersLive = Layer.mergeAll(HealthLive, ProblemsLive, SessionsLive, AdminLive)

@@ -1,0 +1,142 @@
+/**
+ * A real Bulwark on a random port with a real, temporary SQLite file: the `MainLive` layer with
+ * the database swapped for a fresh file. Every HTTP test talks to one of these.
+ */
+import { HttpApiBuilder, HttpServer } from "@effect/platform"
+import { Effect, Layer, LogLevel, ManagedRuntime, Option, Redacted } from "effect"
+import { randomBytes } from "node:crypto"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import type { AppConfigShape } from "../../src/Config.js"
+import { MainLive } from "../../src/Server.js"
+
+export interface TestServer {
+  readonly url: string
+  readonly adminToken: string
+  readonly directory: string
+  readonly databaseFile: string
+  readonly fetch: (path: string, init?: RequestInit) => Promise<Response>
+  readonly admin: (path: string, init?: RequestInit) => Promise<Response>
+  readonly createTenant: (name?: string) => Promise<{ id: string; api_key: string; api_key_id: string }>
+  readonly close: () => Promise<void>
+}
+
+export interface TestServerOptions {
+  readonly sqliteBusyTimeoutMillis?: number
+  readonly extraRoutes?: Layer.Layer<never, never, never>
+  readonly logLevel?: LogLevel.LogLevel
+}
+
+/** A route that dies with a defect whose message and stack must never reach a client. */
+export const defectRoute = HttpApiBuilder.Router.use((router) =>
+  router.get(
+    "/__test/defect",
+    Effect.die(new Error("boom: SELECT secret FROM /var/lib/bulwark/internal.db"))
+  )
+)
+
+export const startServer = async (options: TestServerOptions = {}): Promise<TestServer> => {
+  const directory = mkdtempSync(join(tmpdir(), "bulwark-test-"))
+  const databaseFile = join(directory, "bulwark.db")
+  const adminToken = randomBytes(24).toString("base64url")
+  const config: AppConfigShape = {
+    port: 0,
+    host: "127.0.0.1",
+    database: { _tag: "SqliteFile", filename: databaseFile },
+    adminToken: Option.some(Redacted.make(adminToken)),
+    logLevel: options.logLevel ?? LogLevel.None,
+    logFormat: "json"
+  }
+  const runtime = ManagedRuntime.make(
+    MainLive({
+      config,
+      ...(options.sqliteBusyTimeoutMillis === undefined ? {} : { sqliteBusyTimeoutMillis: options.sqliteBusyTimeoutMillis }),
+      ...(options.extraRoutes === undefined ? {} : { extraRoutes: options.extraRoutes })
+    })
+  )
+  const address = await runtime.runPromise(Effect.map(HttpServer.HttpServer, (server) => server.address))
+  if (address._tag !== "TcpAddress") throw new Error("expected a TCP address")
+  const url = `http://127.0.0.1:${address.port}`
+  const fetchPath = (path: string, init?: RequestInit) => fetch(url + path, init)
+  const admin = (path: string, init: RequestInit = {}) =>
+    fetchPath(path, {
+      ...init,
+      headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json", ...(init.headers ?? {}) }
+    })
+  let tenants = 0
+  const createTenant = async (name = `tenant-${++tenants}-${randomBytes(4).toString("hex")}`) => {
+    const response = await admin("/v1/admin/tenants", { method: "POST", body: JSON.stringify({ name }) })
+    if (response.status !== 201) throw new Error(`creating a tenant answered ${response.status}: ${await response.text()}`)
+    return (await response.json()) as { id: string; api_key: string; api_key_id: string }
+  }
+  return {
+    url,
+    adminToken,
+    directory,
+    databaseFile,
+    fetch: fetchPath,
+    admin,
+    createTenant,
+    close: async () => {
+      await runtime.dispose()
+      rmSync(directory, { recursive: true, force: true })
+    }
+  }
+}
+
+/** Calls with an API key and a JSON body. */
+export const withKey = (key: string, init: RequestInit = {}): RequestInit => ({
+  ...init,
+  headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...(init.headers ?? {}) }
+})
+
+const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
+
+export interface Problem {
+  readonly type: string
+  readonly title: string
+  readonly status: number
+  readonly detail: string
+  readonly instance: string
+  readonly code: string
+  readonly error_id: string
+  readonly retry_after_seconds?: number
+  readonly errors?: ReadonlyArray<{ pointer: string; detail: string }>
+}
+
+/**
+ * Reads a problem response and checks everything SPEC §2 promises of every one: status, code,
+ * content type, error_id format, instance, type, request id, and that nothing server-side leaks.
+ */
+export const expectProblem = async (response: Response, status: number, code: string): Promise<Problem> => {
+  const text = await response.text()
+  const context = `${response.status} ${text}`
+  if (response.status !== status) throw new Error(`expected ${status} ${code}, got ${context}`)
+  if (response.headers.get("content-type") !== "application/problem+json") {
+    throw new Error(`expected application/problem+json, got ${response.headers.get("content-type")}: ${context}`)
+  }
+  const body = JSON.parse(text) as Problem
+  if (body.code !== code) throw new Error(`expected code ${code}: ${context}`)
+  if (body.status !== status) throw new Error(`body status differs: ${context}`)
+  if (!UUID_V4.test(body.error_id)) throw new Error(`error_id is not a lowercase uuid v4: ${context}`)
+  if (body.instance !== `urn:uuid:${body.error_id}`) throw new Error(`instance does not name the error_id: ${context}`)
+  if (body.type !== `/problems/${code.toLowerCase().replaceAll("_", "-")}`) throw new Error(`type does not match code: ${context}`)
+  if (!response.headers.get("x-request-id")) throw new Error(`no X-Request-Id: ${context}`)
+  for (const leak of [/\bat .*\(.*:\d+:\d+\)/, /\.ts\b/, /SELECT|INSERT|UPDATE|DELETE FROM/i, /SQLITE_|sqlite/i, /node_modules/, /\/var\/|\/tmp\//]) {
+    if (leak.test(text)) throw new Error(`problem body leaks server detail (${leak}): ${text}`)
+  }
+  if ((status === 429 || status === 503) !== (body.retry_after_seconds !== undefined)) {
+    throw new Error(`retry_after_seconds must be present exactly on 429/503: ${context}`)
+  }
+  if (body.retry_after_seconds !== undefined && response.headers.get("retry-after") !== String(body.retry_after_seconds)) {
+    throw new Error(`Retry-After header must match retry_after_seconds: ${context}`)
+  }
+  if (status === 401 && !(response.headers.get("www-authenticate") ?? "").startsWith("Bearer")) {
+    throw new Error(`401 without WWW-Authenticate: Bearer: ${context}`)
+  }
+  if (body.errors !== undefined && ![400, 413, 415].includes(status)) {
+    throw new Error(`errors only belongs on validation failures: ${context}`)
+  }
+  return body
+}
