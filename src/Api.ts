@@ -119,6 +119,28 @@ export class AdminGroup extends HttpApiGroup.make("admin")
   .prefix("/v1/admin")
 {}
 
+type OpenApiDocument = {
+  readonly paths: Record<string, Record<string, { responses: Record<string, { description: string; content?: unknown }> }>>
+}
+
+/**
+ * Every error response is the one problem body. HttpApi documents each status from the declared
+ * schemas, and unifies several at one status (and its own decode error at 400) as plain JSON; this
+ * rewrites them all to `application/problem+json` with the `Problem` schema.
+ */
+const documentProblems = (spec: Record<string, any>): Record<string, any> => {
+  for (const operations of Object.values((spec as OpenApiDocument).paths)) {
+    for (const operation of Object.values(operations)) {
+      for (const [status, response] of Object.entries(operation.responses)) {
+        if (Number(status) < 400) continue
+        response.content = { "application/problem+json": { schema: { $ref: "#/components/schemas/Problem" } } }
+        if (Number(status) === 400) response.description = "ValidationFailed: VALIDATION_FAILED"
+      }
+    }
+  }
+  return spec
+}
+
 /** Errors any route can answer with: malformed input, and a defect on our side. */
 export class Api extends HttpApi.make("bulwark")
   .add(HealthGroup)
@@ -132,4 +154,5 @@ export class Api extends HttpApi.make("bulwark")
   .annotate(OpenApi.Title, "Bulwark")
   .annotate(OpenApi.Version, "0.1.0")
   .annotate(OpenApi.Description, "Shared context for AI agents. Every error is an RFC 9457 problem with an error_id.")
+  .annotate(OpenApi.Transform, documentProblems)
 {}

@@ -30,9 +30,15 @@ const databaseUrl = Config.string("DATABASE_URL").pipe(
   )
 )
 
+/** `Config.validate` reports an empty path; this keeps the variable's name in the error. */
+const requiring = <A>(variable: string, message: string, valid: (value: A) => boolean) =>
+  Config.mapOrFail((value: A) =>
+    valid(value) ? Either.right(value) : Either.left(ConfigError.InvalidData([variable], message))
+  )
+
 const port = Config.integer("PORT").pipe(
   Config.withDefault(3000),
-  Config.validate({ message: "expected a port number from 0 to 65535", validation: (n) => n >= 0 && n <= 65535 })
+  requiring("PORT", "expected a port number from 0 to 65535", (n) => n >= 0 && n <= 65535)
 )
 
 const logFormat = Config.literal("json", "pretty")("LOG_FORMAT").pipe(Config.withDefault("json" as const))
@@ -42,10 +48,11 @@ export const appConfig = Config.all({
   host: Config.string("HOST").pipe(Config.withDefault("127.0.0.1")),
   database: databaseUrl,
   adminToken: Config.option(Config.redacted("BULWARK_ADMIN_TOKEN")).pipe(
-    Config.validate({
-      message: "must be at least 32 characters",
-      validation: Option.match({ onNone: () => true, onSome: (token) => Redacted.value(token).length >= 32 })
-    })
+    requiring(
+      "BULWARK_ADMIN_TOKEN",
+      "must be at least 32 characters",
+      Option.match({ onNone: () => true, onSome: (token) => Redacted.value(token).length >= 32 })
+    )
   ),
   logLevel: Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info)),
   logFormat

@@ -66,7 +66,7 @@ export interface DatabaseOptions {
   readonly sqliteBusyTimeoutMillis: number
 }
 
-const clientLayer = (options: DatabaseOptions) => {
+export const clientLayer = (options: DatabaseOptions) => {
   switch (options.url._tag) {
     case "SqliteFile":
       return Sqlite.layer({ filename: options.url.filename, busyTimeoutMillis: options.sqliteBusyTimeoutMillis })

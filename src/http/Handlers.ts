@@ -18,7 +18,8 @@ export const HealthLive = HttpApiBuilder.group(Api, "health", (handlers) =>
     const db = yield* Database
     return handlers
       .handle("live", () => Effect.succeed(ok))
-      .handle("ready", () => db.call("health.ready", "read", db.sql`SELECT 1`).pipe(Effect.as(ok)))
+      // Reads a table of our schema, so a database that opens but cannot serve is not "ready".
+      .handle("ready", () => db.call("health.ready", "read", db.sql`SELECT id FROM tenants LIMIT 1`).pipe(Effect.as(ok)))
   }))
 
 export const ProblemsLive = HttpApiBuilder.group(Api, "problems", (handlers) =>

@@ -1,0 +1,107 @@
+/**
+ * The admin CLI (`bun run cli -- <command>`). It works on the database directly, with the same
+ * services and the same typed errors as the server; a failure prints one line and exits 1.
+ */
+import { Args, Command, Options, ValidationError } from "@effect/cli"
+import { BunContext, BunRuntime } from "@effect/platform-bun"
+import { Cause, Console, Effect, Layer, Option, Schema } from "effect"
+import * as Database from "../../layers/database/Database.js"
+import * as Migrations from "../../layers/database/Migrations.js"
+import { Tenants } from "../../services/Tenants.js"
+import { appConfig, describeStartupFailure } from "../Config.js"
+import { AgentName, KeyId, TenantId } from "../domain/Tenant.js"
+import { isAppError } from "../errors.js"
+import { SQLITE_BUSY_TIMEOUT_MILLIS } from "../Server.js"
+
+const databaseOptions = Effect.map(appConfig, (config) => ({
+  url: config.database,
+  sqliteBusyTimeoutMillis: SQLITE_BUSY_TIMEOUT_MILLIS
+}))
+
+/** The services a command needs, on the configured database with migrations applied. */
+const TenantsLive = Layer.unwrapEffect(
+  Effect.map(databaseOptions, (options) => Tenants.Default.pipe(Layer.provide(Database.layer(options))))
+)
+
+const printJson = (value: unknown) => Console.log(JSON.stringify(value, null, 2))
+
+class UsageError extends Error {}
+
+const decodeOrFail = <A, I>(schema: Schema.Schema<A, I>, what: string) => (input: unknown) =>
+  Schema.decodeUnknown(schema)(input).pipe(
+    Effect.mapError(() => new UsageError(`${what} is not valid: ${JSON.stringify(input)}`))
+  )
+
+const migrate = Command.make("migrate", {}, () =>
+  Effect.gen(function*() {
+    const options = yield* databaseOptions
+    const applied = yield* Migrations.run.pipe(Effect.provide(Database.clientLayer(options)))
+    yield* printJson({ applied: applied.map(([id, name]) => `${id}_${name}`) })
+  })).pipe(Command.withDescription("Apply pending database migrations."))
+
+const tenantCreate = Command.make("create", { name: Args.text({ name: "name" }) }, ({ name }) =>
+  Effect.gen(function*() {
+    const tenants = yield* Tenants
+    yield* printJson(yield* tenants.createTenant(name))
+  }).pipe(Effect.provide(TenantsLive))).pipe(Command.withDescription("Create a tenant; prints its first API key once."))
+
+const parseAgents = (raw: string) =>
+  decodeOrFail(Schema.Array(AgentName), "--agents")(raw.split(",").map((agent) => agent.trim()).filter((agent) => agent !== ""))
+
+const keyCreate = Command.make(
+  "create",
+  {
+    tenant: Options.text("tenant").pipe(Options.withDescription("the tenant id")),
+    agents: Options.text("agents").pipe(Options.optional, Options.withDescription("a,b,c or '*' (default '*')")),
+    name: Options.text("name").pipe(Options.optional),
+    admin: Options.boolean("admin").pipe(Options.withDescription("the key may also use /v1/admin routes"))
+  },
+  ({ admin, agents, name, tenant }) =>
+    Effect.gen(function*() {
+      const tenantId = yield* decodeOrFail(TenantId, "--tenant")(tenant)
+      const allowedAgents = Option.isSome(agents) ? yield* parseAgents(agents.value) : undefined
+      const tenants = yield* Tenants
+      yield* printJson(
+        yield* tenants.createKey(tenantId, { name: Option.getOrUndefined(name), allowedAgents, admin })
+      )
+    }).pipe(Effect.provide(TenantsLive))
+).pipe(Command.withDescription("Create an API key for a tenant; prints it once."))
+
+const keyRevoke = Command.make("revoke", { id: Args.text({ name: "id" }) }, ({ id }) =>
+  Effect.gen(function*() {
+    const keyId = yield* decodeOrFail(KeyId, "key id")(id)
+    const tenants = yield* Tenants
+    yield* tenants.revokeKey(keyId)
+    yield* printJson({ revoked: keyId })
+  }).pipe(Effect.provide(TenantsLive))).pipe(Command.withDescription("Revoke an API key and every token issued for it."))
+
+const cli = Command.make("bulwark").pipe(
+  Command.withSubcommands([
+    migrate,
+    Command.make("tenant").pipe(Command.withSubcommands([tenantCreate])),
+    Command.make("key").pipe(Command.withSubcommands([keyCreate, keyRevoke]))
+  ])
+)
+
+const run = Command.run(cli, { name: "bulwark", version: "0.1.0" })
+
+/** One line on stderr for any failure: the code and detail of a typed error, else the reason. */
+const reportFailure = Effect.tapErrorCause((cause) =>
+  Effect.sync(() => {
+    const failure = Option.getOrUndefined(Cause.failureOption(cause))
+    if (isAppError(failure)) {
+      console.error(`error: ${failure.code}: ${"detail" in failure ? failure.detail : failure._tag}`)
+    } else if (failure instanceof UsageError) {
+      console.error(`error: ${failure.message}`)
+    } else if (!ValidationError.isValidationError(failure)) {
+      // @effect/cli has already printed its own usage message for a ValidationError.
+      console.error(`error: ${describeStartupFailure(cause)}`)
+    }
+  })
+)
+
+run(process.argv).pipe(
+  reportFailure,
+  Effect.provide(BunContext.layer),
+  (effect) => BunRuntime.runMain(effect, { disableErrorReporting: true, disablePrettyLogger: true })
+)

@@ -1,0 +1,88 @@
+/** The admin CLI against a real SQLite file; what it creates works through HTTP. */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { expectProblem, startServer, type TestServer, withKey } from "../support/server.js"
+
+const entry = join(import.meta.dir, "..", "..", "src", "cli", "main.ts")
+let directory: string
+
+const cli = async (...args: Array<string>) => {
+  const child = Bun.spawn(["bun", entry, ...args], {
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", DATABASE_URL: `file:${join(directory, "bulwark.db")}` },
+    stdout: "pipe",
+    stderr: "pipe"
+  })
+  const exitCode = await child.exited
+  return { exitCode, stdout: await new Response(child.stdout).text(), stderr: (await new Response(child.stderr).text()).trim() }
+}
+
+beforeAll(() => {
+  directory = mkdtempSync(join(tmpdir(), "bulwark-cli-"))
+})
+afterAll(() => rmSync(directory, { recursive: true, force: true }))
+
+describe("bun run cli", () => {
+  test("migrate applies the schema once", async () => {
+    const first = await cli("migrate")
+    expect(first.exitCode).toBe(0)
+    expect(JSON.parse(first.stdout).applied.length).toBeGreaterThan(0)
+    const again = await cli("migrate")
+    expect(JSON.parse(again.stdout)).toEqual({ applied: [] })
+  })
+
+  test("tenant create, key create with agents, key revoke; errors exit 1 with one line", async () => {
+    const tenant = await cli("tenant", "create", "acme")
+    expect(tenant.exitCode).toBe(0)
+    const created = JSON.parse(tenant.stdout) as { id: string; name: string; api_key: string; api_key_id: string }
+    expect(created.name).toBe("acme")
+    expect(created.api_key).toMatch(/^bk_[A-Za-z0-9_-]{43}$/)
+
+    const explicit = await cli("key", "create", "--tenant", created.id, "--agents", "planner,coder")
+    expect(JSON.parse(explicit.stdout)).toMatchObject({ tenant_id: created.id, allowed_agents: ["planner", "coder"], admin: false })
+    const wildcard = await cli("key", "create", "--tenant", created.id, "--agents", "*", "--admin")
+    expect(JSON.parse(wildcard.stdout)).toMatchObject({ allowed_agents: ["*"], admin: true })
+
+    const duplicate = await cli("tenant", "create", "acme")
+    expect(duplicate.exitCode).toBe(1)
+    expect(duplicate.stderr).toBe(`error: TENANT_ALREADY_EXISTS: A tenant named "acme" already exists.`)
+
+    const unknownTenant = await cli("key", "create", "--tenant", crypto.randomUUID())
+    expect(unknownTenant.exitCode).toBe(1)
+    expect(unknownTenant.stderr).toStartWith("error: TENANT_NOT_FOUND")
+
+    const badId = await cli("key", "create", "--tenant", "nope")
+    expect(badId.exitCode).toBe(1)
+    expect(badId.stderr).toContain("--tenant is not valid")
+
+    const revoked = await cli("key", "revoke", created.api_key_id)
+    expect(revoked.exitCode).toBe(0)
+    const unknownKey = await cli("key", "revoke", crypto.randomUUID())
+    expect(unknownKey.exitCode).toBe(1)
+    expect(unknownKey.stderr).toStartWith("error: KEY_NOT_FOUND")
+  })
+})
+
+describe("keys from the CLI work through HTTP", () => {
+  let server: TestServer
+  beforeAll(async () => {
+    server = await startServer()
+  })
+  afterAll(() => server.close())
+
+  test("a CLI-made key authenticates; once revoked it is AUTH_REVOKED", async () => {
+    const run = (...args: Array<string>) =>
+      Bun.spawn(["bun", entry, ...args], {
+        env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", DATABASE_URL: `file:${server.databaseFile}` },
+        stdout: "pipe",
+        stderr: "pipe"
+      })
+    const tenantRun = run("tenant", "create", "from-cli")
+    expect(await tenantRun.exited).toBe(0)
+    const tenant = JSON.parse(await new Response(tenantRun.stdout).text()) as { api_key: string; api_key_id: string }
+    expect((await server.fetch("/v1/sessions", withKey(tenant.api_key))).status).toBe(200)
+    expect(await run("key", "revoke", tenant.api_key_id).exited).toBe(0)
+    await expectProblem(await server.fetch("/v1/sessions", withKey(tenant.api_key)), 401, "AUTH_REVOKED")
+  })
+})

@@ -1,0 +1,66 @@
+/** Driver errors are translated once, in the database layer: never a 404, never a null. */
+import { SqlError } from "@effect/sql/SqlError"
+import { Database } from "bun:sqlite"
+import { describe, expect, test } from "bun:test"
+import { classifyDriverError } from "../layers/database/errors.js"
+
+const driverError = (statement: (db: Database) => void): SqlError => {
+  const db = new Database(":memory:")
+  db.run("CREATE TABLE t (id TEXT PRIMARY KEY, n TEXT NOT NULL UNIQUE)")
+  db.run("INSERT INTO t VALUES ('a', 'x')")
+  try {
+    statement(db)
+  } catch (cause) {
+    return new SqlError({ cause, message: "Failed to execute statement" })
+  } finally {
+    db.close()
+  }
+  throw new Error("the statement did not fail")
+}
+
+describe("classifyDriverError", () => {
+  test("primary key and unique violations are unique violations", () => {
+    expect(classifyDriverError(driverError((db) => db.run("INSERT INTO t VALUES ('a', 'y')")))._tag).toBe("UniqueViolation")
+    expect(classifyDriverError(driverError((db) => db.run("INSERT INTO t VALUES ('b', 'x')")))._tag).toBe("UniqueViolation")
+  })
+
+  test("a NOT NULL violation or a syntax error is a bug", () => {
+    expect(classifyDriverError(driverError((db) => db.run("INSERT INTO t VALUES ('c', NULL)")))._tag).toBe("Bug")
+    expect(classifyDriverError(driverError((db) => db.run("SELEC 1")))._tag).toBe("Bug")
+  })
+
+  test("a missing table means the database cannot serve, permanently", () => {
+    expect(classifyDriverError(driverError((db) => db.run("SELECT * FROM gone")))).toEqual({
+      _tag: "Operational",
+      reason: "schema",
+      transient: false
+    })
+  })
+
+  test("a locked database is transient", () => {
+    const file = `${require("node:os").tmpdir()}/bulwark-lock-${crypto.randomUUID()}.db`
+    const holder = new Database(file)
+    holder.run("PRAGMA journal_mode = WAL")
+    holder.run("CREATE TABLE t (id TEXT)")
+    holder.run("BEGIN EXCLUSIVE")
+    try {
+      const error = driverError(() => {
+        const writer = new Database(file)
+        writer.run("PRAGMA busy_timeout = 0")
+        writer.run("INSERT INTO t VALUES ('x')")
+      })
+      expect(classifyDriverError(error)).toEqual({ _tag: "Operational", reason: "locked", transient: true })
+    } finally {
+      holder.run("ROLLBACK")
+      holder.close()
+    }
+  })
+
+  test("PostgreSQL SQLSTATEs are classified the same way", () => {
+    const pg = (code: string) => classifyDriverError(new SqlError({ cause: { code, message: "pg" } }))
+    expect(pg("23505")._tag).toBe("UniqueViolation")
+    expect(pg("08006")).toMatchObject({ _tag: "Operational", transient: true })
+    expect(pg("40P01")).toMatchObject({ _tag: "Operational", transient: true })
+    expect(pg("42601")._tag).toBe("Bug")
+  })
+})
