@@ -56,8 +56,12 @@ describe("session lifecycle", () => {
 describe("pagination", () => {
   test("walks more than one page with next_cursor, newest first, without repeats or gaps", async () => {
     const tenant = await server.createTenant()
-    const ids: Array<string> = []
-    for (let i = 0; i < 7; i++) ids.push((await createSession(tenant.api_key, { title: `s${i}` })).id)
+    const created: Array<{ id: string; created_at: string }> = []
+    for (let i = 0; i < 7; i++) created.push(await createSession(tenant.api_key, { title: `s${i}` }))
+    // The listing order: newest first, and within one millisecond by id, descending.
+    const expectedOrder = created
+      .sort((a, b) => (a.created_at === b.created_at ? b.id.localeCompare(a.id) : b.created_at.localeCompare(a.created_at)))
+      .map((session) => session.id)
 
     const seen: Array<string> = []
     let cursor: string | null = null
@@ -73,7 +77,7 @@ describe("pagination", () => {
       pages++
     } while (cursor !== null)
     expect(pages).toBe(3)
-    expect(seen).toEqual([...ids].reverse())
+    expect(seen).toEqual(expectedOrder)
   })
 
   test("the default page is 50", async () => {
