@@ -5,6 +5,8 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, HttpApiSecurity, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 import { CurrentOperator, CurrentPrincipal } from "./domain/Principal.js"
+import { ErrorList, ErrorRecord, ErrorStats, ListErrorsParams, ResolveError, StatsParams } from "./domain/ErrorRecord.js"
+import { Uuid } from "./domain/Ids.js"
 import { ApiError } from "./domain/Problem.js"
 import { CreateSession, ListSessionsParams, Session, SessionId, SessionPage } from "./domain/Session.js"
 import { CreatedKey, CreatedTenant, CreateKey, CreateTenant, KeyId, TenantId } from "./domain/Tenant.js"
@@ -112,6 +114,30 @@ export class AdminGroup extends HttpApiGroup.make("admin")
     HttpApiEndpoint.del("revokeKey", "/keys/:id")
       .setPath(Schema.Struct({ id: KeyId }))
       .addSuccess(HttpApiSchema.NoContent)
+      .addError(ApiError.NotFound)
+  )
+  .add(
+    HttpApiEndpoint.get("listErrors", "/errors")
+      .setUrlParams(ListErrorsParams)
+      .addSuccess(ErrorList)
+      .annotate(OpenApi.Description, "Error records, newest first, filtered.")
+  )
+  .add(
+    HttpApiEndpoint.get("errorStats", "/errors/stats")
+      .setUrlParams(StatsParams)
+      .addSuccess(ErrorStats)
+  )
+  .add(
+    HttpApiEndpoint.get("getError", "/errors/:error_id")
+      .setPath(Schema.Struct({ error_id: Uuid }))
+      .addSuccess(ErrorRecord)
+      .addError(ApiError.NotFound)
+  )
+  .add(
+    HttpApiEndpoint.post("resolveError", "/errors/:error_id/resolve")
+      .setPath(Schema.Struct({ error_id: Uuid }))
+      .setPayload(ResolveError)
+      .addSuccess(ErrorRecord)
       .addError(ApiError.NotFound)
   )
   .addError(ApiError.DbOperational)

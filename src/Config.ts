@@ -54,6 +54,10 @@ export const appConfig = Config.all({
       Option.match({ onNone: () => true, onSome: (token) => Redacted.value(token).length >= 32 })
     )
   ),
+  errorRetentionDays: Config.integer("BULWARK_ERROR_RETENTION_DAYS").pipe(
+    Config.withDefault(30),
+    requiring("BULWARK_ERROR_RETENTION_DAYS", "expected a whole number of days, at least 1", (days) => days >= 1)
+  ),
   logLevel: Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info)),
   logFormat
 })

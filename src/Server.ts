@@ -8,6 +8,8 @@ import { Cause, Layer } from "effect"
 import * as Database from "../layers/database/Database.js"
 import { adminTokenLayer } from "../layers/Secrets.js"
 import { Auth } from "../services/Auth.js"
+import { ErrorLedger, ErrorRecords } from "../services/ErrorLedger.js"
+import { ErrorsRepo } from "../services/ErrorsRepo.js"
 import { Sessions } from "../services/Sessions.js"
 import { Tenants } from "../services/Tenants.js"
 import { Api } from "./Api.js"
@@ -28,7 +30,13 @@ export interface ServerOptions {
 }
 
 export const ServicesLive = (options: ServerOptions) =>
-  Layer.mergeAll(Sessions.Default, Tenants.Default, Auth.Default).pipe(
+  Layer.mergeAll(
+    Sessions.Default,
+    Tenants.Default,
+    Auth.Default,
+    ErrorRecords.Default,
+    ErrorLedger.layer({ retentionDays: options.config.errorRetentionDays }).pipe(Layer.provide(ErrorsRepo.Default))
+  ).pipe(
     Layer.provideMerge(adminTokenLayer(options.config.adminToken, dataDirectoryOf(options.config.database))),
     Layer.provideMerge(
       Database.layer({

@@ -2,7 +2,7 @@
  * The error catalogue (SPEC §3): one tagged error per row, the one table from tag to HTTP status,
  * and the problem-type catalogue behind every `code`.
  */
-import { Schema } from "effect"
+import { Cause, Schema } from "effect"
 
 export class FieldIssue extends Schema.Class<FieldIssue>("FieldIssue")({
   pointer: Schema.String,
@@ -351,4 +351,40 @@ export const statusOfCode = (code: ErrorCode): number => {
     if (codes.includes(code)) return statusByTag[tag]
   }
   throw new Error(`code ${code} belongs to no tag`)
+}
+
+/** Server-side description of an error, for the ledger and logs only: never sent to a client. */
+export const serverMessageOf = (error: AppError): string => {
+  switch (error._tag) {
+    case "Internal":
+      return error.cause instanceof Error ? `${error.reason}: ${error.cause.name}: ${error.cause.message}` : `${error.reason}: ${String(error.cause)}`
+    case "DbOperational":
+    case "CacheUnavailable":
+    case "MemoryUnavailable":
+      return `${error.operation} failed (${error.reason}): ${String((error.cause as { message?: unknown } | null)?.message ?? error.cause)}`
+    case "RateLimited":
+      return `rate limited; retry after ${error.retryAfterSeconds}s`
+    case "Overloaded":
+      return `${error.resource} is overloaded`
+    case "Timeout":
+      return `deadline of ${error.afterMillis} ms passed`
+    default:
+      return error.detail
+  }
+}
+
+/** The stack behind an error, when there is one: defects and dependency failures. */
+export const stackOf = (error: AppError): string | null => {
+  switch (error._tag) {
+    case "Internal":
+      return error.cause instanceof Error && error.cause.stack !== undefined
+        ? error.cause.stack
+        : Cause.pretty(Cause.die(error.cause))
+    case "DbOperational":
+    case "CacheUnavailable":
+    case "MemoryUnavailable":
+      return error.cause instanceof Error ? (error.cause.stack ?? null) : null
+    default:
+      return null
+  }
 }

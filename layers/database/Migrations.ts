@@ -36,6 +36,38 @@ const migrations = {
       PRIMARY KEY (tenant_id, id)
     )`
     yield* sql`CREATE INDEX sessions_tenant_created ON sessions (tenant_id, created_at, id)`
+  }),
+  "0002_error_ledger": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE errors (
+      error_id TEXT PRIMARY KEY,
+      occurred_at TEXT NOT NULL,
+      type TEXT NOT NULL,
+      code TEXT NOT NULL,
+      status INTEGER NOT NULL,
+      message TEXT NOT NULL,
+      stack TEXT,
+      fingerprint TEXT NOT NULL,
+      severity TEXT NOT NULL,
+      tenant_id TEXT,
+      session_id TEXT,
+      request_id TEXT,
+      trace_id TEXT,
+      method TEXT,
+      route TEXT,
+      user_agent TEXT,
+      request_payload TEXT,
+      resolved INTEGER NOT NULL DEFAULT 0,
+      resolved_at TEXT,
+      notes TEXT
+    )`
+    yield* sql`CREATE INDEX errors_occurred ON errors (occurred_at)`
+    yield* sql`CREATE INDEX errors_code ON errors (code, occurred_at)`
+    yield* sql`CREATE INDEX errors_type ON errors (type, occurred_at)`
+    yield* sql`CREATE INDEX errors_severity ON errors (severity, occurred_at)`
+    yield* sql`CREATE INDEX errors_session ON errors (session_id, occurred_at)`
+    yield* sql`CREATE INDEX errors_resolved ON errors (resolved, occurred_at)`
+    yield* sql`CREATE INDEX errors_fingerprint ON errors (fingerprint)`
   })
 }
 

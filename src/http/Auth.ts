@@ -9,6 +9,9 @@ import { Auth } from "../../services/Auth.js"
 import { AdminAuthentication, Authentication } from "../Api.js"
 import { Unauthenticated } from "../errors.js"
 
+/** Set on the server span once the caller is known, so a failure can be ledgered with its tenant. */
+export const TENANT_ATTRIBUTE = "bulwark.tenant_id"
+
 const BEARER = /^Bearer[ \t]+(\S.*)$/i
 
 /** The bearer credential of the current request, or `AUTH_MISSING`. */
@@ -30,7 +33,10 @@ export const AuthenticationLive = Layer.effect(
   Effect.gen(function*() {
     const auth = yield* Auth
     return Authentication.of({
-      bearer: () => Effect.flatMap(bearerCredential, auth.authenticateKey)
+      bearer: () =>
+        Effect.flatMap(bearerCredential, auth.authenticateKey).pipe(
+          Effect.tap((principal) => Effect.annotateCurrentSpan(TENANT_ATTRIBUTE, principal.tenantId))
+        )
     })
   })
 )

@@ -6,9 +6,12 @@
  */
 import { HttpApiBuilder, HttpMethod, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { HttpApp } from "@effect/platform"
-import { Effect } from "effect"
-import { type AppError, FieldIssue, PayloadTooLarge, statusOf, UnsupportedMediaType, ValidationFailed } from "../errors.js"
-import { classify, newErrorId, problemResponse, serverMessage } from "./Problem.js"
+import { Effect, Option, type Tracer } from "effect"
+import { ErrorLedger } from "../../services/ErrorLedger.js"
+import { type AppError, FieldIssue, PayloadTooLarge, UnsupportedMediaType, ValidationFailed } from "../errors.js"
+import { sanitizePayload } from "../telemetry/Sanitize.js"
+import { TENANT_ATTRIBUTE } from "./Auth.js"
+import { classify, problemResponse } from "./Problem.js"
 
 export const MAX_BODY_BYTES = 1024 * 1024
 
@@ -32,10 +35,10 @@ const isJsonMediaType = (contentType: string): boolean => {
 }
 
 /**
- * Checks the body before any route sees it. The text read here is cached by the request, so the
- * route's own decoding reads it again without a second read from the socket.
+ * Checks the body before any route sees it, and returns its text for the ledger. The text read
+ * here is cached by the request, so the route's own decoding does not read the socket again.
  */
-const guardBody = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<void, AppError> =>
+const guardBody = (request: HttpServerRequest.HttpServerRequest, read: { body: string | undefined }): Effect.Effect<void, AppError> =>
   Effect.gen(function*() {
     if (!HttpMethod.hasBody(request.method)) return
     const declaredLength = Number(request.headers["content-length"] ?? "0")
@@ -55,6 +58,7 @@ const guardBody = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<
       )
     )
     if (Buffer.byteLength(text) > MAX_BODY_BYTES) return yield* tooLarge
+    read.body = text
     try {
       JSON.parse(text)
     } catch {
@@ -65,26 +69,53 @@ const guardBody = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<
     }
   })
 
-/** Renders a failure as a problem response and records it under a fresh `error_id`. */
-export const renderFailure = (error: AppError, requestId: string) =>
+const SESSION_PATH = /^\/v1\/sessions\/([0-9a-fA-F-]{36})(?:\/|$)/
+
+const stringAttribute = (span: Option.Option<Tracer.Span>, name: string): string | undefined => {
+  const value = Option.isSome(span) ? span.value.attributes.get(name) : undefined
+  return typeof value === "string" ? value : undefined
+}
+
+/**
+ * Records a failure (ledger row, log line, metric, span attributes) under one fresh `error_id`
+ * and renders it. What the request was is read from the request and from the server span, on
+ * which the router has set `http.route` and the auth middleware the tenant.
+ */
+const renderFailure = (
+  ledger: ErrorLedger["Type"],
+  error: AppError,
+  request: HttpServerRequest.HttpServerRequest,
+  requestId: string,
+  body: string | undefined
+) =>
   Effect.gen(function*() {
-    const errorId = yield* newErrorId
-    const status = statusOf(error)
-    const log = status >= 500 ? Effect.logError : Effect.logWarning
-    yield* log(serverMessage(error)).pipe(
-      Effect.annotateLogs({ error_id: errorId, code: error.code, status, request_id: requestId })
-    )
+    const span = yield* Effect.option(Effect.currentSpan)
+    const errorId = yield* ledger.record(error, {
+      requestId,
+      traceId: Option.isSome(span) ? span.value.traceId : undefined,
+      method: request.method,
+      route: stringAttribute(span, "http.route"),
+      userAgent: request.headers["user-agent"],
+      tenantId: stringAttribute(span, TENANT_ATTRIBUTE),
+      sessionId: SESSION_PATH.exec(request.url)?.[1]?.toLowerCase(),
+      requestPayload: body === undefined ? null : sanitizePayload(body)
+    })
+    if (Option.isSome(span)) {
+      span.value.attribute("error.type", error._tag)
+      span.value.attribute("error.id", errorId)
+    }
     return problemResponse(error, errorId)
   })
 
-export const problemBoundary = (app: HttpApp.Default): HttpApp.Default =>
+export const problemBoundary = Effect.map(ErrorLedger, (ledger) => (app: HttpApp.Default): HttpApp.Default =>
   Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
     const requestId = requestIdOf(request)
-    const response = yield* Effect.zipRight(guardBody(request), app).pipe(
-      Effect.catchAllCause((cause) => renderFailure(classify(cause), requestId))
+    const read: { body: string | undefined } = { body: undefined }
+    const response = yield* Effect.zipRight(guardBody(request, read), app).pipe(
+      Effect.catchAllCause((cause) => renderFailure(ledger, classify(cause), request, requestId, read.body))
     )
     return HttpServerResponse.setHeader(response, REQUEST_ID_HEADER, requestId)
-  })
+  }))
 
 export const layer = HttpApiBuilder.middleware(problemBoundary)

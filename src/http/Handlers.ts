@@ -5,6 +5,7 @@
 import { HttpApiBuilder } from "@effect/platform"
 import { Effect, Layer } from "effect"
 import { Database } from "../../layers/database/Database.js"
+import { ErrorRecords } from "../../services/ErrorLedger.js"
 import { Sessions } from "../../services/Sessions.js"
 import { Tenants } from "../../services/Tenants.js"
 import { Api } from "../Api.js"
@@ -49,11 +50,16 @@ export const SessionsLive = HttpApiBuilder.group(Api, "sessions", (handlers) =>
 export const AdminLive = HttpApiBuilder.group(Api, "admin", (handlers) =>
   Effect.gen(function*() {
     const tenants = yield* Tenants
+    const errors = yield* ErrorRecords
     return handlers
       .handle("createTenant", ({ payload }) => tenants.createTenant(payload.name))
       .handle("createKey", ({ path, payload }) =>
         tenants.createKey(path.id, { name: payload.name, allowedAgents: payload.allowed_agents, admin: payload.admin }))
       .handle("revokeKey", ({ path }) => tenants.revokeKey(path.id))
+      .handle("listErrors", ({ urlParams }) => Effect.map(errors.list(urlParams), (data) => ({ data })))
+      .handle("errorStats", ({ urlParams }) => errors.stats(urlParams.since))
+      .handle("getError", ({ path }) => errors.get(path.error_id))
+      .handle("resolveError", ({ path, payload }) => errors.resolve(path.error_id, payload.notes))
   }))
 
 export const HandlersLive = Layer.mergeAll(HealthLive, ProblemsLive, SessionsLive, AdminLive)

@@ -5,7 +5,7 @@
  * driver message, path) is ever copied into the body.
  */
 import { HttpApiError, HttpServerError, HttpServerResponse } from "@effect/platform"
-import { Cause, Effect, Option } from "effect"
+import { Cause, Option } from "effect"
 import {
   type AppError,
   FieldIssue,
@@ -139,19 +139,3 @@ export const problemResponse = (error: AppError, errorId: string): HttpServerRes
     headers
   })
 }
-
-/** Server-side description of an error for logs (and the ledger): never sent to a client. */
-export const serverMessage = (error: AppError): string => {
-  switch (error._tag) {
-    case "Internal":
-      return `${error.reason}: ${Cause.pretty(Cause.die(error.cause))}`
-    case "DbOperational":
-    case "CacheUnavailable":
-    case "MemoryUnavailable":
-      return `${error.operation} failed (${error.reason}): ${String((error.cause as { message?: unknown })?.message ?? error.cause)}`
-    default:
-      return clientDetail(error)
-  }
-}
-
-export const newErrorId = Effect.sync(() => crypto.randomUUID())

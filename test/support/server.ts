@@ -19,7 +19,7 @@ export interface TestServer {
   readonly fetch: (path: string, init?: RequestInit) => Promise<Response>
   readonly admin: (path: string, init?: RequestInit) => Promise<Response>
   readonly createTenant: (name?: string) => Promise<{ id: string; api_key: string; api_key_id: string }>
-  readonly close: () => Promise<void>
+  readonly close: (options?: { readonly keepFiles?: boolean }) => Promise<void>
 }
 
 export interface TestServerOptions {
@@ -45,6 +45,7 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
     host: "127.0.0.1",
     database: { _tag: "SqliteFile", filename: databaseFile },
     adminToken: Option.some(Redacted.make(adminToken)),
+    errorRetentionDays: 30,
     logLevel: options.logLevel ?? LogLevel.None,
     logFormat: "json"
   }
@@ -78,9 +79,9 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
     fetch: fetchPath,
     admin,
     createTenant,
-    close: async () => {
+    close: async (closeOptions) => {
       await runtime.dispose()
-      rmSync(directory, { recursive: true, force: true })
+      if (closeOptions?.keepFiles !== true) rmSync(directory, { recursive: true, force: true })
     }
   }
 }
@@ -140,3 +141,48 @@ export const expectProblem = async (response: Response, status: number, code: st
   }
   return body
 }
+
+/** Polls until `probe` returns a value (the ledger writes off the request path), at most `millis`. */
+export const eventually = async <A>(probe: () => Promise<A | undefined>, millis = 3000): Promise<A> => {
+  const deadline = Date.now() + millis
+  for (;;) {
+    const value = await probe()
+    if (value !== undefined) return value
+    if (Date.now() > deadline) throw new Error(`condition not met within ${millis} ms`)
+    await Bun.sleep(10)
+  }
+}
+
+export interface LedgerRecord {
+  readonly error_id: string
+  readonly type: string
+  readonly code: string
+  readonly status: number
+  readonly message: string
+  readonly stack: string | null
+  readonly fingerprint: string
+  readonly severity: string
+  readonly tenant_id: string | null
+  readonly session_id: string | null
+  readonly request_id: string | null
+  readonly trace_id: string | null
+  readonly method: string | null
+  readonly route: string | null
+  readonly user_agent: string | null
+  readonly request_payload: unknown
+  readonly resolved: boolean
+  readonly resolved_at: string | null
+  readonly notes: string | null
+}
+
+/** The ledger row of an error, once the background writer has stored it. */
+export const ledgerRecord = (server: TestServer, errorId: string): Promise<LedgerRecord> =>
+  eventually(async () => {
+    const response = await server.admin(`/v1/admin/errors/${errorId}`)
+    if (response.status === 404) {
+      await response.body?.cancel()
+      return undefined
+    }
+    if (response.status !== 200) throw new Error(`reading the ledger answered ${response.status}: ${await response.text()}`)
+    return (await response.json()) as LedgerRecord
+  })

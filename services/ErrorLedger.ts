@@ -1,0 +1,224 @@
+/**
+ * The error ledger (SPEC §6). `record` is the one recording path every failure goes through (HTTP
+ * responses, stream errors, background jobs, defects): it assigns or reuses the `error_id`,
+ * sanitises, sets type, severity and fingerprint, logs one line, counts the metric, and hands the
+ * row to a queue. A background fiber writes the queue in batches, so a request never waits on the
+ * ledger; a batch that cannot be written becomes one JSON line per error on stderr and counts
+ * `bulwark_ledger_dropped_total`. Closing the layer (SIGTERM) writes what is still queued.
+ */
+import { Cause, Chunk, Clock, Context, Duration, Effect, Layer, Metric, MetricLabel, Option, Queue, Schedule } from "effect"
+import { createHash } from "node:crypto"
+import type { ErrorRecord, ListErrorsFilter } from "../src/domain/ErrorRecord.js"
+import { type AppError, NotFound, serverMessageOf, stackOf, statusOf } from "../src/errors.js"
+import { errorsTotal, ledgerDroppedTotal } from "../src/telemetry/Metrics.js"
+import { sanitizeText } from "../src/telemetry/Sanitize.js"
+import { nowIso } from "./Clock.js"
+import { ErrorsRepo, type LedgerRow } from "./ErrorsRepo.js"
+
+/** What is known about where an error happened; all optional outside a request. */
+export interface ErrorContext {
+  readonly errorId?: string | undefined
+  /** Overrides the type derived from the tag (e.g. `stream` for a failure mid-SSE). */
+  readonly type?: ErrorRecord["type"] | undefined
+  readonly requestId?: string | undefined
+  readonly traceId?: string | undefined
+  readonly method?: string | undefined
+  readonly route?: string | undefined
+  readonly userAgent?: string | undefined
+  readonly tenantId?: string | undefined
+  readonly sessionId?: string | undefined
+  /** Already sanitised and cut to 8 KiB. */
+  readonly requestPayload?: string | null | undefined
+}
+
+export const typeOf = (error: AppError): ErrorRecord["type"] => {
+  switch (error._tag) {
+    case "ValidationFailed":
+    case "PayloadTooLarge":
+    case "UnsupportedMediaType":
+      return "validation"
+    case "Unauthenticated":
+    case "Forbidden":
+      return "auth"
+    case "DbOperational":
+      return "database"
+    case "CacheUnavailable":
+      return "cache"
+    case "MemoryUnavailable":
+      return "memory"
+    case "Internal":
+      return "internal"
+    case "NotFound":
+    case "Conflict":
+    case "RateLimited":
+    case "Overloaded":
+    case "Timeout":
+      return "http"
+  }
+}
+
+/** Defects are critical, other 5xx errors, 4xx warnings. */
+export const severityOf = (error: AppError): ErrorRecord["severity"] =>
+  error._tag === "Internal" ? "critical" : statusOf(error) >= 500 ? "error" : "warning"
+
+/** The first stack frame, without line and column, so a fingerprint survives unrelated edits. */
+const topFrameOf = (stack: string | null): string => {
+  const frame = stack?.split("\n").find((line) => line.trim().startsWith("at "))
+  return frame === undefined ? "" : frame.trim().replace(/:\d+(:\d+)?\)?$/, "").replace(/^at\s+/, "")
+}
+
+export const fingerprintOf = (code: string, route: string | undefined, stack: string | null): string =>
+  createHash("sha256").update(`${code}|${route ?? "-"}|${topFrameOf(stack)}`).digest("hex").slice(0, 16)
+
+export interface ErrorLedgerOptions {
+  readonly retentionDays: number
+  readonly batchSize?: number
+  readonly queueCapacity?: number
+  readonly purgeEvery?: Duration.DurationInput
+}
+
+/** One line on stderr for an error the ledger could not keep; never throws. */
+const writeFallback = (row: LedgerRow, reason: string) => {
+  process.stderr.write(JSON.stringify({ ledger: "dropped", reason, ...row }) + "\n")
+}
+
+const describeWriteFailure = (cause: Cause.Cause<AppError>): string =>
+  Option.match(Cause.failureOption(cause), {
+    onNone: () => "the ledger write failed with a defect",
+    onSome: (error) => sanitizeText(serverMessageOf(error))
+  })
+
+const make = (options: ErrorLedgerOptions) =>
+  Effect.gen(function*() {
+    const repo = yield* ErrorsRepo
+    const batchSize = options.batchSize ?? 100
+    const queue = yield* Queue.dropping<LedgerRow>(options.queueCapacity ?? 10_000)
+
+    const drop = (rows: ReadonlyArray<LedgerRow>, reason: string) =>
+      Effect.zipRight(
+        Effect.sync(() => rows.forEach((row) => writeFallback(row, reason))),
+        Metric.incrementBy(ledgerDroppedTotal, rows.length)
+      )
+
+    const writeBatch = (rows: ReadonlyArray<LedgerRow>) =>
+      rows.length === 0
+        ? Effect.void
+        : repo.insertBatch(rows).pipe(
+          Effect.catchAllCause((cause) => drop(rows, describeWriteFailure(cause))),
+          Effect.uninterruptible
+        )
+
+    yield* Queue.takeBetween(queue, 1, batchSize).pipe(
+      Effect.flatMap((batch) => writeBatch(Chunk.toReadonlyArray(batch))),
+      Effect.forever,
+      Effect.forkScoped
+    )
+    // Runs before the writer is interrupted: whatever is still queued at shutdown is written.
+    yield* Effect.addFinalizer(() => Effect.flatMap(Queue.takeAll(queue), (rest) => writeBatch(Chunk.toReadonlyArray(rest))))
+
+    const record = (error: AppError, context: ErrorContext = {}): Effect.Effect<string> =>
+      Effect.gen(function*() {
+        const errorId = context.errorId ?? crypto.randomUUID()
+        const status = statusOf(error)
+        const stack = stackOf(error)
+        const row: LedgerRow = {
+          error_id: errorId,
+          occurred_at: yield* nowIso,
+          type: context.type ?? typeOf(error),
+          code: error.code,
+          status,
+          message: sanitizeText(serverMessageOf(error)),
+          stack: stack === null ? null : sanitizeText(stack),
+          fingerprint: fingerprintOf(error.code, context.route, stack),
+          severity: severityOf(error),
+          tenant_id: context.tenantId ?? null,
+          session_id: context.sessionId ?? null,
+          request_id: context.requestId ?? null,
+          trace_id: context.traceId ?? null,
+          method: context.method ?? null,
+          route: context.route ?? null,
+          user_agent: context.userAgent === undefined ? null : sanitizeText(context.userAgent),
+          request_payload: context.requestPayload ?? null
+        }
+        const log = row.severity === "warning" ? Effect.logWarning : Effect.logError
+        yield* log(row.message).pipe(
+          Effect.annotateLogs({
+            error_id: errorId,
+            code: row.code,
+            status,
+            severity: row.severity,
+            trace_id: row.trace_id,
+            request_id: row.request_id,
+            route: row.route
+          })
+        )
+        yield* Metric.increment(Metric.taggedWithLabels(errorsTotal, [MetricLabel.make("code", row.code), MetricLabel.make("status", String(status))]))
+        if (!(yield* Queue.offer(queue, row))) yield* drop([row], "the ledger queue is full")
+        return errorId
+      })
+
+    /** Deletes rows past the retention period; its own failure goes through `record` like any other. */
+    const purgeExpired = Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const cutoff = new Date(now - options.retentionDays * 86_400_000).toISOString()
+      const deleted = yield* repo.purgeOlderThan(cutoff)
+      if (deleted > 0) yield* Effect.logInfo(`error ledger retention deleted ${deleted} rows older than ${cutoff}`)
+      return deleted
+    }).pipe(
+      Effect.catchAll((error) => Effect.as(record(error, { route: "job:error-retention" }), 0)),
+      Effect.withSpan("ErrorLedger.purgeExpired")
+    )
+
+    yield* purgeExpired.pipe(Effect.repeat(Schedule.spaced(options.purgeEvery ?? "1 hour")), Effect.forkScoped)
+
+    return { record, purgeExpired } as const
+  })
+
+export class ErrorLedger extends Context.Tag("bulwark/ErrorLedger")<
+  ErrorLedger,
+  Effect.Effect.Success<ReturnType<typeof make>>
+>() {
+  static readonly layer = (options: ErrorLedgerOptions) => Layer.scoped(ErrorLedger, make(options))
+}
+
+/** The operators' side of the ledger: find, filter, resolve, count. */
+export class ErrorRecords extends Effect.Service<ErrorRecords>()("bulwark/ErrorRecords", {
+  effect: Effect.gen(function*() {
+    const repo = yield* ErrorsRepo
+    const notFound = (errorId: string) =>
+      new NotFound({ code: "ERROR_NOT_FOUND", detail: `No error record ${errorId} exists.` })
+
+    const get = Effect.fn("ErrorRecords.get")(function*(errorId: string) {
+      const record = yield* repo.find(errorId)
+      if (Option.isNone(record)) return yield* notFound(errorId)
+      return record.value
+    })
+
+    const list = Effect.fn("ErrorRecords.list")(function*(filter: ListErrorsFilter) {
+      return yield* repo.list(filter)
+    })
+
+    const resolve = Effect.fn("ErrorRecords.resolve")(function*(errorId: string, notes: string | undefined) {
+      const record = yield* repo.resolve(errorId, notes ?? null, yield* nowIso)
+      if (Option.isNone(record)) return yield* notFound(errorId)
+      return record.value
+    })
+
+    const stats = Effect.fn("ErrorRecords.stats")(function*(since: Date | undefined) {
+      const sinceIso = since?.toISOString() ?? new Date(0).toISOString()
+      const counts = yield* repo.stats(sinceIso)
+      return {
+        since: since?.toISOString() ?? null,
+        total: Object.values(counts.bySeverity).reduce((sum, n) => sum + n, 0),
+        by_code: counts.byCode,
+        by_status: counts.byStatus,
+        by_severity: counts.bySeverity,
+        unresolved_count: counts.unresolved,
+        last_error: Option.getOrNull(counts.last)
+      }
+    })
+
+    return { get, list, resolve, stats } as const
+  }),
+  dependencies: [ErrorsRepo.Default]
+}) {}

@@ -1,0 +1,31 @@
+/** The application's metrics (SPEC §7), defined once; every module that feeds one imports it from here. */
+import { Metric, MetricBoundaries } from "effect"
+
+/** The OpenTelemetry HTTP semantic conventions' buckets, in seconds. */
+export const HTTP_DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]
+
+export const httpServerRequestDuration = Metric.histogram(
+  "http.server.request.duration",
+  MetricBoundaries.fromIterable(HTTP_DURATION_BUCKETS),
+  "Duration of HTTP server requests, in seconds"
+)
+
+export const errorsTotal = Metric.counter("bulwark_errors_total", { description: "Error responses, by code and status", incremental: true })
+
+export const ledgerDroppedTotal = Metric.counter("bulwark_ledger_dropped_total", {
+  description: "Error records the ledger could not write (each went to stderr instead)",
+  incremental: true
+})
+
+export const dependencyUp = Metric.gauge("bulwark_dependency_up", { description: "1 when the dependency serves, 0 when not" })
+
+export const breakerState = Metric.gauge("bulwark_breaker_state", {
+  description: "Circuit breaker state: 0 closed, 1 half-open, 2 open, 3 forced open, 4 disabled"
+})
+
+export const breakerTransitionsTotal = Metric.counter("bulwark_breaker_transitions_total", {
+  description: "Circuit breaker state transitions",
+  incremental: true
+})
+
+export const retriesTotal = Metric.counter("bulwark_retries_total", { description: "Retried dependency calls", incremental: true })

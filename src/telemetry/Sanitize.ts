@@ -1,0 +1,85 @@
+/**
+ * Sanitising (SPEC §6): values under secret-looking keys become "[Filtered]" in payloads and
+ * headers alike, and credentials are cut out of free text (error messages, stacks). Applied before
+ * anything reaches the ledger, a log line or a span.
+ */
+
+export const FILTERED = "[Filtered]"
+
+const SECRET_KEYS = new Set([
+  "password",
+  "passwd",
+  "secret",
+  "token",
+  "apikey",
+  "authorization",
+  "cookie",
+  "setcookie",
+  "bearer",
+  "jwt",
+  "credentials",
+  "privatekey"
+])
+
+/** `API-Key`, `api_key` and `apiKey` are one key: case and `-`/`_` are folded. */
+const fold = (key: string): string => key.toLowerCase().replaceAll("-", "").replaceAll("_", "")
+
+/** Exact names, and names that end in one (`access_token`, `client_secret`, `x-api-key`). */
+export const isSecretKey = (key: string): boolean => {
+  const folded = fold(key)
+  if (SECRET_KEYS.has(folded)) return true
+  for (const secret of SECRET_KEYS) if (folded.endsWith(secret)) return true
+  return false
+}
+
+export const sanitizeValue = (value: unknown, depth = 0): unknown => {
+  if (depth > 32) return FILTERED
+  if (typeof value === "string") return sanitizeText(value)
+  if (Array.isArray(value)) return value.map((item) => sanitizeValue(item, depth + 1))
+  if (value !== null && typeof value === "object") {
+    const out: Record<string, unknown> = {}
+    for (const [key, inner] of Object.entries(value)) {
+      out[key] = isSecretKey(key) ? FILTERED : sanitizeValue(inner, depth + 1)
+    }
+    return out
+  }
+  return value
+}
+
+export const sanitizeHeaders = (headers: Readonly<Record<string, string>>): Record<string, string> => {
+  const out: Record<string, string> = {}
+  for (const [name, value] of Object.entries(headers)) out[name] = isSecretKey(name) ? FILTERED : sanitizeText(value)
+  return out
+}
+
+const CREDENTIAL_PATTERNS: ReadonlyArray<RegExp> = [
+  /bk_[A-Za-z0-9_-]{16,}/g, // our API keys
+  /eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/g, // JWTs
+  /(Bearer|Basic)\s+[^\s"',;]+/gi
+]
+
+const KEY_VALUE = /([A-Za-z0-9_-]+)(["']?\s*[:=]\s*["']?)([^\s"'&,;}]+)/g
+
+/** Cuts credentials out of free text: known token shapes, and `key=value`/`"key": "value"` pairs. */
+export const sanitizeText = (text: string): string => {
+  let out = text
+  for (const pattern of CREDENTIAL_PATTERNS) {
+    out = out.replace(pattern, (match) => (/^(bearer|basic)\s/i.test(match) ? `${match.split(/\s+/)[0]} ${FILTERED}` : FILTERED))
+  }
+  return out.replace(KEY_VALUE, (match, key: string, separator: string) => (isSecretKey(key) ? `${key}${separator}${FILTERED}` : match))
+}
+
+export const MAX_PAYLOAD_BYTES = 8 * 1024
+
+/** A request body for the ledger: parsed, sanitised, and cut to 8 KiB. */
+export const sanitizePayload = (body: string): string | null => {
+  if (body.length === 0) return null
+  let sanitized: string
+  try {
+    sanitized = JSON.stringify(sanitizeValue(JSON.parse(body)))
+  } catch {
+    sanitized = sanitizeText(body)
+  }
+  if (Buffer.byteLength(sanitized) <= MAX_PAYLOAD_BYTES) return sanitized
+  return Buffer.from(sanitized).subarray(0, MAX_PAYLOAD_BYTES - 16).toString("utf8").replace(/\uFFFD+$/, "") + "…[truncated]"
+}
