@@ -7,8 +7,11 @@ import { BunContext, BunRuntime } from "@effect/platform-bun"
 import { Cause, Console, Effect, Layer, Option, Schema } from "effect"
 import * as Database from "../../layers/database/Database.js"
 import * as Migrations from "../../layers/database/Migrations.js"
+import { ErrorRecords } from "../../services/ErrorLedger.js"
 import { Tenants } from "../../services/Tenants.js"
 import { appConfig, describeStartupFailure } from "../Config.js"
+import { ListErrorsParams } from "../domain/ErrorRecord.js"
+import { Uuid } from "../domain/Ids.js"
 import { AgentName, KeyId, TenantId } from "../domain/Tenant.js"
 import { isAppError } from "../errors.js"
 import { SQLITE_BUSY_TIMEOUT_MILLIS } from "../Server.js"
@@ -21,6 +24,10 @@ const databaseOptions = Effect.map(appConfig, (config) => ({
 /** The services a command needs, on the configured database with migrations applied. */
 const TenantsLive = Layer.unwrapEffect(
   Effect.map(databaseOptions, (options) => Tenants.Default.pipe(Layer.provide(Database.layer(options))))
+)
+
+const ErrorRecordsLive = Layer.unwrapEffect(
+  Effect.map(databaseOptions, (options) => ErrorRecords.Default.pipe(Layer.provide(Database.layer(options))))
 )
 
 const printJson = (value: unknown) => Console.log(JSON.stringify(value, null, 2))
@@ -75,11 +82,53 @@ const keyRevoke = Command.make("revoke", { id: Args.text({ name: "id" }) }, ({ i
     yield* printJson({ revoked: keyId })
   }).pipe(Effect.provide(TenantsLive))).pipe(Command.withDescription("Revoke an API key and every token issued for it."))
 
+const errorsList = Command.make(
+  "list",
+  {
+    type: Options.text("type").pipe(Options.optional),
+    code: Options.text("code").pipe(Options.optional),
+    severity: Options.text("severity").pipe(Options.optional),
+    session: Options.text("session").pipe(Options.optional),
+    resolved: Options.text("resolved").pipe(Options.optional, Options.withDescription("true or false")),
+    since: Options.text("since").pipe(Options.optional, Options.withDescription("RFC 3339 timestamp")),
+    limit: Options.text("limit").pipe(Options.optional)
+  },
+  (options) =>
+    Effect.gen(function*() {
+      const given = Object.fromEntries(
+        Object.entries({ ...options, session_id: options.session, session: Option.none() })
+          .flatMap(([name, value]) => (Option.isSome(value) ? [[name, value.value]] : []))
+      )
+      const filter = yield* decodeOrFail(ListErrorsParams, "the filter")(given)
+      const errors = yield* ErrorRecords
+      yield* printJson({ data: yield* errors.list(filter) })
+    }).pipe(Effect.provide(ErrorRecordsLive))
+).pipe(Command.withDescription("List error records, newest first."))
+
+const errorsShow = Command.make("show", { id: Args.text({ name: "error_id" }) }, ({ id }) =>
+  Effect.gen(function*() {
+    const errorId = yield* decodeOrFail(Uuid, "error_id")(id)
+    const errors = yield* ErrorRecords
+    yield* printJson(yield* errors.get(errorId))
+  }).pipe(Effect.provide(ErrorRecordsLive))).pipe(Command.withDescription("Show one error record."))
+
+const errorsResolve = Command.make(
+  "resolve",
+  { id: Args.text({ name: "error_id" }), notes: Options.text("notes").pipe(Options.optional) },
+  ({ id, notes }) =>
+    Effect.gen(function*() {
+      const errorId = yield* decodeOrFail(Uuid, "error_id")(id)
+      const errors = yield* ErrorRecords
+      yield* printJson(yield* errors.resolve(errorId, Option.getOrUndefined(notes)))
+    }).pipe(Effect.provide(ErrorRecordsLive))
+).pipe(Command.withDescription("Mark an error record resolved, with optional notes."))
+
 const cli = Command.make("bulwark").pipe(
   Command.withSubcommands([
     migrate,
     Command.make("tenant").pipe(Command.withSubcommands([tenantCreate])),
-    Command.make("key").pipe(Command.withSubcommands([keyCreate, keyRevoke]))
+    Command.make("key").pipe(Command.withSubcommands([keyCreate, keyRevoke])),
+    Command.make("errors").pipe(Command.withSubcommands([errorsList, errorsShow, errorsResolve]))
   ])
 )
 

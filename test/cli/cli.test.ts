@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { expectProblem, startServer, type TestServer, withKey } from "../support/server.js"
+import { expectProblem, ledgerRecord, startServer, type TestServer, withKey } from "../support/server.js"
 
 const entry = join(import.meta.dir, "..", "..", "src", "cli", "main.ts")
 let directory: string
@@ -84,5 +84,36 @@ describe("keys from the CLI work through HTTP", () => {
     expect((await server.fetch("/v1/sessions", withKey(tenant.api_key))).status).toBe(200)
     expect(await run("key", "revoke", tenant.api_key_id).exited).toBe(0)
     await expectProblem(await server.fetch("/v1/sessions", withKey(tenant.api_key)), 401, "AUTH_REVOKED")
+  })
+
+  test("errors list, show and resolve read the ledger the server wrote", async () => {
+    const run = async (...args: Array<string>) => {
+      const child = Bun.spawn(["bun", entry, ...args], {
+        env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", DATABASE_URL: `file:${server.databaseFile}` },
+        stdout: "pipe",
+        stderr: "pipe"
+      })
+      const exitCode = await child.exited
+      return { exitCode, stdout: await new Response(child.stdout).text(), stderr: (await new Response(child.stderr).text()).trim() }
+    }
+    const tenant = await server.createTenant()
+    const problem = await expectProblem(await server.fetch(`/v1/sessions/${crypto.randomUUID()}`, withKey(tenant.api_key)), 404, "SESSION_NOT_FOUND")
+    await ledgerRecord(server, problem.error_id)
+
+    const listed = await run("errors", "list", "--code", "SESSION_NOT_FOUND", "--resolved", "false")
+    expect(listed.exitCode).toBe(0)
+    expect((JSON.parse(listed.stdout) as { data: Array<{ error_id: string }> }).data.map((row) => row.error_id)).toContain(problem.error_id)
+
+    const shown = await run("errors", "show", problem.error_id)
+    expect(JSON.parse(shown.stdout)).toMatchObject({ error_id: problem.error_id, code: "SESSION_NOT_FOUND", status: 404 })
+
+    const resolved = await run("errors", "resolve", problem.error_id, "--notes", "expected in tests")
+    expect(JSON.parse(resolved.stdout)).toMatchObject({ resolved: true, notes: "expected in tests" })
+
+    const missing = await run("errors", "show", crypto.randomUUID())
+    expect(missing.exitCode).toBe(1)
+    expect(missing.stderr).toStartWith("error: ERROR_NOT_FOUND")
+    const badFilter = await run("errors", "list", "--severity", "loud")
+    expect(badFilter.exitCode).toBe(1)
   })
 })

@@ -1,0 +1,66 @@
+/** The ledger's retention job and writer, driven by TestClock on a real SQLite file. */
+import { describe, expect, test } from "bun:test"
+import { Effect, Layer, Option, TestClock, TestContext } from "effect"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import * as Database from "../../layers/database/Database.js"
+import { ErrorLedger, fingerprintOf, severityOf } from "../../services/ErrorLedger.js"
+import { ErrorsRepo } from "../../services/ErrorsRepo.js"
+import { Internal, NotFound, DbOperational } from "../../src/errors.js"
+
+const withLedger = <A, E>(program: Effect.Effect<A, E, ErrorLedger | ErrorsRepo>) => {
+  const directory = mkdtempSync(join(tmpdir(), "bulwark-ledger-"))
+  const database = Database.layer({ url: { _tag: "SqliteFile", filename: join(directory, "ledger.db") }, sqliteBusyTimeoutMillis: 50 })
+  const repo = ErrorsRepo.Default.pipe(Layer.provide(database))
+  const ledger = ErrorLedger.layer({ retentionDays: 30, purgeEvery: "1 hour" }).pipe(Layer.provide(repo))
+  return Effect.runPromise(
+    program.pipe(Effect.provide(Layer.merge(ledger, repo)), Effect.provide(TestContext.TestContext), Effect.scoped)
+  ).finally(() => rmSync(directory, { recursive: true, force: true }))
+}
+
+/** Waits (on the real scheduler, not the clock) until the writer fiber has stored `errorId`. */
+const stored = (errorId: string) =>
+  Effect.flatMap(ErrorsRepo, (repo) =>
+    Effect.zipRight(Effect.yieldNow(), repo.find(errorId)).pipe(
+      Effect.flatMap(Option.match({ onNone: () => Effect.fail("not yet" as const), onSome: Effect.succeed })),
+      Effect.retry({ times: 1000 }),
+      Effect.orDie
+    ))
+
+describe("retention", () => {
+  test("rows older than BULWARK_ERROR_RETENTION_DAYS are deleted by the periodic job; newer ones stay", () =>
+    withLedger(
+      Effect.gen(function*() {
+        const ledger = yield* ErrorLedger
+        const repo = yield* ErrorsRepo
+        const old = yield* ledger.record(new NotFound({ code: "SESSION_NOT_FOUND", detail: "old" }))
+        yield* stored(old)
+        yield* TestClock.adjust("20 days")
+        const recent = yield* ledger.record(new NotFound({ code: "SESSION_NOT_FOUND", detail: "recent" }))
+        yield* stored(recent)
+        // Day 31: the old row is past 30 days, the recent one (day 20) is not.
+        yield* TestClock.adjust("11 days")
+        expect(Option.isNone(yield* repo.find(old))).toBe(true)
+        expect(Option.isSome(yield* repo.find(recent))).toBe(true)
+        yield* TestClock.adjust("20 days")
+        expect(Option.isNone(yield* repo.find(recent))).toBe(true)
+      })
+    ))
+})
+
+describe("classification", () => {
+  test("severity: defects critical, dependency 5xx error, 4xx warning", () => {
+    expect(severityOf(new Internal({ reason: "bug", cause: new Error("x") }))).toBe("critical")
+    expect(severityOf(new DbOperational({ operation: "x", reason: "locked", transient: true, retryAfterSeconds: 1, cause: null }))).toBe("error")
+    expect(severityOf(new NotFound({ code: "SESSION_NOT_FOUND", detail: "x" }))).toBe("warning")
+  })
+
+  test("the fingerprint is stable across line numbers and differs by code and route", () => {
+    const stackA = "Error: x\n    at handler (/app/src/a.ts:10:5)\n    at other (/app/b.ts:1:1)"
+    const stackB = "Error: x\n    at handler (/app/src/a.ts:99:7)\n    at other (/app/b.ts:1:1)"
+    expect(fingerprintOf("INTERNAL_ERROR", "/v1/sessions", stackA)).toBe(fingerprintOf("INTERNAL_ERROR", "/v1/sessions", stackB))
+    expect(fingerprintOf("INTERNAL_ERROR", "/v1/sessions", stackA)).not.toBe(fingerprintOf("INTERNAL_ERROR", "/v1/other", stackA))
+    expect(fingerprintOf("SESSION_NOT_FOUND", "/v1/sessions/:id", null)).not.toBe(fingerprintOf("KEY_NOT_FOUND", "/v1/sessions/:id", null))
+  })
+})
