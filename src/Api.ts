@@ -67,6 +67,16 @@ export class ProblemsGroup extends HttpApiGroup.make("problems", { topLevel: tru
 
 const sessionPath = Schema.Struct({ id: SessionId })
 
+export class OperationsGroup extends HttpApiGroup.make("operations", { topLevel: true })
+  .add(
+    HttpApiEndpoint.get("metrics", "/metrics")
+      .addSuccess(Schema.String.pipe(HttpApiSchema.withEncoding({ kind: "Text", contentType: "text/plain; version=0.0.4" })))
+      .annotate(OpenApi.Description, "Prometheus text exposition of the server's metrics.")
+  )
+  .addError(ApiError.DbOperational)
+  .middleware(AdminAuthentication)
+{}
+
 export class SessionsGroup extends HttpApiGroup.make("sessions")
   .add(
     HttpApiEndpoint.post("create", "/")
@@ -171,6 +181,7 @@ const documentProblems = (spec: Record<string, any>): Record<string, any> => {
 export class Api extends HttpApi.make("bulwark")
   .add(HealthGroup)
   .add(ProblemsGroup)
+  .add(OperationsGroup)
   .add(SessionsGroup)
   .add(AdminGroup)
   .addError(ApiError.ValidationFailed)

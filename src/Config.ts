@@ -43,6 +43,20 @@ const port = Config.integer("PORT").pipe(
 
 const logFormat = Config.literal("json", "pretty")("LOG_FORMAT").pipe(Config.withDefault("json" as const))
 
+const positiveMillis = (variable: string, fallback: number) =>
+  Config.integer(variable).pipe(
+    Config.withDefault(fallback),
+    requiring(variable, "expected a whole number of milliseconds, at least 1", (millis) => millis >= 1)
+  )
+
+const telemetry = Config.all({
+  endpoint: Config.option(Config.url("OTEL_EXPORTER_OTLP_ENDPOINT").pipe(Config.map((url) => url.toString()))),
+  protocol: Config.literal("http/json", "http/protobuf")("OTEL_EXPORTER_OTLP_PROTOCOL").pipe(Config.withDefault("http/json" as const)),
+  serviceName: Config.nonEmptyString("OTEL_SERVICE_NAME").pipe(Config.withDefault("bulwark")),
+  traceExportIntervalMillis: positiveMillis("OTEL_BSP_SCHEDULE_DELAY", 5000),
+  metricExportIntervalMillis: positiveMillis("OTEL_METRIC_EXPORT_INTERVAL", 60000)
+})
+
 export const appConfig = Config.all({
   port,
   host: Config.string("HOST").pipe(Config.withDefault("127.0.0.1")),
@@ -59,7 +73,8 @@ export const appConfig = Config.all({
     requiring("BULWARK_ERROR_RETENTION_DAYS", "expected a whole number of days, at least 1", (days) => days >= 1)
   ),
   logLevel: Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info)),
-  logFormat
+  logFormat,
+  telemetry
 })
 
 export type AppConfigShape = Config.Config.Success<typeof appConfig>

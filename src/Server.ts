@@ -4,7 +4,7 @@
  */
 import { HttpApiBuilder, HttpApiSwagger, HttpServer } from "@effect/platform"
 import { BunHttpServer } from "@effect/platform-bun"
-import { Cause, Layer } from "effect"
+import { Cause, type Duration, Layer, Option } from "effect"
 import * as Database from "../layers/database/Database.js"
 import { adminTokenLayer } from "../layers/Secrets.js"
 import { Auth } from "../services/Auth.js"
@@ -18,6 +18,8 @@ import { AdminAuthenticationLive, AuthenticationLive } from "./http/Auth.js"
 import * as Boundary from "./http/Boundary.js"
 import { HandlersLive } from "./http/Handlers.js"
 import * as Logging from "./telemetry/Logging.js"
+import * as Otlp from "./telemetry/Otlp.js"
+import { routeTemplates, serverSpan, withoutBuiltinTracer } from "./telemetry/ServerSpan.js"
 
 /** How long SQLite itself waits on a lock before the call fails as `DATABASE_UNAVAILABLE`. */
 export const SQLITE_BUSY_TIMEOUT_MILLIS = 2000
@@ -27,7 +29,20 @@ export interface ServerOptions {
   readonly sqliteBusyTimeoutMillis?: number
   /** Routes added beside the API (tests use this for a route that dies). */
   readonly extraRoutes?: Layer.Layer<never, never, never>
+  readonly telemetryShutdownTimeout?: Duration.DurationInput
 }
+
+/** OTLP export when an endpoint is configured; without one nothing is exported. */
+const TelemetryLive = (options: ServerOptions) =>
+  Option.match(options.config.telemetry.endpoint, {
+    onNone: () => Layer.empty,
+    onSome: (endpoint) =>
+      Otlp.layer({
+        ...options.config.telemetry,
+        endpoint,
+        ...(options.telemetryShutdownTimeout === undefined ? {} : { shutdownTimeout: options.telemetryShutdownTimeout })
+      })
+  })
 
 export const ServicesLive = (options: ServerOptions) =>
   Layer.mergeAll(
@@ -63,8 +78,11 @@ const listen = (config: AppConfigShape) =>
     )
   )
 
+const routeOf = routeTemplates(Api, [["GET", "/docs"], ["GET", "/openapi.json"]])
+
 export const MainLive = (options: ServerOptions) =>
-  HttpApiBuilder.serve().pipe(
+  HttpApiBuilder.serve(serverSpan(routeOf)).pipe(
+    withoutBuiltinTracer,
     Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
     Layer.provide(options.extraRoutes ?? Layer.empty),
@@ -73,5 +91,6 @@ export const MainLive = (options: ServerOptions) =>
     HttpServer.withLogAddress,
     Layer.provideMerge(listen(options.config)),
     Layer.provide(ServicesLive(options)),
-    Layer.provide(Logging.layer({ format: options.config.logFormat, level: options.config.logLevel }))
+    Layer.provide(Logging.layer({ format: options.config.logFormat, level: options.config.logLevel })),
+    Layer.provide(TelemetryLive(options))
   )

@@ -10,6 +10,7 @@ import { Sessions } from "../../services/Sessions.js"
 import { Tenants } from "../../services/Tenants.js"
 import { Api } from "../Api.js"
 import { CurrentPrincipal } from "../domain/Principal.js"
+import { prometheusText } from "../telemetry/Prometheus.js"
 import { codeOfSlug, NotFound, problemTypes, slugOf, statusOfCode } from "../errors.js"
 
 const ok = { status: "ok" } as const
@@ -37,6 +38,8 @@ export const ProblemsLive = HttpApiBuilder.group(Api, "problems", (handlers) =>
     })
   }))
 
+export const OperationsLive = HttpApiBuilder.group(Api, "operations", (handlers) => handlers.handle("metrics", () => prometheusText))
+
 export const SessionsLive = HttpApiBuilder.group(Api, "sessions", (handlers) =>
   Effect.gen(function*() {
     const sessions = yield* Sessions
@@ -62,4 +65,4 @@ export const AdminLive = HttpApiBuilder.group(Api, "admin", (handlers) =>
       .handle("resolveError", ({ path, payload }) => errors.resolve(path.error_id, payload.notes))
   }))
 
-export const HandlersLive = Layer.mergeAll(HealthLive, ProblemsLive, SessionsLive, AdminLive)
+export const HandlersLive = Layer.mergeAll(HealthLive, ProblemsLive, OperationsLive, SessionsLive, AdminLive)

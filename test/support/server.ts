@@ -26,6 +26,8 @@ export interface TestServerOptions {
   readonly sqliteBusyTimeoutMillis?: number
   readonly extraRoutes?: Layer.Layer<never, never, never>
   readonly logLevel?: LogLevel.LogLevel
+  /** Exports traces and metrics here (every 100/200 ms) when set. */
+  readonly otlpEndpoint?: string
 }
 
 /** A route that dies with a defect whose message and stack must never reach a client. */
@@ -46,6 +48,13 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
     database: { _tag: "SqliteFile", filename: databaseFile },
     adminToken: Option.some(Redacted.make(adminToken)),
     errorRetentionDays: 30,
+    telemetry: {
+      endpoint: options.otlpEndpoint === undefined ? Option.none() : Option.some(options.otlpEndpoint),
+      protocol: "http/json",
+      serviceName: "bulwark-test",
+      traceExportIntervalMillis: 100,
+      metricExportIntervalMillis: 200
+    },
     logLevel: options.logLevel ?? LogLevel.None,
     logFormat: "json"
   }
@@ -53,7 +62,8 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
     MainLive({
       config,
       ...(options.sqliteBusyTimeoutMillis === undefined ? {} : { sqliteBusyTimeoutMillis: options.sqliteBusyTimeoutMillis }),
-      ...(options.extraRoutes === undefined ? {} : { extraRoutes: options.extraRoutes })
+      ...(options.extraRoutes === undefined ? {} : { extraRoutes: options.extraRoutes }),
+      telemetryShutdownTimeout: "500 millis"
     })
   )
   const address = await runtime.runPromise(Effect.map(HttpServer.HttpServer, (server) => server.address))
