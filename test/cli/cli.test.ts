@@ -8,15 +8,18 @@ import { expectProblem, ledgerRecord, startServer, type TestServer, withKey } fr
 const entry = join(import.meta.dir, "..", "..", "src", "cli", "main.ts")
 let directory: string
 
-const cli = async (...args: Array<string>) => {
+/** Runs the CLI as a user would, against the SQLite file `databaseFile`. */
+const cliOn = (databaseFile: string) => async (...args: Array<string>) => {
   const child = Bun.spawn(["bun", entry, ...args], {
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", DATABASE_URL: `file:${join(directory, "bulwark.db")}` },
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", DATABASE_URL: `file:${databaseFile}` },
     stdout: "pipe",
     stderr: "pipe"
   })
   const exitCode = await child.exited
   return { exitCode, stdout: await new Response(child.stdout).text(), stderr: (await new Response(child.stderr).text()).trim() }
 }
+
+const cli = (...args: Array<string>) => cliOn(join(directory, "bulwark.db"))(...args)
 
 beforeAll(() => {
   directory = mkdtempSync(join(tmpdir(), "bulwark-cli-"))
@@ -72,30 +75,17 @@ describe("keys from the CLI work through HTTP", () => {
   afterAll(() => server.close())
 
   test("a CLI-made key authenticates; once revoked it is AUTH_REVOKED", async () => {
-    const run = (...args: Array<string>) =>
-      Bun.spawn(["bun", entry, ...args], {
-        env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", DATABASE_URL: `file:${server.databaseFile}` },
-        stdout: "pipe",
-        stderr: "pipe"
-      })
-    const tenantRun = run("tenant", "create", "from-cli")
-    expect(await tenantRun.exited).toBe(0)
-    const tenant = JSON.parse(await new Response(tenantRun.stdout).text()) as { api_key: string; api_key_id: string }
+    const run = cliOn(server.databaseFile)
+    const tenantRun = await run("tenant", "create", "from-cli")
+    expect(tenantRun.exitCode).toBe(0)
+    const tenant = JSON.parse(tenantRun.stdout) as { api_key: string; api_key_id: string }
     expect((await server.fetch("/v1/sessions", withKey(tenant.api_key))).status).toBe(200)
-    expect(await run("key", "revoke", tenant.api_key_id).exited).toBe(0)
+    expect((await run("key", "revoke", tenant.api_key_id)).exitCode).toBe(0)
     await expectProblem(await server.fetch("/v1/sessions", withKey(tenant.api_key)), 401, "AUTH_REVOKED")
   })
 
   test("errors list, show and resolve read the ledger the server wrote", async () => {
-    const run = async (...args: Array<string>) => {
-      const child = Bun.spawn(["bun", entry, ...args], {
-        env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", DATABASE_URL: `file:${server.databaseFile}` },
-        stdout: "pipe",
-        stderr: "pipe"
-      })
-      const exitCode = await child.exited
-      return { exitCode, stdout: await new Response(child.stdout).text(), stderr: (await new Response(child.stderr).text()).trim() }
-    }
+    const run = cliOn(server.databaseFile)
     const tenant = await server.createTenant()
     const problem = await expectProblem(await server.fetch(`/v1/sessions/${crypto.randomUUID()}`, withKey(tenant.api_key)), 404, "SESSION_NOT_FOUND")
     await ledgerRecord(server, problem.error_id)

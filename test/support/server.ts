@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { AppConfigShape } from "../../src/Config.js"
+import type { ErrorRecord } from "../../src/domain/ErrorRecord.js"
 import { MainLive } from "../../src/Server.js"
 
 export interface TestServer {
@@ -163,27 +164,8 @@ export const eventually = async <A>(probe: () => Promise<A | undefined>, millis 
   }
 }
 
-export interface LedgerRecord {
-  readonly error_id: string
-  readonly type: string
-  readonly code: string
-  readonly status: number
-  readonly message: string
-  readonly stack: string | null
-  readonly fingerprint: string
-  readonly severity: string
-  readonly tenant_id: string | null
-  readonly session_id: string | null
-  readonly request_id: string | null
-  readonly trace_id: string | null
-  readonly method: string | null
-  readonly route: string | null
-  readonly user_agent: string | null
-  readonly request_payload: unknown
-  readonly resolved: boolean
-  readonly resolved_at: string | null
-  readonly notes: string | null
-}
+/** A ledger row as the admin API returns it. */
+export type LedgerRecord = typeof ErrorRecord.Encoded
 
 /** The ledger row of an error, once the background writer has stored it. */
 export const ledgerRecord = (server: TestServer, errorId: string): Promise<LedgerRecord> =>
