@@ -1,0 +1,202 @@
+/**
+ * A circuit breaker per dependency (SPEC §5), built on `Ref` and `Clock` so tests drive it with
+ * `TestClock`. States: closed, open, half-open, and the operators' forced-open and disabled.
+ *
+ * Trips on any of: N consecutive failures; a failure rate over the last `windowSize` calls once
+ * `minimumCalls` are in the window; a slow-call rate over the same window. While open every call
+ * fails at once with `Retry-After` = time left open. After the open time, up to
+ * `halfOpenMaxProbes` concurrent probes are admitted and the rest rejected at once; a probe that
+ * hangs is cut by the per-call timeout and counts as a failure. A failed probe re-opens with the
+ * open duration doubled (up to `maxOpenDuration`); a good one closes the breaker. Only failures for
+ * which `isFailure` holds count: a 404 or a constraint violation means the dependency answered.
+ */
+import { Clock, Duration, Effect, Metric, MetricLabel, Ref } from "effect"
+import { breakerState, breakerTransitionsTotal, dependencyUp } from "../../src/telemetry/Metrics.js"
+
+export type BreakerStateName = "closed" | "open" | "half_open" | "forced_open" | "disabled"
+
+type State =
+  | { readonly _tag: "closed"; readonly consecutiveFailures: number; readonly window: ReadonlyArray<Outcome> }
+  | { readonly _tag: "open"; readonly until: number; readonly openMillis: number }
+  | { readonly _tag: "half_open"; readonly probes: number; readonly openMillis: number }
+  | { readonly _tag: "forced_open" }
+  | { readonly _tag: "disabled" }
+
+interface Outcome {
+  readonly failed: boolean
+  readonly slow: boolean
+}
+
+export interface BreakerOptions<E> {
+  readonly dependency: string
+  readonly consecutiveFailures: number
+  readonly failureRate: number
+  readonly slowCallRate: number
+  readonly slowCallDuration: Duration.DurationInput
+  readonly windowSize: number
+  readonly minimumCalls: number
+  readonly openDuration: Duration.DurationInput
+  readonly maxOpenDuration: Duration.DurationInput
+  readonly halfOpenMaxProbes: number
+  readonly callTimeout: Duration.DurationInput
+  /** Whether an error means the dependency is unwell (and so counts against it). */
+  readonly isFailure: (error: E) => boolean
+  /** The error a rejected call fails with; `retryAfterSeconds` is the time left open. */
+  readonly rejected: (retryAfterSeconds: number) => E
+  /** The error a call cut by `callTimeout` fails with. */
+  readonly timedOut: () => E
+}
+
+export interface BreakerStatus {
+  readonly state: BreakerStateName
+  /** Seconds until a probe is admitted; 0 unless open. */
+  readonly retryAfterSeconds: number
+  readonly consecutiveFailures: number
+  readonly windowCalls: number
+  readonly windowFailures: number
+}
+
+const STATE_VALUE: Record<BreakerStateName, number> = { closed: 0, half_open: 1, open: 2, forced_open: 3, disabled: 4 }
+
+type Admission =
+  | { readonly _tag: "run"; readonly probe: boolean; readonly tracked: boolean }
+  | { readonly _tag: "reject"; readonly retryAfterSeconds: number }
+
+const closedState: State = { _tag: "closed", consecutiveFailures: 0, window: [] }
+
+export const make = <E>(options: BreakerOptions<E>) =>
+  Effect.gen(function*() {
+    const state = yield* Ref.make<State>(closedState)
+    const baseOpenMillis = Duration.toMillis(options.openDuration)
+    const maxOpenMillis = Duration.toMillis(options.maxOpenDuration)
+    const slowMillis = Duration.toMillis(options.slowCallDuration)
+    const dependencyLabel = MetricLabel.make("dependency", options.dependency)
+    const stateGauge = Metric.taggedWithLabels(breakerState, [dependencyLabel])
+    const upGauge = Metric.taggedWithLabels(dependencyUp, [dependencyLabel])
+    yield* Metric.set(stateGauge, STATE_VALUE.closed)
+
+    const transitioned = (from: BreakerStateName, to: BreakerStateName) =>
+      from === to
+        ? Effect.void
+        : Effect.all([
+          Metric.set(stateGauge, STATE_VALUE[to]),
+          Metric.increment(
+            Metric.taggedWithLabels(breakerTransitionsTotal, [dependencyLabel, MetricLabel.make("from", from), MetricLabel.make("to", to)])
+          ),
+          (to === "open" || to === "forced_open" ? Effect.logWarning : Effect.logInfo)(
+            `circuit breaker for ${options.dependency}: ${from} -> ${to}`
+          ).pipe(Effect.annotateLogs({ dependency: options.dependency, from, to }))
+        ], { discard: true })
+
+    const openFor = (openMillis: number, now: number): State => ({ _tag: "open", until: now + openMillis, openMillis })
+
+    const tripped = (consecutiveFailures: number, window: ReadonlyArray<Outcome>): boolean => {
+      if (consecutiveFailures >= options.consecutiveFailures) return true
+      if (window.length < options.minimumCalls) return false
+      const failures = window.filter((outcome) => outcome.failed).length
+      const slow = window.filter((outcome) => outcome.slow).length
+      return failures / window.length >= options.failureRate || slow / window.length >= options.slowCallRate
+    }
+
+    const admit = Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      Ref.modify(state, (current): [readonly [Admission, BreakerStateName, BreakerStateName], State] => {
+        switch (current._tag) {
+          case "disabled":
+            return [[{ _tag: "run", probe: false, tracked: false }, "disabled", "disabled"], current]
+          case "forced_open":
+            return [[{ _tag: "reject", retryAfterSeconds: Math.ceil(baseOpenMillis / 1000) }, "forced_open", "forced_open"], current]
+          case "closed":
+            return [[{ _tag: "run", probe: false, tracked: true }, "closed", "closed"], current]
+          case "open":
+            if (now < current.until) {
+              return [[{ _tag: "reject", retryAfterSeconds: Math.ceil((current.until - now) / 1000) }, "open", "open"], current]
+            }
+            return [[{ _tag: "run", probe: true, tracked: true }, "open", "half_open"], {
+              _tag: "half_open",
+              probes: 1,
+              openMillis: current.openMillis
+            }]
+          case "half_open":
+            if (current.probes >= options.halfOpenMaxProbes) {
+              return [[{ _tag: "reject", retryAfterSeconds: 1 }, "half_open", "half_open"], current]
+            }
+            return [[{ _tag: "run", probe: true, tracked: true }, "half_open", "half_open"], { ...current, probes: current.probes + 1 }]
+        }
+      })
+    ).pipe(Effect.tap(([, from, to]) => transitioned(from, to)), Effect.map(([admission]) => admission))
+
+    const record = (outcome: Outcome, probe: boolean) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        Ref.modify(state, (current): [readonly [BreakerStateName, BreakerStateName], State] => {
+          switch (current._tag) {
+            case "closed": {
+              const window = [...current.window, outcome].slice(-options.windowSize)
+              const consecutiveFailures = outcome.failed ? current.consecutiveFailures + 1 : 0
+              return tripped(consecutiveFailures, window)
+                ? [["closed", "open"], openFor(baseOpenMillis, now)]
+                : [["closed", "closed"], { _tag: "closed", consecutiveFailures, window }]
+            }
+            case "half_open": {
+              if (!probe) return [["half_open", "half_open"], current]
+              if (outcome.failed || outcome.slow) {
+                return [["half_open", "open"], openFor(Math.min(current.openMillis * 2, maxOpenMillis), now)]
+              }
+              return [["half_open", "closed"], closedState]
+            }
+            // An operator changed the state while the call ran: the operator's word stands.
+            default:
+              return [[current._tag, current._tag], current]
+          }
+        })
+      ).pipe(
+        Effect.flatMap(([from, to]) => transitioned(from, to)),
+        Effect.zipRight(Metric.set(upGauge, outcome.failed ? 0 : 1))
+      )
+
+    /** A probe that was interrupted frees its slot without judging the dependency. */
+    const releaseProbe = Ref.update(state, (current) =>
+      current._tag === "half_open" ? { ...current, probes: Math.max(0, current.probes - 1) } : current)
+
+    const run = <A, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+      Effect.flatMap(admit, (admission) => {
+        if (admission._tag === "reject") return Effect.fail(options.rejected(admission.retryAfterSeconds))
+        const attempt = effect.pipe(Effect.timeoutFail({ duration: options.callTimeout, onTimeout: options.timedOut }))
+        if (!admission.tracked) return attempt
+        return Effect.flatMap(Clock.currentTimeMillis, (started) =>
+          attempt.pipe(
+            Effect.onExit((exit) =>
+              Effect.flatMap(Clock.currentTimeMillis, (finished) => {
+                const slow = finished - started >= slowMillis
+                if (exit._tag === "Success") return record({ failed: false, slow }, admission.probe)
+                const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
+                if (failure !== undefined) return record({ failed: options.isFailure(failure), slow }, admission.probe)
+                if (exit.cause._tag === "Die") return record({ failed: true, slow }, admission.probe)
+                return admission.probe ? releaseProbe : Effect.void
+              })
+            )
+          ))
+      })
+
+    const status = Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      Effect.map(Ref.get(state), (current): BreakerStatus => ({
+        state: current._tag === "open" && now >= current.until ? "open" : current._tag,
+        retryAfterSeconds: current._tag === "open" ? Math.max(0, Math.ceil((current.until - now) / 1000)) : 0,
+        consecutiveFailures: current._tag === "closed" ? current.consecutiveFailures : 0,
+        windowCalls: current._tag === "closed" ? current.window.length : 0,
+        windowFailures: current._tag === "closed" ? current.window.filter((outcome) => outcome.failed).length : 0
+      })))
+
+    /** Operators: force the breaker open, close it (reset), or disable it (calls pass untracked). */
+    const force = (target: "open" | "close" | "disable") =>
+      Effect.flatMap(
+        Ref.modify(state, (current): [readonly [BreakerStateName, BreakerStateName], State] => {
+          const next: State = target === "open" ? { _tag: "forced_open" } : target === "disable" ? { _tag: "disabled" } : closedState
+          return [[current._tag, next._tag], next]
+        }),
+        ([from, to]) => transitioned(from, to)
+      )
+
+    return { run, status, force } as const
+  })
+
+export type CircuitBreaker<E> = Effect.Effect.Success<ReturnType<typeof make<E>>>

@@ -1,0 +1,132 @@
+/** The circuit breaker's rules, each driven by TestClock (no test sleeps). */
+import { describe, expect, test } from "bun:test"
+import { Data, Deferred, Effect, Either, Fiber, TestClock, TestContext } from "effect"
+import * as CircuitBreaker from "../../layers/resilience/CircuitBreaker.js"
+
+class Unwell extends Data.TaggedError("Unwell")<{}> {}
+class Missing extends Data.TaggedError("Missing")<{}> {}
+class Rejected extends Data.TaggedError("Rejected")<{ readonly retryAfterSeconds: number }> {}
+class TimedOut extends Data.TaggedError("TimedOut")<{}> {}
+type Failure = Unwell | Missing | Rejected | TimedOut
+
+const options = (overrides: Partial<CircuitBreaker.BreakerOptions<Failure>> = {}): CircuitBreaker.BreakerOptions<Failure> => ({
+  dependency: "test",
+  consecutiveFailures: 3,
+  failureRate: 0.5,
+  slowCallRate: 0.5,
+  slowCallDuration: "1 second",
+  windowSize: 10,
+  minimumCalls: 6,
+  openDuration: "5 seconds",
+  maxOpenDuration: "40 seconds",
+  halfOpenMaxProbes: 1,
+  callTimeout: "3 seconds",
+  isFailure: (error) => error._tag !== "Missing",
+  rejected: (retryAfterSeconds) => new Rejected({ retryAfterSeconds }),
+  timedOut: () => new TimedOut(),
+  ...overrides
+})
+
+/** The error of a failed call, or undefined. */
+const leftOf = <A, E>(result: Either.Either<A, E>): E | undefined => (Either.isLeft(result) ? result.left : undefined)
+
+const run = <A, E>(program: Effect.Effect<A, E>) => Effect.runPromise(program.pipe(Effect.provide(TestContext.TestContext)))
+const failing = Effect.fail(new Unwell())
+const ok = Effect.succeed("ok")
+
+describe("CircuitBreaker", () => {
+  test("trips after N consecutive failures and then rejects at once with the time left open", () =>
+    run(Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make(options())
+      for (let i = 0; i < 3; i++) yield* Effect.either(breaker.run(failing))
+      expect((yield* breaker.status).state).toBe("open")
+      let called = false
+      const rejected = yield* Effect.either(breaker.run(Effect.sync(() => (called = true))))
+      expect(called).toBe(false)
+      expect(leftOf(rejected)).toMatchObject({ _tag: "Rejected", retryAfterSeconds: 5 })
+      yield* TestClock.adjust("2 seconds")
+      expect(leftOf(yield* Effect.either(breaker.run(ok)))).toMatchObject({ retryAfterSeconds: 3 })
+    })))
+
+  test("trips on the failure rate over the window once the minimum calls are reached", () =>
+    run(Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make(options({ consecutiveFailures: 100 }))
+      // Alternating: never 3 in a row, but 50% failures.
+      for (let i = 0; i < 5; i++) yield* Effect.either(breaker.run(i % 2 === 0 ? failing : ok))
+      expect((yield* breaker.status).state).toBe("closed")
+      yield* Effect.either(breaker.run(ok))
+      yield* Effect.either(breaker.run(failing))
+      expect((yield* breaker.status).state).toBe("open")
+    })))
+
+  test("trips on the slow-call rate", () =>
+    run(Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make(options())
+      const slow = Effect.as(Effect.sleep("1500 millis"), "late")
+      for (let i = 0; i < 6; i++) {
+        const fiber = yield* Effect.fork(breaker.run(i < 3 ? slow : ok))
+        yield* TestClock.adjust("1500 millis")
+        yield* Fiber.join(fiber)
+      }
+      expect((yield* breaker.status).state).toBe("open")
+    })))
+
+  test("failures that do not mean the dependency is unwell never move it", () =>
+    run(Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make(options())
+      for (let i = 0; i < 20; i++) yield* Effect.either(breaker.run(Effect.fail(new Missing())))
+      expect((yield* breaker.status).state).toBe("closed")
+    })))
+
+  test("half-open admits a bounded number of probes, rejects the rest at once, and closes on success", () =>
+    run(Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make(options())
+      for (let i = 0; i < 3; i++) yield* Effect.either(breaker.run(failing))
+      yield* TestClock.adjust("5 seconds")
+      const release = yield* Deferred.make<void>()
+      const probe = yield* Effect.fork(breaker.run(Effect.as(Deferred.await(release), "probed")))
+      yield* Effect.yieldNow()
+      expect((yield* breaker.status).state).toBe("half_open")
+      expect(leftOf(yield* Effect.either(breaker.run(ok)))?._tag).toBe("Rejected")
+      yield* Deferred.succeed(release, undefined)
+      expect(yield* Fiber.join(probe)).toBe("probed")
+      expect((yield* breaker.status).state).toBe("closed")
+    })))
+
+  test("a hanging probe is cut by the call timeout, counts as a failure, and the open time backs off", () =>
+    run(Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make(options())
+      for (let i = 0; i < 3; i++) yield* Effect.either(breaker.run(failing))
+      yield* TestClock.adjust("5 seconds")
+      const probe = yield* Effect.fork(Effect.either(breaker.run(Effect.never)))
+      yield* TestClock.adjust("3 seconds")
+      expect(leftOf(yield* Fiber.join(probe))?._tag).toBe("TimedOut")
+      const status = yield* breaker.status
+      expect(status.state).toBe("open")
+      expect(status.retryAfterSeconds).toBe(10)
+      // Fails again: 20 s, then capped at 40 s.
+      yield* TestClock.adjust("10 seconds")
+      yield* Effect.either(breaker.run(failing))
+      expect((yield* breaker.status).retryAfterSeconds).toBe(20)
+      yield* TestClock.adjust("20 seconds")
+      yield* Effect.either(breaker.run(failing))
+      yield* TestClock.adjust("40 seconds")
+      yield* Effect.either(breaker.run(failing))
+      expect((yield* breaker.status).retryAfterSeconds).toBe(40)
+    })))
+
+  test("operators can force it open, disable it, and close it", () =>
+    run(Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make(options())
+      yield* breaker.force("open")
+      expect(leftOf(yield* Effect.either(breaker.run(ok)))?._tag).toBe("Rejected")
+      yield* TestClock.adjust("1 hour")
+      expect((yield* breaker.status).state).toBe("forced_open")
+      yield* breaker.force("disable")
+      for (let i = 0; i < 10; i++) yield* Effect.either(breaker.run(failing))
+      expect((yield* breaker.status).state).toBe("disabled")
+      yield* breaker.force("close")
+      expect(yield* breaker.run(ok)).toBe("ok")
+      expect((yield* breaker.status).state).toBe("closed")
+    })))
+})
