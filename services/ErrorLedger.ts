@@ -6,10 +6,11 @@
  * ledger; a batch that cannot be written becomes one JSON line per error on stderr and counts
  * `bulwark_ledger_dropped_total`. Closing the layer (SIGTERM) writes what is still queued.
  */
-import { Cause, Chunk, Clock, Context, Duration, Effect, Layer, Metric, MetricLabel, Option, Queue, Schedule } from "effect"
+import { Cause, Chunk, Clock, Context, type Duration, Effect, Layer, Metric, MetricLabel, Option, Queue, Schedule } from "effect"
+import { identity } from "effect/Function"
 import { createHash } from "node:crypto"
 import type { ErrorRecord, ListErrorsFilter } from "../src/domain/ErrorRecord.js"
-import { type AppError, NotFound, serverMessageOf, stackOf, statusOf } from "../src/errors.js"
+import { type AppError, DbOperational, NotFound, serverMessageOf, stackOf, statusOf } from "../src/errors.js"
 import { errorsTotal, ledgerDroppedTotal } from "../src/telemetry/Metrics.js"
 import { sanitizeText } from "../src/telemetry/Sanitize.js"
 import { nowIso } from "./Clock.js"
@@ -75,6 +76,8 @@ export interface ErrorLedgerOptions {
   readonly batchSize?: number
   readonly queueCapacity?: number
   readonly purgeEvery?: Duration.DurationInput
+  /** How long a batch may wait for a locked or breaker-guarded database before it is dropped. */
+  readonly patience?: Duration.DurationInput
 }
 
 /** One line on stderr for an error the ledger could not keep; never throws. */
@@ -100,21 +103,27 @@ const make = (options: ErrorLedgerOptions) =>
         Metric.incrementBy(ledgerDroppedTotal, rows.length)
       )
 
-    const writeBatch = (rows: ReadonlyArray<LedgerRow>) =>
+    // A locked database or an open breaker passes: the batch waits a little before it is dropped.
+    // A missing table does not, so a ledger that is really down falls back to stderr at once.
+    const passing = (error: unknown) => error instanceof DbOperational && (error.transient || error.reason === "breaker_open")
+    const patience = Schedule.exponential("100 millis").pipe(Schedule.intersect(Schedule.recurs(6)), Schedule.upTo(options.patience ?? "6 seconds"))
+
+    const writeBatch = (rows: ReadonlyArray<LedgerRow>, retry: boolean) =>
       rows.length === 0
         ? Effect.void
         : repo.insertBatch(rows).pipe(
+          retry ? Effect.retry({ schedule: patience, while: passing }) : identity,
           Effect.catchAllCause((cause) => drop(rows, describeWriteFailure(cause))),
           Effect.uninterruptible
         )
 
     yield* Queue.takeBetween(queue, 1, batchSize).pipe(
-      Effect.flatMap((batch) => writeBatch(Chunk.toReadonlyArray(batch))),
+      Effect.flatMap((batch) => writeBatch(Chunk.toReadonlyArray(batch), true)),
       Effect.forever,
       Effect.forkScoped
     )
     // Runs before the writer is interrupted: whatever is still queued at shutdown is written.
-    yield* Effect.addFinalizer(() => Effect.flatMap(Queue.takeAll(queue), (rest) => writeBatch(Chunk.toReadonlyArray(rest))))
+    yield* Effect.addFinalizer(() => Effect.flatMap(Queue.takeAll(queue), (rest) => writeBatch(Chunk.toReadonlyArray(rest), false)))
 
     const record = (error: AppError, context: ErrorContext = {}): Effect.Effect<string> =>
       Effect.gen(function*() {

@@ -45,10 +45,10 @@ export class ErrorsRepo extends Effect.Service<ErrorsRepo>()("bulwark/ErrorsRepo
     const sql = db.sql
 
     const insertBatch = (rows: ReadonlyArray<LedgerRow>) =>
-      db.call("errors.insert_batch", "write", sql`INSERT INTO errors ${sql.insert(rows.map((row) => ({ ...row, resolved: 0 })))}`)
+      db.write("errors.insert_batch", sql`INSERT INTO errors ${sql.insert(rows.map((row) => ({ ...row, resolved: 0 })))}`)
 
     const find = (errorId: string) =>
-      db.call("errors.find", "read", sql`SELECT * FROM errors WHERE error_id = ${errorId}`).pipe(
+      db.read("errors.find", sql`SELECT * FROM errors WHERE error_id = ${errorId}`).pipe(
         Effect.flatMap((rows) => (rows[0] === undefined ? Effect.succeedNone : Effect.asSome(Effect.map(decodeRecord(rows[0]), toRecord))))
       )
 
@@ -61,29 +61,23 @@ export class ErrorsRepo extends Effect.Service<ErrorsRepo>()("bulwark/ErrorsRepo
       if (filter.resolved !== undefined) conditions.push(sql`resolved = ${filter.resolved ? 1 : 0}`)
       if (filter.since !== undefined) conditions.push(sql`occurred_at >= ${filter.since.toISOString()}`)
       const limit = filter.limit ?? DEFAULT_ERRORS_LIMIT
-      return db.call(
-        "errors.list",
-        "read",
-        sql`SELECT * FROM errors ${conditions.length > 0 ? sql`WHERE ${sql.and(conditions)}` : sql``}
+      return db.read(
+        "errors.list", sql`SELECT * FROM errors ${conditions.length > 0 ? sql`WHERE ${sql.and(conditions)}` : sql``}
             ORDER BY occurred_at DESC, error_id DESC LIMIT ${limit}`
       ).pipe(Effect.flatMap(decodeRecords), Effect.map((rows) => rows.map(toRecord)))
     }
 
     /** Marks the record resolved; `None` when no record has this id. */
     const resolve = (errorId: string, notes: string | null, resolvedAt: string) =>
-      db.call(
-        "errors.resolve",
-        "write",
-        sql`UPDATE errors SET resolved = 1, resolved_at = ${resolvedAt}, notes = ${notes} WHERE error_id = ${errorId} RETURNING *`
+      db.write(
+        "errors.resolve", sql`UPDATE errors SET resolved = 1, resolved_at = ${resolvedAt}, notes = ${notes} WHERE error_id = ${errorId} RETURNING *`
       ).pipe(
         Effect.flatMap((rows) => (rows[0] === undefined ? Effect.succeedNone : Effect.asSome(Effect.map(decodeRecord(rows[0]), toRecord))))
       )
 
     const countsBy = (column: "code" | "status" | "severity", since: string) =>
-      db.call(
-        `errors.count_by_${column}`,
-        "read",
-        sql<{ key: string | number; count: number | bigint }>`SELECT ${sql(column)} AS key, COUNT(*) AS count FROM errors
+      db.read(
+        `errors.count_by_${column}`, sql<{ key: string | number; count: number | bigint }>`SELECT ${sql(column)} AS key, COUNT(*) AS count FROM errors
             WHERE occurred_at >= ${since} GROUP BY ${sql(column)}`
       ).pipe(Effect.map((rows) => Object.fromEntries(rows.map((row) => [String(row.key), Number(row.count)]))))
 
@@ -92,20 +86,16 @@ export class ErrorsRepo extends Effect.Service<ErrorsRepo>()("bulwark/ErrorsRepo
         byCode: countsBy("code", since),
         byStatus: countsBy("status", since),
         bySeverity: countsBy("severity", since),
-        unresolved: db.call(
-          "errors.count_unresolved",
-          "read",
-          sql<{ count: number | bigint }>`SELECT COUNT(*) AS count FROM errors WHERE resolved = 0 AND occurred_at >= ${since}`
+        unresolved: db.read(
+          "errors.count_unresolved", sql<{ count: number | bigint }>`SELECT COUNT(*) AS count FROM errors WHERE resolved = 0 AND occurred_at >= ${since}`
         ).pipe(Effect.map((rows) => Number(rows[0]?.count ?? 0))),
         last: list({ limit: 1, since: new Date(since) }).pipe(Effect.map((rows) => Option.fromNullable(rows[0])))
       })
 
     /** Deletes rows older than `cutoff`; returns how many. */
     const purgeOlderThan = (cutoff: string) =>
-      db.call(
-        "errors.purge",
-        "write",
-        sql<{ error_id: string }>`DELETE FROM errors WHERE occurred_at < ${cutoff} RETURNING error_id`
+      db.write(
+        "errors.purge", sql<{ error_id: string }>`DELETE FROM errors WHERE occurred_at < ${cutoff} RETURNING error_id`
       ).pipe(Effect.map((rows) => rows.length))
 
     return { insertBatch, find, list, resolve, stats, purgeOlderThan } as const

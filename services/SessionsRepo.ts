@@ -40,19 +40,15 @@ export class SessionsRepo extends Effect.Service<SessionsRepo>()("bulwark/Sessio
       )
 
     const find = (tenantId: string, id: string) =>
-      db.call(
-        "sessions.find",
-        "read",
-        sql`SELECT id, title, metadata, created_at, updated_at FROM sessions
+      db.read(
+        "sessions.find", sql`SELECT id, title, metadata, created_at, updated_at FROM sessions
             WHERE tenant_id = ${tenantId} AND id = ${id}`
       ).pipe(Effect.flatMap((rows) => rows[0] === undefined ? Effect.succeedNone : Effect.asSome(decodeSession(rows[0]))))
 
     /** Newest first; `after` is the last row of the previous page. */
     const list = (tenantId: string, limit: number, after: Option.Option<SessionPosition>) =>
-      db.call(
-        "sessions.list",
-        "read",
-        Option.match(after, {
+      db.read(
+        "sessions.list", Option.match(after, {
           onNone: () =>
             sql`SELECT id, title, metadata, created_at, updated_at FROM sessions
                 WHERE tenant_id = ${tenantId}
@@ -67,10 +63,8 @@ export class SessionsRepo extends Effect.Service<SessionsRepo>()("bulwark/Sessio
 
     /** Returns whether the session existed. */
     const remove = (tenantId: string, id: string) =>
-      db.call(
-        "sessions.delete",
-        "write",
-        sql<{ id: string }>`DELETE FROM sessions WHERE tenant_id = ${tenantId} AND id = ${id} RETURNING id`
+      db.write(
+        "sessions.delete", sql<{ id: string }>`DELETE FROM sessions WHERE tenant_id = ${tenantId} AND id = ${id} RETURNING id`
       ).pipe(Effect.map((rows) => rows.length > 0))
 
     return { insert, find, list, remove } as const

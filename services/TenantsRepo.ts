@@ -27,7 +27,7 @@ const make = Effect.gen(function*() {
     })
 
   const tenantExists = (id: string) =>
-    db.call("tenants.exists", "read", sql<{ id: string }>`SELECT id FROM tenants WHERE id = ${id}`).pipe(
+    db.read("tenants.exists", sql<{ id: string }>`SELECT id FROM tenants WHERE id = ${id}`).pipe(
       Effect.map((rows) => rows.length > 0)
     )
 
@@ -41,10 +41,8 @@ const make = Effect.gen(function*() {
     created_at: string
   }) =>
     // Ids and hashes are random: a unique violation here is a defect, not a client conflict.
-    db.call(
-      "api_keys.insert",
-      "write",
-      sql`INSERT INTO api_keys ${
+    db.write(
+      "api_keys.insert", sql`INSERT INTO api_keys ${
         sql.insert({
           ...key,
           allowed_agents: JSON.stringify(key.allowed_agents),
@@ -55,10 +53,8 @@ const make = Effect.gen(function*() {
     )
 
   const findKeyByHash = (keyHash: string) =>
-    db.call(
-      "api_keys.find_by_hash",
-      "read",
-      sql`SELECT id, tenant_id, name, allowed_agents, is_admin, token_version, created_at, revoked_at
+    db.read(
+      "api_keys.find_by_hash", sql`SELECT id, tenant_id, name, allowed_agents, is_admin, token_version, created_at, revoked_at
           FROM api_keys WHERE key_hash = ${keyHash}`
     ).pipe(Effect.flatMap((rows) => rows[0] === undefined ? Effect.succeedNone : Effect.asSome(decodeKey(rows[0]))))
 
@@ -70,7 +66,7 @@ const make = Effect.gen(function*() {
         const rows = yield* sql<{ id: string }>`SELECT id FROM api_keys WHERE id = ${id}`
         return rows.length > 0
       })
-    ).pipe((effect) => db.call("api_keys.revoke", "write", effect))
+    ).pipe((effect) => db.write("api_keys.revoke", effect))
 
   return { insertTenant, tenantExists, insertKey, findKeyByHash, revokeKey } as const
 })

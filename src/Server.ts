@@ -21,8 +21,11 @@ import * as Logging from "./telemetry/Logging.js"
 import * as Otlp from "./telemetry/Otlp.js"
 import { routeTemplates, serverSpan, withoutBuiltinTracer } from "./telemetry/ServerSpan.js"
 
-/** How long SQLite itself waits on a lock before the call fails as `DATABASE_UNAVAILABLE`. */
-export const SQLITE_BUSY_TIMEOUT_MILLIS = 2000
+/**
+ * How long SQLite itself waits on a lock. Short on purpose: bun:sqlite blocks the event loop while
+ * it waits, so longer waits are left to the retry policy, which waits without blocking.
+ */
+export const SQLITE_BUSY_TIMEOUT_MILLIS = 25
 
 export interface ServerOptions {
   readonly config: AppConfigShape
@@ -30,6 +33,8 @@ export interface ServerOptions {
   /** Routes added beside the API (tests use this for a route that dies). */
   readonly extraRoutes?: Layer.Layer<never, never, never>
   readonly telemetryShutdownTimeout?: Duration.DurationInput
+  /** Breaker, retry and bulkhead settings of the database (tests shorten the open duration). */
+  readonly databaseResilience?: Database.DatabaseResilience
 }
 
 /** OTLP export when an endpoint is configured; without one nothing is exported. */
@@ -56,7 +61,8 @@ export const ServicesLive = (options: ServerOptions) =>
     Layer.provideMerge(
       Database.layer({
         url: options.config.database,
-        sqliteBusyTimeoutMillis: options.sqliteBusyTimeoutMillis ?? SQLITE_BUSY_TIMEOUT_MILLIS
+        sqliteBusyTimeoutMillis: options.sqliteBusyTimeoutMillis ?? SQLITE_BUSY_TIMEOUT_MILLIS,
+        ...(options.databaseResilience === undefined ? {} : { resilience: options.databaseResilience })
       })
     )
   )

@@ -1,54 +1,121 @@
 /**
- * The one door to the database. Every repository call goes through `call`, which names the
+ * The one door to the database. Every repository call goes through `read` or `write`, which name the
  * operation (for spans and errors) and translates driver errors; it is also the seam where the
  * resilience policies (timeout, breaker, retry, bulkhead) wrap each call.
  */
 import { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
-import { Context, Effect, Layer, ParseResult, Schema } from "effect"
+import { Context, type Duration, Effect, FiberRef, Layer, ParseResult, Schema } from "effect"
+import { globalValue } from "effect/GlobalValue"
 import { StartupError, type DatabaseUrl } from "../../src/Config.js"
-import type { Conflict, DbOperational } from "../../src/errors.js"
+import { type Conflict, DbOperational, Overloaded } from "../../src/errors.js"
+import * as Bulkhead from "../resilience/Bulkhead.js"
+import * as CircuitBreaker from "../resilience/CircuitBreaker.js"
+import { makeBudget, retrying, type RetryBudgetOptions } from "../resilience/Retry.js"
 import { translateSqlError, type TranslateOptions } from "./errors.js"
 import * as Migrations from "./Migrations.js"
 import * as Sqlite from "./Sqlite.js"
 
 export type CallKind = "read" | "write"
 
+export interface DatabaseResilience {
+  readonly breaker: Omit<CircuitBreaker.BreakerOptions<DbOperational>, "dependency" | "isFailure" | "rejected" | "timedOut">
+  readonly retry: { readonly baseDelay: Duration.DurationInput; readonly maxRetries: number; readonly maxElapsed: Duration.DurationInput }
+  readonly budget: RetryBudgetOptions
+  readonly writes: { readonly maxConcurrent: number; readonly maxQueued: number }
+}
+
+export const defaultResilience: DatabaseResilience = {
+  breaker: {
+    consecutiveFailures: 5,
+    failureRate: 0.5,
+    slowCallRate: 0.8,
+    slowCallDuration: "1 second",
+    windowSize: 20,
+    minimumCalls: 10,
+    openDuration: "5 seconds",
+    maxOpenDuration: "60 seconds",
+    halfOpenMaxProbes: 2,
+    callTimeout: "2 seconds"
+  },
+  retry: { baseDelay: "10 millis", maxRetries: 3, maxElapsed: "500 millis" },
+  budget: { ratio: 0.2, window: "10 seconds", minRetries: 3 },
+  writes: { maxConcurrent: 16, maxQueued: 256 }
+}
+
 export interface DatabaseShape {
   readonly sql: SqlClient.SqlClient
-  readonly call: <A, R>(
-    operation: string,
-    kind: CallKind,
-    effect: Effect.Effect<A, SqlError, R>
-  ) => Effect.Effect<A, DbOperational, R>
+  readonly read: <A, R>(operation: string, effect: Effect.Effect<A, SqlError, R>) => Effect.Effect<A, DbOperational, R>
+  /** Writes also pass the bulkhead, so they can be refused with `Overloaded`. */
+  readonly write: <A, R>(operation: string, effect: Effect.Effect<A, SqlError, R>) => Effect.Effect<A, DbOperational | Overloaded, R>
   /** A write whose unique constraint the caller expects to fail sometimes: that becomes `Conflict`. */
   readonly insertUnique: <A, R>(
     operation: string,
     effect: Effect.Effect<A, SqlError, R>,
     conflict: Required<TranslateOptions>
-  ) => Effect.Effect<A, Conflict | DbOperational, R>
-  /** Runs `effect` in one transaction; a failure of BEGIN or COMMIT is translated like any call. */
-  readonly transaction: <A, E, R>(operation: string, effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | DbOperational, R>
+  ) => Effect.Effect<A, Conflict | DbOperational | Overloaded, R>
+  /** Runs `effect` in one transaction, retried as one unit; the calls inside are not retried alone. */
+  readonly transaction: <A, E, R>(
+    operation: string,
+    effect: Effect.Effect<A, E, R>
+  ) => Effect.Effect<A, E | DbOperational | Overloaded, R>
+  readonly breaker: CircuitBreaker.CircuitBreaker<DbOperational>
 }
 
-export class Database extends Context.Tag("bulwark/Database")<Database, DatabaseShape>() {
-  static readonly make = Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const span = (operation: string, kind: CallKind) =>
-      Effect.withSpan(`db.${operation}`, { attributes: { "db.operation.name": operation, "bulwark.db.kind": kind } })
-    const call: DatabaseShape["call"] = (operation, kind, effect) =>
-      effect.pipe(Effect.catchTag("SqlError", translateSqlError(operation)), span(operation, kind))
-    const insertUnique: DatabaseShape["insertUnique"] = (operation, effect, conflict) =>
-      effect.pipe(Effect.catchTag("SqlError", translateSqlError(operation, conflict)), span(operation, "write"))
-    const transaction: DatabaseShape["transaction"] = (operation, effect) =>
-      sql.withTransaction(effect).pipe(
-        Effect.catchIf((error): error is SqlError => error instanceof SqlError, translateSqlError(operation)),
-        span(operation, "write")
-      )
-    return Database.of({ sql, call, insertUnique, transaction })
-  })
+/** Set inside a transaction: its statements run bare, the transaction as a whole is guarded. */
+const insideTransaction = globalValue("bulwark/Database/insideTransaction", () => FiberRef.unsafeMake(false))
 
-  static readonly layerFromClient = Layer.effect(Database, Database.make)
+const isTransient = (error: unknown): boolean => error instanceof DbOperational && error.transient
+
+export class Database extends Context.Tag("bulwark/Database")<Database, DatabaseShape>() {
+  static readonly make = (resilience: DatabaseResilience = defaultResilience) =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const breaker = yield* CircuitBreaker.make<DbOperational>({
+        ...resilience.breaker,
+        dependency: "database",
+        isFailure: (error) => error instanceof DbOperational,
+        rejected: (retryAfterSeconds) =>
+          new DbOperational({ operation: "database", reason: "breaker_open", transient: false, retryAfterSeconds, cause: null }),
+        timedOut: () =>
+          new DbOperational({ operation: "database", reason: "timeout", transient: true, retryAfterSeconds: 1, cause: null })
+      })
+      const retry = retrying({
+        dependency: "database",
+        isTransient,
+        ...resilience.retry,
+        budget: yield* makeBudget(resilience.budget)
+      })
+      const writes = yield* Bulkhead.make<Overloaded>({
+        ...resilience.writes,
+        full: () => new Overloaded({ resource: "database writes", retryAfterSeconds: 1 })
+      })
+
+      const span = (operation: string, kind: CallKind) =>
+        Effect.withSpan(`db.${operation}`, { attributes: { "db.operation.name": operation, "bulwark.db.kind": kind } })
+
+      /** Outermost first: retry (with budget) → breaker → per-attempt timeout → bulkhead. */
+      const guardedWrite = <A, E, R>(attempt: Effect.Effect<A, E, R>) =>
+        Effect.flatMap(FiberRef.get(insideTransaction), (inside): Effect.Effect<A, E | DbOperational | Overloaded, R> =>
+          inside ? attempt : retry(breaker.run(writes.run(attempt))))
+
+      const read: DatabaseShape["read"] = (operation, effect) =>
+        Effect.flatMap(FiberRef.get(insideTransaction), (inside) => {
+          const attempt = Effect.catchTag(effect, "SqlError", translateSqlError(operation))
+          return inside ? attempt : retry(breaker.run(attempt))
+        }).pipe(span(operation, "read"))
+      const write: DatabaseShape["write"] = (operation, effect) =>
+        guardedWrite(Effect.catchTag(effect, "SqlError", translateSqlError(operation))).pipe(span(operation, "write"))
+      const insertUnique: DatabaseShape["insertUnique"] = (operation, effect, conflict) =>
+        guardedWrite(Effect.catchTag(effect, "SqlError", translateSqlError(operation, conflict))).pipe(span(operation, "write"))
+      const transaction: DatabaseShape["transaction"] = (operation, effect) =>
+        guardedWrite(
+          sql.withTransaction(Effect.locally(effect, insideTransaction, true)).pipe(
+            Effect.catchIf((error): error is SqlError => error instanceof SqlError, translateSqlError(operation))
+          )
+        ).pipe(span(operation, "write"))
+      return Database.of({ sql, read, write, insertUnique, transaction, breaker })
+    })
 }
 
 /** Rows come from our own schema; one that does not decode is corrupt data or a bug, never a miss. */
@@ -64,6 +131,7 @@ export const decodeRow = <A, I>(schema: Schema.Schema<A, I>) => {
 export interface DatabaseOptions {
   readonly url: DatabaseUrl
   readonly sqliteBusyTimeoutMillis: number
+  readonly resilience?: DatabaseResilience
 }
 
 export const clientLayer = (options: DatabaseOptions) => {
@@ -85,4 +153,4 @@ const migrated = Layer.effectDiscard(
 
 /** The database for the whole process: client, migrations applied, the `Database` door. */
 export const layer = (options: DatabaseOptions) =>
-  Layer.merge(Database.layerFromClient, migrated).pipe(Layer.provideMerge(clientLayer(options)))
+  Layer.merge(Layer.effect(Database, Database.make(options.resilience)), migrated).pipe(Layer.provideMerge(clientLayer(options)))

@@ -8,7 +8,8 @@
  * `halfOpenMaxProbes` concurrent probes are admitted and the rest rejected at once; a probe that
  * hangs is cut by the per-call timeout and counts as a failure. A failed probe re-opens with the
  * open duration doubled (up to `maxOpenDuration`); a good one closes the breaker. Only failures for
- * which `isFailure` holds count: a 404 or a constraint violation means the dependency answered.
+ * which `isFailure` holds count: a 404, a constraint violation or a defect (our bug) means the
+ * dependency answered.
  */
 import { Clock, Duration, Effect, Metric, MetricLabel, Ref } from "effect"
 import { breakerState, breakerTransitionsTotal, dependencyUp } from "../../src/telemetry/Metrics.js"
@@ -40,7 +41,7 @@ export interface BreakerOptions<E> {
   readonly halfOpenMaxProbes: number
   readonly callTimeout: Duration.DurationInput
   /** Whether an error means the dependency is unwell (and so counts against it). */
-  readonly isFailure: (error: E) => boolean
+  readonly isFailure: (error: unknown) => boolean
   /** The error a rejected call fails with; `retryAfterSeconds` is the time left open. */
   readonly rejected: (retryAfterSeconds: number) => E
   /** The error a call cut by `callTimeout` fails with. */
@@ -157,8 +158,8 @@ export const make = <E>(options: BreakerOptions<E>) =>
     const releaseProbe = Ref.update(state, (current) =>
       current._tag === "half_open" ? { ...current, probes: Math.max(0, current.probes - 1) } : current)
 
-    const run = <A, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-      Effect.flatMap(admit, (admission) => {
+    const run = <A, E2, R>(effect: Effect.Effect<A, E2, R>): Effect.Effect<A, E | E2, R> =>
+      Effect.flatMap(admit, (admission): Effect.Effect<A, E | E2, R> => {
         if (admission._tag === "reject") return Effect.fail(options.rejected(admission.retryAfterSeconds))
         const attempt = effect.pipe(Effect.timeoutFail({ duration: options.callTimeout, onTimeout: options.timedOut }))
         if (!admission.tracked) return attempt
@@ -170,7 +171,8 @@ export const make = <E>(options: BreakerOptions<E>) =>
                 if (exit._tag === "Success") return record({ failed: false, slow }, admission.probe)
                 const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
                 if (failure !== undefined) return record({ failed: options.isFailure(failure), slow }, admission.probe)
-                if (exit.cause._tag === "Die") return record({ failed: true, slow }, admission.probe)
+                // A defect is a bug of ours, not a sign the dependency is unwell.
+                if (exit.cause._tag === "Die") return record({ failed: false, slow }, admission.probe)
                 return admission.probe ? releaseProbe : Effect.void
               })
             )

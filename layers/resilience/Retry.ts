@@ -10,6 +10,11 @@ export interface RetryBudgetOptions {
   /** Retries allowed per first attempt over the window (0.2 = at most 20% more calls). */
   readonly ratio: number
   readonly window: Duration.DurationInput
+  /**
+   * Retries always allowed per window, so that a lone request at low traffic can still be retried;
+   * under load the ratio is what binds.
+   */
+  readonly minRetries?: number
 }
 
 /** Calls and retries counted in one-second buckets over the window. */
@@ -40,7 +45,7 @@ export const makeBudget = (options: RetryBudgetOptions) =>
         const kept = current.filter(inWindow(now))
         const calls = kept.reduce((sum, bucket) => sum + bucket.calls, 0)
         const retries = kept.reduce((sum, bucket) => sum + bucket.retries, 0)
-        if (retries + 1 > calls * options.ratio) return [false, kept] as const
+        if (retries + 1 > Math.max(options.minRetries ?? 0, calls * options.ratio)) return [false, kept] as const
         const second = Math.floor(now / 1000)
         const last = kept[kept.length - 1]
         const next = last !== undefined && last.second === second
@@ -60,9 +65,9 @@ export const makeBudget = (options: RetryBudgetOptions) =>
 
 export type RetryBudget = Effect.Effect.Success<ReturnType<typeof makeBudget>>
 
-export interface RetryOptions<E> {
+export interface RetryOptions {
   readonly dependency: string
-  readonly isTransient: (error: E) => boolean
+  readonly isTransient: (error: unknown) => boolean
   readonly baseDelay: Duration.DurationInput
   readonly maxRetries: number
   readonly maxElapsed: Duration.DurationInput
@@ -70,14 +75,14 @@ export interface RetryOptions<E> {
 }
 
 /** Runs `effect`, retrying transient failures while the schedule and the budget allow. */
-export const retrying = <E>(options: RetryOptions<E>) => {
+export const retrying = (options: RetryOptions) => {
   const schedule = Schedule.exponential(options.baseDelay).pipe(
     Schedule.jittered,
     Schedule.intersect(Schedule.recurs(options.maxRetries)),
     Schedule.upTo(options.maxElapsed)
   )
   const counted = Metric.taggedWithLabels(retriesTotal, [MetricLabel.make("dependency", options.dependency)])
-  return <A, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  return <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
     Effect.zipRight(
       options.budget.recordCall,
       Effect.retry(effect, {

@@ -21,7 +21,7 @@ export const HealthLive = HttpApiBuilder.group(Api, "health", (handlers) =>
     return handlers
       .handle("live", () => Effect.succeed(ok))
       // Reads a table of our schema, so a database that opens but cannot serve is not "ready".
-      .handle("ready", () => db.call("health.ready", "read", db.sql`SELECT id FROM tenants LIMIT 1`).pipe(Effect.as(ok)))
+      .handle("ready", () => db.read("health.ready", db.sql`SELECT id FROM tenants LIMIT 1`).pipe(Effect.as(ok)))
   }))
 
 export const ProblemsLive = HttpApiBuilder.group(Api, "problems", (handlers) =>

@@ -2,7 +2,8 @@
 import { Database } from "bun:sqlite"
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { problemTypes, slugOf, statusOfCode, type ErrorCode } from "../../src/errors.js"
-import { defectRoute, expectProblem, startServer, type TestServer, withKey } from "../support/server.js"
+import { defaultResilience } from "../../layers/database/Database.js"
+import { defectRoute, eventually, expectProblem, ledgerRecord, startServer, type TestServer, withKey } from "../support/server.js"
 
 let server: TestServer
 let key: string
@@ -171,26 +172,40 @@ describe("500 INTERNAL_ERROR", () => {
 })
 
 describe("503 DATABASE_UNAVAILABLE", () => {
-  test("a write while another connection holds the SQLite file locked", async () => {
-    const locked = await startServer({ sqliteBusyTimeoutMillis: 50 })
+  test("a write while another connection holds the SQLite file locked: 503 with Retry-After, ledgered, nothing half-written", async () => {
+    const locked = await startServer({
+      sqliteBusyTimeoutMillis: 10,
+      databaseResilience: { ...defaultResilience, breaker: { ...defaultResilience.breaker, openDuration: "200 millis" } }
+    })
     try {
       const tenant = await locked.createTenant()
       const holder = new Database(locked.databaseFile)
       holder.run("BEGIN EXCLUSIVE")
       const id = crypto.randomUUID()
       const body = JSON.stringify({ id })
+      let errorId: string
       try {
+        const started = performance.now()
         const response = await locked.fetch("/v1/sessions", withKey(tenant.api_key, { method: "POST", body }))
         const problem = await expectProblem(response, 503, "DATABASE_UNAVAILABLE")
+        // Retried within the budget (500 ms of retries at most), not left waiting on the lock.
+        expect(performance.now() - started).toBeLessThan(2000)
         expect(Number(response.headers.get("retry-after"))).toBeGreaterThanOrEqual(1)
-        expect(problem.retry_after_seconds).toBeGreaterThanOrEqual(1)
+        errorId = problem.error_id
       } finally {
         holder.run("ROLLBACK")
         holder.close()
       }
-      // Nothing was half-written, and the same request succeeds once the lock is gone.
-      await expectProblem(await locked.fetch(`/v1/sessions/${id}`, withKey(tenant.api_key)), 404, "SESSION_NOT_FOUND")
+      // Once the lock is gone (and the breaker, if it opened, has let a probe through): nothing
+      // was half-written, the same request succeeds, and the 503 is in the ledger.
+      await eventually(async () => {
+        const response = await locked.fetch(`/v1/sessions/${id}`, withKey(tenant.api_key))
+        const status = response.status
+        await response.body?.cancel()
+        return status === 503 ? undefined : status
+      }).then((status) => expect(status).toBe(404))
       expect((await locked.fetch("/v1/sessions", withKey(tenant.api_key, { method: "POST", body }))).status).toBe(201)
+      expect(await ledgerRecord(locked, errorId)).toMatchObject({ code: "DATABASE_UNAVAILABLE", status: 503, severity: "error", type: "database" })
     } finally {
       await locked.close()
     }

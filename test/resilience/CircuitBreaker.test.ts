@@ -21,7 +21,7 @@ const options = (overrides: Partial<CircuitBreaker.BreakerOptions<Failure>> = {}
   maxOpenDuration: "40 seconds",
   halfOpenMaxProbes: 1,
   callTimeout: "3 seconds",
-  isFailure: (error) => error._tag !== "Missing",
+  isFailure: (error) => !(error instanceof Missing),
   rejected: (retryAfterSeconds) => new Rejected({ retryAfterSeconds }),
   timedOut: () => new TimedOut(),
   ...overrides

@@ -14,9 +14,9 @@ const leftOf = <A, E>(result: Either.Either<A, E>): E | undefined => (Either.isL
 const run = <A, E>(program: Effect.Effect<A, E>) => Effect.runPromise(program.pipe(Effect.provide(TestContext.TestContext)))
 
 const policy = (budget: Effect.Effect.Success<ReturnType<typeof makeBudget>>) =>
-  retrying<Busy | Broken>({
+  retrying({
     dependency: "test",
-    isTransient: (error) => error._tag === "Busy",
+    isTransient: (error) => error instanceof Busy,
     baseDelay: "20 millis",
     maxRetries: 3,
     maxElapsed: "1 second",
@@ -35,6 +35,16 @@ describe("retry", () => {
       expect(yield* Fiber.join(fiber)).toBe(3)
     })))
 
+  test("at low traffic the floor still allows a lone call its retries", () =>
+    run(Effect.gen(function*() {
+      const budget = yield* makeBudget({ ratio: 0.2, window: "10 seconds", minRetries: 3 })
+      const attempts = yield* Ref.make(0)
+      const fiber = yield* Effect.fork(Effect.either(policy(budget)(Effect.zipRight(Ref.update(attempts, (n) => n + 1), Effect.fail(new Busy())))))
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(fiber)
+      expect(yield* Ref.get(attempts)).toBe(4)
+    })))
+
   test("a permanent failure is never retried", () =>
     run(Effect.gen(function*() {
       const budget = yield* makeBudget({ ratio: 1, window: "10 seconds" })
@@ -46,16 +56,18 @@ describe("retry", () => {
 
   test("with the dependency dead, retries never exceed 20% of calls over the window", () =>
     run(Effect.gen(function*() {
-      const budget = yield* makeBudget({ ratio: 0.2, window: "10 seconds" })
+      const budget = yield* makeBudget({ ratio: 0.2, window: "10 seconds", minRetries: 3 })
       const attempts = yield* Ref.make(0)
       const dead = Effect.zipRight(Ref.update(attempts, (n) => n + 1), Effect.fail(new Busy()))
-      const calls = 100
+      // 400 calls at 50 per second: several windows' worth of traffic at a dead dependency.
+      const calls = 400
+      const fibers = []
       for (let i = 0; i < calls; i++) {
-        const fiber = yield* Effect.fork(Effect.either(policy(budget)(dead)))
-        yield* TestClock.adjust("50 millis")
-        yield* TestClock.adjust("1 second")
-        yield* Fiber.join(fiber)
+        fibers.push(yield* Effect.fork(Effect.either(policy(budget)(dead))))
+        yield* TestClock.adjust("20 millis")
       }
+      yield* TestClock.adjust("10 seconds")
+      yield* Effect.forEach(fibers, Fiber.join)
       const total = yield* Ref.get(attempts)
       // Some retries happened, and they added at most 20% to the calls the dependency saw.
       expect(total - calls).toBeGreaterThan(0)

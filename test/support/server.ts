@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import type { DatabaseResilience } from "../../layers/database/Database.js"
 import type { AppConfigShape } from "../../src/Config.js"
 import type { ErrorRecord } from "../../src/domain/ErrorRecord.js"
 import { MainLive } from "../../src/Server.js"
@@ -29,6 +30,7 @@ export interface TestServerOptions {
   readonly logLevel?: LogLevel.LogLevel
   /** Exports traces and metrics here (every 100/200 ms) when set. */
   readonly otlpEndpoint?: string
+  readonly databaseResilience?: DatabaseResilience
 }
 
 /** A route that dies with a defect whose message and stack must never reach a client. */
@@ -64,7 +66,8 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
       config,
       ...(options.sqliteBusyTimeoutMillis === undefined ? {} : { sqliteBusyTimeoutMillis: options.sqliteBusyTimeoutMillis }),
       ...(options.extraRoutes === undefined ? {} : { extraRoutes: options.extraRoutes }),
-      telemetryShutdownTimeout: "500 millis"
+      telemetryShutdownTimeout: "500 millis",
+      ...(options.databaseResilience === undefined ? {} : { databaseResilience: options.databaseResilience })
     })
   )
   const address = await runtime.runPromise(Effect.map(HttpServer.HttpServer, (server) => server.address))
