@@ -68,6 +68,7 @@ export const appConfig = Config.all({
       Option.match({ onNone: () => true, onSome: (token) => Redacted.value(token).length >= 32 })
     )
   ),
+  requestTimeoutMillis: positiveMillis("BULWARK_REQUEST_TIMEOUT_MS", 10_000),
   errorRetentionDays: Config.integer("BULWARK_ERROR_RETENTION_DAYS").pipe(
     Config.withDefault(30),
     requiring("BULWARK_ERROR_RETENTION_DAYS", "expected a whole number of days, at least 1", (days) => days >= 1)

@@ -34,7 +34,11 @@ describe("configuration errors", () => {
     ["an unreachable DATABASE_URL", { DATABASE_URL: "file:/proc/bulwark/cannot/exist.db" }, "DATABASE_URL"],
     ["an unknown LOG_LEVEL", { LOG_LEVEL: "loud" }, "LOG_LEVEL"],
     ["an unknown LOG_FORMAT", { LOG_FORMAT: "xml" }, "LOG_FORMAT"],
-    ["a short BULWARK_ADMIN_TOKEN", { BULWARK_ADMIN_TOKEN: "short" }, "BULWARK_ADMIN_TOKEN"]
+    ["a short BULWARK_ADMIN_TOKEN", { BULWARK_ADMIN_TOKEN: "short" }, "BULWARK_ADMIN_TOKEN"],
+    ["a zero BULWARK_REQUEST_TIMEOUT_MS", { BULWARK_REQUEST_TIMEOUT_MS: "0" }, "BULWARK_REQUEST_TIMEOUT_MS"],
+    ["an unparsable BULWARK_ERROR_RETENTION_DAYS", { BULWARK_ERROR_RETENTION_DAYS: "a month" }, "BULWARK_ERROR_RETENTION_DAYS"],
+    ["a malformed OTEL_EXPORTER_OTLP_ENDPOINT", { OTEL_EXPORTER_OTLP_ENDPOINT: "not a url" }, "OTEL_EXPORTER_OTLP_ENDPOINT"],
+    ["an unknown OTEL_EXPORTER_OTLP_PROTOCOL", { OTEL_EXPORTER_OTLP_PROTOCOL: "grpc" }, "OTEL_EXPORTER_OTLP_PROTOCOL"]
   ]
   for (const [name, env, variable] of cases) {
     test(`${name} exits 1 with one line naming ${variable}`, async () => {

@@ -8,7 +8,7 @@ import { HttpApiBuilder, HttpMethod, HttpServerRequest, HttpServerResponse } fro
 import type { HttpApp } from "@effect/platform"
 import { Effect, Option, type Tracer } from "effect"
 import { ErrorLedger } from "../../services/ErrorLedger.js"
-import { type AppError, FieldIssue, PayloadTooLarge, UnsupportedMediaType, ValidationFailed } from "../errors.js"
+import { type AppError, FieldIssue, PayloadTooLarge, Timeout, UnsupportedMediaType, ValidationFailed } from "../errors.js"
 import { sanitizePayload } from "../telemetry/Sanitize.js"
 import { TENANT_ATTRIBUTE } from "./Auth.js"
 import { classify, problemResponse } from "./Problem.js"
@@ -107,15 +107,24 @@ const renderFailure = (
     return problemResponse(error, errorId)
   })
 
-export const problemBoundary = Effect.map(ErrorLedger, (ledger) => (app: HttpApp.Default): HttpApp.Default =>
-  Effect.gen(function*() {
-    const request = yield* HttpServerRequest.HttpServerRequest
-    const requestId = requestIdOf(request)
-    const read: { body: string | undefined } = { body: undefined }
-    const response = yield* Effect.zipRight(guardBody(request, read), app).pipe(
-      Effect.catchAllCause((cause) => renderFailure(ledger, classify(cause), request, requestId, read.body))
-    )
-    return HttpServerResponse.setHeader(response, REQUEST_ID_HEADER, requestId)
-  }))
+/**
+ * The boundary as API middleware. The request deadline is the outermost policy: past it the
+ * request's work is interrupted (not left running) and the client gets 504 `TIMEOUT`.
+ */
+export const problemBoundary = (options: { readonly requestTimeoutMillis: number }) =>
+  Effect.map(ErrorLedger, (ledger) => (app: HttpApp.Default): HttpApp.Default =>
+    Effect.gen(function*() {
+      const request = yield* HttpServerRequest.HttpServerRequest
+      const requestId = requestIdOf(request)
+      const read: { body: string | undefined } = { body: undefined }
+      const response = yield* Effect.zipRight(guardBody(request, read), app).pipe(
+        Effect.timeoutFail({
+          duration: options.requestTimeoutMillis,
+          onTimeout: () => new Timeout({ afterMillis: options.requestTimeoutMillis })
+        }),
+        Effect.catchAllCause((cause) => renderFailure(ledger, classify(cause), request, requestId, read.body))
+      )
+      return HttpServerResponse.setHeader(response, REQUEST_ID_HEADER, requestId)
+    }))
 
-export const layer = HttpApiBuilder.middleware(problemBoundary)
+export const layer = (options: { readonly requestTimeoutMillis: number }) => HttpApiBuilder.middleware(problemBoundary(options))

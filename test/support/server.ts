@@ -31,7 +31,19 @@ export interface TestServerOptions {
   /** Exports traces and metrics here (every 100/200 ms) when set. */
   readonly otlpEndpoint?: string
   readonly databaseResilience?: DatabaseResilience
+  readonly requestTimeoutMillis?: number
 }
+
+/** How many times the work of `/__test/hang` was interrupted (its finalizer ran). */
+export const hangInterruptions = { count: 0 }
+
+/** A route whose work never finishes unless interrupted; its interruption is counted. */
+export const hangRoute = HttpApiBuilder.Router.use((router) =>
+  router.get(
+    "/__test/hang",
+    Effect.never.pipe(Effect.onInterrupt(() => Effect.sync(() => hangInterruptions.count++)))
+  )
+)
 
 /** A route that dies with a defect whose message and stack must never reach a client. */
 export const defectRoute = HttpApiBuilder.Router.use((router) =>
@@ -50,6 +62,7 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
     host: "127.0.0.1",
     database: { _tag: "SqliteFile", filename: databaseFile },
     adminToken: Option.some(Redacted.make(adminToken)),
+    requestTimeoutMillis: options.requestTimeoutMillis ?? 10_000,
     errorRetentionDays: 30,
     telemetry: {
       endpoint: options.otlpEndpoint === undefined ? Option.none() : Option.some(options.otlpEndpoint),
