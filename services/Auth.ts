@@ -8,19 +8,28 @@ import { AdminToken } from "../layers/Secrets.js"
 import type { Operator, Principal } from "../src/domain/Principal.js"
 import { Forbidden, Unauthenticated } from "../src/errors.js"
 import { API_KEY_PREFIX, hashApiKey, secretsEqual } from "./ApiKeys.js"
-import { TenantsRepo } from "./TenantsRepo.js"
+import { CachedReads } from "./CachedReads.js"
+import { KeyRow, TenantsRepo } from "./TenantsRepo.js"
+
+/** Short: revocation invalidates the entry, and this bounds the damage if that invalidation is lost. */
+const API_KEY_TTL = "30 seconds"
+export const apiKeyCacheKey = (keyHash: string) => `apikey:${keyHash}`
 
 const invalid = new Unauthenticated({ code: "AUTH_INVALID", detail: "The credential is not valid." })
 
 export class Auth extends Effect.Service<Auth>()("bulwark/Auth", {
   effect: Effect.gen(function*() {
     const repo = yield* TenantsRepo
+    const cached = yield* CachedReads
     const adminToken = yield* AdminToken
 
     const authenticateKey = Effect.fn("Auth.authenticateKey")(function*(credential: Redacted.Redacted<string>) {
       const secret = Redacted.value(credential)
       if (!secret.startsWith(API_KEY_PREFIX)) return yield* invalid
-      const key = yield* repo.findKeyByHash(hashApiKey(secret))
+      const keyHash = hashApiKey(secret)
+      const key = yield* cached.read(apiKeyCacheKey(keyHash), KeyRow, API_KEY_TTL, repo.findKeyByHash(keyHash), {
+        sharedOnly: true
+      })
       if (Option.isNone(key)) return yield* invalid
       if (key.value.revoked_at !== null) {
         return yield* new Unauthenticated({ code: "AUTH_REVOKED", detail: "This API key has been revoked." })

@@ -30,6 +30,8 @@ export interface ErrorContext {
   readonly sessionId?: string | undefined
   /** Already sanitised and cut to 8 KiB. */
   readonly requestPayload?: string | null | undefined
+  /** Overrides the severity derived from the status (a tolerated cache failure is a warning). */
+  readonly severity?: ErrorRecord["severity"] | undefined
 }
 
 export const typeOf = (error: AppError): ErrorRecord["type"] => {
@@ -139,7 +141,7 @@ const make = (options: ErrorLedgerOptions) =>
           message: sanitizeText(serverMessageOf(error)),
           stack: stack === null ? null : sanitizeText(stack),
           fingerprint: fingerprintOf(error.code, context.route, stack),
-          severity: severityOf(error),
+          severity: context.severity ?? severityOf(error),
           tenant_id: context.tenantId ?? null,
           session_id: context.sessionId ?? null,
           request_id: context.requestId ?? null,

@@ -4,9 +4,14 @@ import type { CreateSession } from "../src/domain/Session.js"
 import { Session, SessionPage } from "../src/domain/Session.js"
 import { FieldIssue, NotFound, ValidationFailed } from "../src/errors.js"
 import { newId, nowIso } from "./Clock.js"
-import { type SessionPosition, type SessionRow, SessionsRepo } from "./SessionsRepo.js"
+import { CachedReads } from "./CachedReads.js"
+import { type SessionPosition, SessionRow, SessionsRepo } from "./SessionsRepo.js"
 
 export const DEFAULT_PAGE_SIZE = 50
+
+/** Cached session rows live this long at most, which also bounds staleness if an invalidation is lost. */
+const SESSION_TTL = "60 seconds"
+const sessionCacheKey = (tenantId: string, id: string) => `session:${tenantId}:${id}`
 
 const Cursor = Schema.compose(Schema.StringFromBase64Url, Schema.parseJson(Schema.Tuple(Schema.String, Schema.String)))
 const encodeCursor = Schema.encodeSync(Cursor)
@@ -24,6 +29,7 @@ const invalidCursor = new ValidationFailed({
 export class Sessions extends Effect.Service<Sessions>()("bulwark/Sessions", {
   effect: Effect.gen(function*() {
     const repo = yield* SessionsRepo
+    const cached = yield* CachedReads
 
     const create = Effect.fn("Sessions.create")(function*(tenantId: string, input: CreateSession) {
       const now = yield* nowIso
@@ -39,7 +45,7 @@ export class Sessions extends Effect.Service<Sessions>()("bulwark/Sessions", {
     })
 
     const get = Effect.fn("Sessions.get")(function*(tenantId: string, id: string) {
-      const row = yield* repo.find(tenantId, id)
+      const row = yield* cached.read(sessionCacheKey(tenantId, id), SessionRow, SESSION_TTL, repo.find(tenantId, id))
       if (Option.isNone(row)) return yield* notFound(id)
       return toSession(row.value)
     })
@@ -65,6 +71,7 @@ export class Sessions extends Effect.Service<Sessions>()("bulwark/Sessions", {
 
     const remove = Effect.fn("Sessions.delete")(function*(tenantId: string, id: string) {
       if (!(yield* repo.remove(tenantId, id))) return yield* notFound(id)
+      yield* cached.invalidate(sessionCacheKey(tenantId, id))
     })
 
     return { create, get, list, remove } as const

@@ -1,9 +1,11 @@
 /** Tenants and their API keys: creation (the key is returned once), revocation. */
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
 import { Database } from "../layers/database/Database.js"
 import { NotFound } from "../src/errors.js"
 import { generateApiKey, hashApiKey } from "./ApiKeys.js"
 import { newId, nowIso } from "./Clock.js"
+import { apiKeyCacheKey } from "./Auth.js"
+import { CachedReads } from "./CachedReads.js"
 import { TenantsRepo } from "./TenantsRepo.js"
 
 export interface NewKeyOptions {
@@ -19,6 +21,7 @@ export class Tenants extends Effect.Service<Tenants>()("bulwark/Tenants", {
   effect: Effect.gen(function*() {
     const repo = yield* TenantsRepo
     const db = yield* Database
+    const cached = yield* CachedReads
 
     const issueKey = Effect.fn("Tenants.issueKey")(function*(tenantId: string, options: NewKeyOptions) {
       const apiKey = generateApiKey()
@@ -60,10 +63,11 @@ export class Tenants extends Effect.Service<Tenants>()("bulwark/Tenants", {
     })
 
     const revokeKey = Effect.fn("Tenants.revokeKey")(function*(keyId: string) {
-      const existed = yield* repo.revokeKey(keyId, yield* nowIso)
-      if (!existed) {
+      const keyHash = yield* repo.revokeKey(keyId, yield* nowIso)
+      if (Option.isNone(keyHash)) {
         return yield* new NotFound({ code: "KEY_NOT_FOUND", detail: `No API key ${keyId} exists.` })
       }
+      yield* cached.invalidate(apiKeyCacheKey(keyHash.value))
     })
 
     return { createTenant, createKey, revokeKey } as const

@@ -1,4 +1,4 @@
-import { Effect, Schema } from "effect"
+import { Effect, Option, Schema } from "effect"
 import { Database, decodeRow } from "../layers/database/Database.js"
 
 export class KeyRow extends Schema.Class<KeyRow>("KeyRow")({
@@ -58,15 +58,16 @@ const make = Effect.gen(function*() {
           FROM api_keys WHERE key_hash = ${keyHash}`
     ).pipe(Effect.flatMap((rows) => rows[0] === undefined ? Effect.succeedNone : Effect.asSome(decodeKey(rows[0]))))
 
-  /** Marks a live key revoked; returns whether a key with this id exists at all. */
+  /** Marks a live key revoked; returns its hash, or `None` when no key has this id. */
   const revokeKey = (id: string, revokedAt: string) =>
-    db.sql.withTransaction(
+    db.transaction(
+      "api_keys.revoke",
       Effect.gen(function*() {
-        yield* sql`UPDATE api_keys SET revoked_at = ${revokedAt} WHERE id = ${id} AND revoked_at IS NULL`
-        const rows = yield* sql<{ id: string }>`SELECT id FROM api_keys WHERE id = ${id}`
-        return rows.length > 0
+        yield* db.write("api_keys.revoke", sql`UPDATE api_keys SET revoked_at = ${revokedAt} WHERE id = ${id} AND revoked_at IS NULL`)
+        const rows = yield* db.read("api_keys.find", sql<{ key_hash: string }>`SELECT key_hash FROM api_keys WHERE id = ${id}`)
+        return Option.fromNullable(rows[0]?.key_hash)
       })
-    ).pipe((effect) => db.write("api_keys.revoke", effect))
+    )
 
   return { insertTenant, tenantExists, insertKey, findKeyByHash, revokeKey } as const
 })

@@ -16,13 +16,13 @@ const bearer = HttpApiSecurity.bearer.pipe(
 )
 
 export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("Authentication", {
-  failure: Schema.Union(ApiError.Unauthenticated, ApiError.DbOperational),
+  failure: Schema.Union(ApiError.Unauthenticated, ApiError.DbOperational, ApiError.CacheUnavailable),
   provides: CurrentPrincipal,
   security: { bearer }
 }) {}
 
 export class AdminAuthentication extends HttpApiMiddleware.Tag<AdminAuthentication>()("AdminAuthentication", {
-  failure: Schema.Union(ApiError.Unauthenticated, ApiError.Forbidden, ApiError.DbOperational),
+  failure: Schema.Union(ApiError.Unauthenticated, ApiError.Forbidden, ApiError.DbOperational, ApiError.CacheUnavailable),
   provides: CurrentOperator,
   security: {
     adminToken: HttpApiSecurity.bearer.pipe(
@@ -103,6 +103,7 @@ export class SessionsGroup extends HttpApiGroup.make("sessions")
   )
   .addError(ApiError.DbOperational)
   .addError(ApiError.Overloaded)
+  .addError(ApiError.CacheUnavailable)
   .middleware(Authentication)
   .prefix("/v1/sessions")
 {}
@@ -153,6 +154,7 @@ export class AdminGroup extends HttpApiGroup.make("admin")
   )
   .addError(ApiError.DbOperational)
   .addError(ApiError.Overloaded)
+  .addError(ApiError.CacheUnavailable)
   .middleware(AdminAuthentication)
   .prefix("/v1/admin")
 {}

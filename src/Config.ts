@@ -68,6 +68,14 @@ export const appConfig = Config.all({
       Option.match({ onNone: () => true, onSome: (token) => Redacted.value(token).length >= 32 })
     )
   ),
+  redisUrl: Config.option(
+    Config.string("REDIS_URL").pipe(
+      Config.mapOrFail((url) =>
+        /^rediss?:\/\/[^\s]+$/.test(url) ? Either.right(url) : Either.left(ConfigError.InvalidData(["REDIS_URL"], "expected redis://host:port"))
+      )
+    )
+  ),
+  cacheRequired: Config.boolean("BULWARK_CACHE_REQUIRED").pipe(Config.withDefault(false)),
   requestTimeoutMillis: positiveMillis("BULWARK_REQUEST_TIMEOUT_MS", 10_000),
   errorRetentionDays: Config.integer("BULWARK_ERROR_RETENTION_DAYS").pipe(
     Config.withDefault(30),

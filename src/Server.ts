@@ -7,7 +7,9 @@ import { BunHttpServer } from "@effect/platform-bun"
 import { Cause, type Duration, Layer, Option } from "effect"
 import * as Database from "../layers/database/Database.js"
 import { adminTokenLayer } from "../layers/Secrets.js"
+import * as Cache from "../layers/cache/Cache.js"
 import { Auth } from "../services/Auth.js"
+import { CachedReads, CachePolicy } from "../services/CachedReads.js"
 import { ErrorLedger, ErrorRecords } from "../services/ErrorLedger.js"
 import { ErrorsRepo } from "../services/ErrorsRepo.js"
 import { Sessions } from "../services/Sessions.js"
@@ -49,15 +51,15 @@ const TelemetryLive = (options: ServerOptions) =>
       })
   })
 
-export const ServicesLive = (options: ServerOptions) =>
-  Layer.mergeAll(
-    Sessions.Default,
-    Tenants.Default,
-    Auth.Default,
-    ErrorRecords.Default,
-    ErrorLedger.layer({ retentionDays: options.config.errorRetentionDays }).pipe(Layer.provide(ErrorsRepo.Default))
-  ).pipe(
-    Layer.provideMerge(adminTokenLayer(options.config.adminToken, dataDirectoryOf(options.config.database))),
+/** What the server and the CLI share: the database, the ledger, the cache and its policy. */
+export const InfrastructureLive = (options: Omit<ServerOptions, "extraRoutes">) =>
+  Layer.mergeAll(CachedReads.layer, ErrorRecords.Default).pipe(
+    Layer.provideMerge(ErrorLedger.layer({ retentionDays: options.config.errorRetentionDays })),
+    Layer.provideMerge(ErrorsRepo.Default),
+    Layer.provideMerge(
+      Option.match(options.config.redisUrl, { onNone: () => Cache.inProcess(), onSome: (url) => Cache.redis(url) })
+    ),
+    Layer.provideMerge(Layer.succeed(CachePolicy, { required: options.config.cacheRequired })),
     Layer.provideMerge(
       Database.layer({
         url: options.config.database,
@@ -65,6 +67,12 @@ export const ServicesLive = (options: ServerOptions) =>
         ...(options.databaseResilience === undefined ? {} : { resilience: options.databaseResilience })
       })
     )
+  )
+
+export const ServicesLive = (options: ServerOptions) =>
+  Layer.mergeAll(Sessions.Default, Tenants.Default, Auth.Default).pipe(
+    Layer.provideMerge(adminTokenLayer(options.config.adminToken, dataDirectoryOf(options.config.database))),
+    Layer.provideMerge(InfrastructureLive(options))
   )
 
 export const ApiLive = HttpApiBuilder.api(Api).pipe(

@@ -14,20 +14,23 @@ import { ListErrorsParams } from "../domain/ErrorRecord.js"
 import { Uuid } from "../domain/Ids.js"
 import { AgentName, KeyId, TenantId } from "../domain/Tenant.js"
 import { isAppError } from "../errors.js"
-import { SQLITE_BUSY_TIMEOUT_MILLIS } from "../Server.js"
+import { InfrastructureLive, SQLITE_BUSY_TIMEOUT_MILLIS } from "../Server.js"
 
 const databaseOptions = Effect.map(appConfig, (config) => ({
   url: config.database,
   sqliteBusyTimeoutMillis: SQLITE_BUSY_TIMEOUT_MILLIS
 }))
 
-/** The services a command needs, on the configured database with migrations applied. */
+/**
+ * The services a command needs, on the configured database with migrations applied, and the same
+ * cache as the server (so a key revoked here is dropped from a shared cache too).
+ */
 const TenantsLive = Layer.unwrapEffect(
-  Effect.map(databaseOptions, (options) => Tenants.Default.pipe(Layer.provide(Database.layer(options))))
+  Effect.map(appConfig, (config) => Tenants.Default.pipe(Layer.provide(InfrastructureLive({ config }))))
 )
 
 const ErrorRecordsLive = Layer.unwrapEffect(
-  Effect.map(databaseOptions, (options) => ErrorRecords.Default.pipe(Layer.provide(Database.layer(options))))
+  Effect.map(appConfig, (config) => ErrorRecords.Default.pipe(Layer.provide(InfrastructureLive({ config }))))
 )
 
 const printJson = (value: unknown) => Console.log(JSON.stringify(value, null, 2))

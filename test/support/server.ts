@@ -32,6 +32,8 @@ export interface TestServerOptions {
   readonly otlpEndpoint?: string
   readonly databaseResilience?: DatabaseResilience
   readonly requestTimeoutMillis?: number
+  readonly redisUrl?: string
+  readonly cacheRequired?: boolean
 }
 
 /** How many times the work of `/__test/hang` was interrupted (its finalizer ran). */
@@ -62,6 +64,8 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
     host: "127.0.0.1",
     database: { _tag: "SqliteFile", filename: databaseFile },
     adminToken: Option.some(Redacted.make(adminToken)),
+    redisUrl: options.redisUrl === undefined ? Option.none() : Option.some(options.redisUrl),
+    cacheRequired: options.cacheRequired ?? false,
     requestTimeoutMillis: options.requestTimeoutMillis ?? 10_000,
     errorRetentionDays: 30,
     telemetry: {

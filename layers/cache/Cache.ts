@@ -1,0 +1,118 @@
+/**
+ * The cache (SPEC §5, §8): a string key/value store with TTLs, in process by default and Redis when
+ * `REDIS_URL` is set. Every Redis call has a short timeout and passes the cache's circuit breaker,
+ * so a dead or stalled Redis costs one fast rejection per call once the breaker is open. Failures
+ * are typed (`CacheUnavailable`); what to do about them (degrade or refuse) is the caller's rule.
+ */
+import { RedisClient } from "bun"
+import { Clock, Context, Duration, Effect, Layer, Option } from "effect"
+import { CacheUnavailable } from "../../src/errors.js"
+import * as CircuitBreaker from "../resilience/CircuitBreaker.js"
+
+export interface CacheShape {
+  readonly kind: "memory" | "redis"
+  readonly get: (key: string) => Effect.Effect<Option.Option<string>, CacheUnavailable>
+  readonly set: (key: string, value: string, ttl: Duration.DurationInput) => Effect.Effect<void, CacheUnavailable>
+  readonly delete: (key: string) => Effect.Effect<void, CacheUnavailable>
+  /** A round trip, for `/health`. */
+  readonly ping: Effect.Effect<void, CacheUnavailable>
+  readonly breaker: CircuitBreaker.CircuitBreaker<CacheUnavailable>
+}
+
+export class Cache extends Context.Tag("bulwark/Cache")<Cache, CacheShape>() {}
+
+export interface CacheBreakerOptions {
+  readonly breaker: Omit<CircuitBreaker.BreakerOptions<CacheUnavailable>, "dependency" | "isFailure" | "rejected" | "timedOut">
+}
+
+export const defaultCacheResilience: CacheBreakerOptions = {
+  breaker: {
+    consecutiveFailures: 3,
+    failureRate: 0.5,
+    slowCallRate: 0.8,
+    slowCallDuration: "50 millis",
+    windowSize: 20,
+    minimumCalls: 10,
+    openDuration: "5 seconds",
+    maxOpenDuration: "60 seconds",
+    halfOpenMaxProbes: 1,
+    callTimeout: "100 millis"
+  }
+}
+
+const unavailable = (operation: string, reason: string, cause: unknown, retryAfterSeconds = 1) =>
+  new CacheUnavailable({ operation, reason, retryAfterSeconds, cause })
+
+const makeBreaker = (options: CacheBreakerOptions) =>
+  CircuitBreaker.make<CacheUnavailable>({
+    ...options.breaker,
+    dependency: "cache",
+    isFailure: (error) => error instanceof CacheUnavailable,
+    rejected: (retryAfterSeconds) => unavailable("cache", "breaker_open", null, retryAfterSeconds),
+    timedOut: () => unavailable("cache", "timeout", null)
+  })
+
+/** In-process: a bounded map in insertion (least recently set or read) order, expiring by `Clock`. */
+export const inProcess = (options: { readonly maxEntries: number } & CacheBreakerOptions = { maxEntries: 10_000, ...defaultCacheResilience }) =>
+  Layer.effect(
+    Cache,
+    Effect.gen(function*() {
+      const entries = new Map<string, { readonly value: string; readonly expiresAt: number }>()
+      const breaker = yield* makeBreaker(options)
+      const get = (key: string) =>
+        Effect.map(Clock.currentTimeMillis, (now) => {
+          const entry = entries.get(key)
+          if (entry === undefined) return Option.none<string>()
+          entries.delete(key)
+          if (entry.expiresAt <= now) return Option.none<string>()
+          entries.set(key, entry)
+          return Option.some(entry.value)
+        })
+      const set = (key: string, value: string, ttl: Duration.DurationInput) =>
+        Effect.map(Clock.currentTimeMillis, (now) => {
+          entries.delete(key)
+          entries.set(key, { value, expiresAt: now + Duration.toMillis(ttl) })
+          while (entries.size > options.maxEntries) {
+            const oldest = entries.keys().next()
+            if (oldest.done === true) break
+            entries.delete(oldest.value)
+          }
+        })
+      const remove = (key: string) => Effect.sync(() => void entries.delete(key))
+      return Cache.of({ kind: "memory", get, set, delete: remove, ping: Effect.void, breaker })
+    })
+  )
+
+/** Redis through Bun's built-in client: no offline queue, so a command on a dead Redis fails at once. */
+export const redis = (url: string, options: CacheBreakerOptions = defaultCacheResilience) =>
+  Layer.scoped(
+    Cache,
+    Effect.gen(function*() {
+      const client = yield* Effect.acquireRelease(
+        Effect.sync(() =>
+          new RedisClient(url, {
+            connectionTimeout: 500,
+            autoReconnect: true,
+            maxRetries: 1_000_000,
+            enableOfflineQueue: false,
+            enableAutoPipelining: true
+          })
+        ),
+        (client) => Effect.sync(() => client.close())
+      )
+      const breaker = yield* makeBreaker(options)
+      const command = <A>(operation: string, run: () => Promise<A>) =>
+        breaker.run(
+          Effect.tryPromise({ try: run, catch: (cause) => unavailable(operation, "redis_error", cause) })
+        ).pipe(Effect.withSpan(`cache.${operation}`, { attributes: { "db.system.name": "redis" } }))
+      return Cache.of({
+        kind: "redis",
+        get: (key) => Effect.map(command("get", () => client.get(key)), Option.fromNullable),
+        set: (key, value, ttl) =>
+          Effect.asVoid(command("set", () => client.set(key, value, "PX", Math.max(1, Math.round(Duration.toMillis(ttl)))))),
+        delete: (key) => Effect.asVoid(command("del", () => client.del(key))),
+        ping: Effect.asVoid(command("ping", () => client.send("PING", []))),
+        breaker
+      })
+    })
+  )

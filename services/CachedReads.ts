@@ -1,0 +1,67 @@
+/**
+ * Cache-aside reads (SPEC §3, §5). A hit is decoded with the value's schema; an entry that does not
+ * decode is logged (key and a 200-character sample), deleted, and read again from the database, so
+ * corruption is neither a 500 nor a silent miss. When the cache fails: with `BULWARK_CACHE_REQUIRED`
+ * the request fails with 503 `CACHE_UNAVAILABLE`; without it the database serves, and the failure
+ * is ledgered at severity `warning` (the breaker's own fast rejections are not ledgered one by one:
+ * the transition that opened it was, and `/health` and the metrics say it is open).
+ */
+import { Context, type Duration, Effect, Layer, Option, Schema } from "effect"
+import { Cache } from "../layers/cache/Cache.js"
+import type { CacheUnavailable } from "../src/errors.js"
+import { ErrorLedger } from "./ErrorLedger.js"
+
+export class CachePolicy extends Context.Tag("bulwark/CachePolicy")<CachePolicy, { readonly required: boolean }>() {}
+
+const SAMPLE_LENGTH = 200
+
+const make = Effect.gen(function*() {
+  const cache = yield* Cache
+  const ledger = yield* ErrorLedger
+  const { required } = yield* CachePolicy
+
+  /** Required: the failure stands. Not required: recorded as degraded, and the caller goes on. */
+  const tolerate = <A>(fallback: A) => (error: CacheUnavailable): Effect.Effect<A, CacheUnavailable> => {
+    if (required) return Effect.fail(error)
+    const record = error.reason === "breaker_open" ? Effect.void : Effect.asVoid(ledger.record(error, { severity: "warning" }))
+    return Effect.as(record, fallback)
+  }
+
+  /**
+   * `sharedOnly`: cache only in a cache every process shares (Redis). Used for API keys, whose
+   * revocation by another process (the CLI) must hold from the next request on.
+   */
+  const read = <A, I, E, R>(
+    key: string,
+    schema: Schema.Schema<A, I>,
+    ttl: Duration.DurationInput,
+    load: Effect.Effect<Option.Option<A>, E, R>,
+    options: { readonly sharedOnly?: boolean } = {}
+  ): Effect.Effect<Option.Option<A>, E | CacheUnavailable, R> => {
+    if (options.sharedOnly === true && cache.kind === "memory") return load
+    const decode = Schema.decodeUnknownOption(Schema.parseJson(schema))
+    const encode = Schema.encodeSync(Schema.parseJson(schema))
+    const fromDatabase = Effect.tap(load, (loaded) =>
+      Option.isSome(loaded) ? cache.set(key, encode(loaded.value), ttl).pipe(Effect.catchAll(tolerate(undefined))) : Effect.void)
+    return Effect.flatMap(cache.get(key).pipe(Effect.catchAll(tolerate(Option.none<string>()))), (hit) => {
+      if (Option.isNone(hit)) return fromDatabase
+      const decoded = decode(hit.value)
+      if (Option.isSome(decoded)) return Effect.succeed(decoded)
+      return Effect.logWarning("a cached value did not decode; deleted and read from the database").pipe(
+        Effect.annotateLogs({ key, sample: hit.value.slice(0, SAMPLE_LENGTH) }),
+        Effect.zipRight(cache.delete(key).pipe(Effect.catchAll(tolerate(undefined)))),
+        Effect.zipRight(fromDatabase)
+      )
+    }).pipe(Effect.withSpan("CachedReads.read", { attributes: { "bulwark.cache.key_prefix": key.split(":")[0] } }))
+  }
+
+  /** After a write or delete; a failure is tolerated as above (the entry's TTL bounds staleness). */
+  const invalidate = (key: string): Effect.Effect<void, CacheUnavailable> =>
+    cache.delete(key).pipe(Effect.catchAll(tolerate(undefined)))
+
+  return { read, invalidate } as const
+})
+
+export class CachedReads extends Context.Tag("bulwark/CachedReads")<CachedReads, Effect.Effect.Success<typeof make>>() {
+  static readonly layer = Layer.effect(CachedReads, make)
+}
