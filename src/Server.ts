@@ -37,6 +37,7 @@ export interface ServerOptions {
   readonly telemetryShutdownTimeout?: Duration.DurationInput
   /** Breaker, retry and bulkhead settings of the database (tests shorten the open duration). */
   readonly databaseResilience?: Database.DatabaseResilience
+  readonly cacheResilience?: Cache.CacheBreakerOptions
 }
 
 /** OTLP export when an endpoint is configured; without one nothing is exported. */
@@ -57,7 +58,7 @@ export const InfrastructureLive = (options: Omit<ServerOptions, "extraRoutes">) 
     Layer.provideMerge(ErrorLedger.layer({ retentionDays: options.config.errorRetentionDays })),
     Layer.provideMerge(ErrorsRepo.Default),
     Layer.provideMerge(
-      Option.match(options.config.redisUrl, { onNone: () => Cache.inProcess(), onSome: (url) => Cache.redis(url) })
+      Option.match(options.config.redisUrl, { onNone: () => Cache.inProcess(), onSome: (url) => Cache.redis(url, options.config.cacheRequired, options.cacheResilience) })
     ),
     Layer.provideMerge(Layer.succeed(CachePolicy, { required: options.config.cacheRequired })),
     Layer.provideMerge(

@@ -6,6 +6,7 @@
  */
 import { RedisClient } from "bun"
 import { Clock, Context, Duration, Effect, Layer, Option } from "effect"
+import { StartupError } from "../../src/Config.js"
 import { CacheUnavailable } from "../../src/errors.js"
 import * as CircuitBreaker from "../resilience/CircuitBreaker.js"
 
@@ -83,8 +84,12 @@ export const inProcess = (options: { readonly maxEntries: number } & CacheBreake
     })
   )
 
-/** Redis through Bun's built-in client: no offline queue, so a command on a dead Redis fails at once. */
-export const redis = (url: string, options: CacheBreakerOptions = defaultCacheResilience) =>
+/**
+ * Redis through Bun's built-in client: no offline queue, so a command on a dead Redis fails at once.
+ * It connects at start: a Redis the deployment requires must be there, one it does not require may
+ * come later (the client keeps reconnecting, and the breaker reports it meanwhile).
+ */
+export const redis = (url: string, required: boolean, options: CacheBreakerOptions = defaultCacheResilience) =>
   Layer.scoped(
     Cache,
     Effect.gen(function*() {
@@ -99,6 +104,16 @@ export const redis = (url: string, options: CacheBreakerOptions = defaultCacheRe
           })
         ),
         (client) => Effect.sync(() => client.close())
+      )
+      yield* Effect.tryPromise(() => client.connect()).pipe(
+        Effect.timeout("1 second"),
+        Effect.catchAll((cause) =>
+          required
+            ? Effect.fail(new StartupError("REDIS_URL", `cannot connect to Redis (${cause instanceof Error ? cause.message : String(cause)})`))
+            : Effect.logWarning("Redis is not reachable at start; serving from the database until it is").pipe(
+              Effect.annotateLogs({ dependency: "cache" })
+            )
+        )
       )
       const breaker = yield* makeBreaker(options)
       const command = <A>(operation: string, run: () => Promise<A>) =>

@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import type { CacheBreakerOptions } from "../../layers/cache/Cache.js"
 import type { DatabaseResilience } from "../../layers/database/Database.js"
 import type { AppConfigShape } from "../../src/Config.js"
 import type { ErrorRecord } from "../../src/domain/ErrorRecord.js"
@@ -34,6 +35,7 @@ export interface TestServerOptions {
   readonly requestTimeoutMillis?: number
   readonly redisUrl?: string
   readonly cacheRequired?: boolean
+  readonly cacheResilience?: CacheBreakerOptions
 }
 
 /** How many times the work of `/__test/hang` was interrupted (its finalizer ran). */
@@ -84,7 +86,8 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
       ...(options.sqliteBusyTimeoutMillis === undefined ? {} : { sqliteBusyTimeoutMillis: options.sqliteBusyTimeoutMillis }),
       ...(options.extraRoutes === undefined ? {} : { extraRoutes: options.extraRoutes }),
       telemetryShutdownTimeout: "500 millis",
-      ...(options.databaseResilience === undefined ? {} : { databaseResilience: options.databaseResilience })
+      ...(options.databaseResilience === undefined ? {} : { databaseResilience: options.databaseResilience }),
+      ...(options.cacheResilience === undefined ? {} : { cacheResilience: options.cacheResilience })
     })
   )
   const address = await runtime.runPromise(Effect.map(HttpServer.HttpServer, (server) => server.address))
