@@ -6,6 +6,7 @@ import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchem
 import { Schema } from "effect"
 import { CurrentOperator, CurrentPrincipal } from "./domain/Principal.js"
 import { ErrorList, ErrorRecord, ErrorStats, ListErrorsParams, ResolveError, StatsParams } from "./domain/ErrorRecord.js"
+import { BreakerAction, BreakerStatus, Dependency, HealthReport } from "./domain/Health.js"
 import { Uuid } from "./domain/Ids.js"
 import { ApiError } from "./domain/Problem.js"
 import { CreateSession, ListSessionsParams, Session, SessionId, SessionPage } from "./domain/Session.js"
@@ -31,6 +32,13 @@ export class AdminAuthentication extends HttpApiMiddleware.Tag<AdminAuthenticati
   }
 }) {}
 
+/** `/health` accepts the admin token for details; without it (or with a wrong one) it answers the status only. */
+export class OptionalOperator extends HttpApiMiddleware.Tag<OptionalOperator>()("OptionalOperator", {
+  optional: true,
+  provides: CurrentOperator,
+  security: { adminToken: HttpApiSecurity.bearer }
+}) {}
+
 const Status = Schema.Struct({ status: Schema.Literal("ok") })
 
 export class HealthGroup extends HttpApiGroup.make("health", { topLevel: true })
@@ -38,6 +46,16 @@ export class HealthGroup extends HttpApiGroup.make("health", { topLevel: true })
     HttpApiEndpoint.get("live", "/health/live")
       .addSuccess(Status)
       .annotate(OpenApi.Description, "The process is up. Touches no dependency.")
+  )
+  .add(
+    HttpApiEndpoint.get("health", "/health")
+      .addSuccess(HealthReport)
+      .addError(ApiError.DbOperational)
+      .middleware(OptionalOperator)
+      .annotate(
+        OpenApi.Description,
+        "ok, degraded (the cache cannot serve) or unhealthy (503: the database cannot serve). With the admin token: each dependency's status, breaker and latency, and the error ledger's counts; the 503 problem body carries the same report in its `health` member."
+      )
   )
   .add(
     HttpApiEndpoint.get("ready", "/health/ready")
@@ -127,6 +145,17 @@ export class AdminGroup extends HttpApiGroup.make("admin")
       .setPath(Schema.Struct({ id: KeyId }))
       .addSuccess(HttpApiSchema.NoContent)
       .addError(ApiError.NotFound)
+  )
+  .add(
+    HttpApiEndpoint.get("breakers", "/breakers")
+      .addSuccess(Schema.Struct({ data: Schema.Array(BreakerStatus) }))
+  )
+  .add(
+    HttpApiEndpoint.post("setBreaker", "/breakers/:dependency")
+      .setPath(Schema.Struct({ dependency: Dependency }))
+      .setPayload(BreakerAction)
+      .addSuccess(BreakerStatus)
+      .annotate(OpenApi.Description, "Force a breaker open, close (reset) it, or disable it.")
   )
   .add(
     HttpApiEndpoint.get("listErrors", "/errors")

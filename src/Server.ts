@@ -9,6 +9,7 @@ import * as Database from "../layers/database/Database.js"
 import { adminTokenLayer } from "../layers/Secrets.js"
 import * as Cache from "../layers/cache/Cache.js"
 import { Auth } from "../services/Auth.js"
+import { Health } from "../services/Health.js"
 import { CachedReads, CachePolicy } from "../services/CachedReads.js"
 import { ErrorLedger, ErrorRecords } from "../services/ErrorLedger.js"
 import { ErrorsRepo } from "../services/ErrorsRepo.js"
@@ -16,7 +17,7 @@ import { Sessions } from "../services/Sessions.js"
 import { Tenants } from "../services/Tenants.js"
 import { Api } from "./Api.js"
 import { type AppConfigShape, dataDirectoryOf, StartupError } from "./Config.js"
-import { AdminAuthenticationLive, AuthenticationLive } from "./http/Auth.js"
+import { AdminAuthenticationLive, AuthenticationLive, OptionalOperatorLive } from "./http/Auth.js"
 import * as Boundary from "./http/Boundary.js"
 import { HandlersLive } from "./http/Handlers.js"
 import * as Logging from "./telemetry/Logging.js"
@@ -71,14 +72,14 @@ export const InfrastructureLive = (options: Omit<ServerOptions, "extraRoutes">) 
   )
 
 export const ServicesLive = (options: ServerOptions) =>
-  Layer.mergeAll(Sessions.Default, Tenants.Default, Auth.Default).pipe(
+  Layer.mergeAll(Sessions.Default, Tenants.Default, Auth.Default, Health.Default).pipe(
     Layer.provideMerge(adminTokenLayer(options.config.adminToken, dataDirectoryOf(options.config.database))),
     Layer.provideMerge(InfrastructureLive(options))
   )
 
 export const ApiLive = HttpApiBuilder.api(Api).pipe(
   Layer.provide(HandlersLive),
-  Layer.provide([AuthenticationLive, AdminAuthenticationLive])
+  Layer.provide([AuthenticationLive, AdminAuthenticationLive, OptionalOperatorLive])
 )
 
 const listen = (config: AppConfigShape) =>

@@ -101,7 +101,9 @@ export class DbOperational extends Schema.TaggedError<DbOperational>()("DbOperat
   /** Whether trying again can help (busy, locked, a dropped connection). */
   transient: Schema.Boolean,
   retryAfterSeconds: Schema.Int,
-  cause: Schema.Defect
+  cause: Schema.Defect,
+  /** RFC 9457 extension members for the client (`/health` puts its report here); never server detail. */
+  extensions: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Unknown }))
 }) {
   get code() {
     return "DATABASE_UNAVAILABLE" as const

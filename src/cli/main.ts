@@ -4,12 +4,13 @@
  */
 import { Args, Command, Options, ValidationError } from "@effect/cli"
 import { BunContext, BunRuntime } from "@effect/platform-bun"
-import { Cause, Console, Effect, Layer, Option, Schema } from "effect"
+import { Cause, Config, Console, Effect, Layer, Option, Redacted, Schema } from "effect"
 import * as Database from "../../layers/database/Database.js"
 import * as Migrations from "../../layers/database/Migrations.js"
 import { ErrorRecords } from "../../services/ErrorLedger.js"
 import { Tenants } from "../../services/Tenants.js"
-import { appConfig, describeStartupFailure } from "../Config.js"
+import { storedSecret } from "../../layers/Secrets.js"
+import { appConfig, dataDirectoryOf, describeStartupFailure } from "../Config.js"
 import { ListErrorsParams } from "../domain/ErrorRecord.js"
 import { Uuid } from "../domain/Ids.js"
 import { AgentName, KeyId, TenantId } from "../domain/Tenant.js"
@@ -126,12 +127,49 @@ const errorsResolve = Command.make(
     }).pipe(Effect.provide(ErrorRecordsLive))
 ).pipe(Command.withDescription("Mark an error record resolved, with optional notes."))
 
+/**
+ * Breakers live in the running server's memory, so this command asks the server (at `BULWARK_URL`,
+ * default `http://HOST:PORT`) with the admin token (`BULWARK_ADMIN_TOKEN` or the stored one).
+ */
+const breaker = Command.make(
+  "breaker",
+  {
+    dependency: Args.choice([["database", "database"], ["cache", "cache"]] as const, { name: "dependency" }),
+    action: Args.choice([["open", "open"], ["close", "close"], ["disable", "disable"], ["status", "status"]] as const, { name: "action" })
+  },
+  ({ action, dependency }) =>
+    Effect.gen(function*() {
+      const config = yield* appConfig
+      const baseUrl = yield* Config.string("BULWARK_URL").pipe(Config.withDefault(`http://${config.host}:${config.port}`))
+      const token = Option.isSome(config.adminToken)
+        ? config.adminToken.value
+        : yield* storedSecret("BULWARK_ADMIN_TOKEN", dataDirectoryOf(config.database), "admin-token")
+      const request = action === "status"
+        ? fetch(`${baseUrl}/v1/admin/breakers`, { headers: { authorization: `Bearer ${Redacted.value(token)}` } })
+        : fetch(`${baseUrl}/v1/admin/breakers/${dependency}`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${Redacted.value(token)}`, "content-type": "application/json" },
+          body: JSON.stringify({ action })
+        })
+      const response = yield* Effect.tryPromise({
+        try: () => request,
+        catch: (cause) => new UsageError(`cannot reach the server at ${baseUrl} (${cause instanceof Error ? cause.message : String(cause)})`)
+      })
+      const body = yield* Effect.promise(() => response.json() as Promise<{ data?: Array<{ dependency: string }>; code?: string; detail?: string }>)
+      if (!response.ok) {
+        return yield* Effect.fail(new UsageError(`the server answered ${response.status} ${body.code ?? ""}: ${body.detail ?? ""}`))
+      }
+      yield* printJson(action === "status" ? body.data?.find((entry) => entry.dependency === dependency) : body)
+    })
+).pipe(Command.withDescription("Read or set a circuit breaker of the running server."))
+
 const cli = Command.make("bulwark").pipe(
   Command.withSubcommands([
     migrate,
     Command.make("tenant").pipe(Command.withSubcommands([tenantCreate])),
     Command.make("key").pipe(Command.withSubcommands([keyCreate, keyRevoke])),
-    Command.make("errors").pipe(Command.withSubcommands([errorsList, errorsShow, errorsResolve]))
+    Command.make("errors").pipe(Command.withSubcommands([errorsList, errorsShow, errorsResolve])),
+    breaker
   ])
 )
 

@@ -6,7 +6,7 @@
 import { HttpServerRequest } from "@effect/platform"
 import { Effect, Layer, Redacted } from "effect"
 import { Auth } from "../../services/Auth.js"
-import { AdminAuthentication, Authentication } from "../Api.js"
+import { AdminAuthentication, Authentication, OptionalOperator } from "../Api.js"
 import { Unauthenticated } from "../errors.js"
 
 /** Set on the server span once the caller is known, so a failure can be ledgered with its tenant. */
@@ -46,6 +46,16 @@ export const AdminAuthenticationLive = Layer.effect(
   Effect.gen(function*() {
     const auth = yield* Auth
     return AdminAuthentication.of({
+      adminToken: () => Effect.flatMap(bearerCredential, auth.authenticateOperator)
+    })
+  })
+)
+
+export const OptionalOperatorLive = Layer.effect(
+  OptionalOperator,
+  Effect.gen(function*() {
+    const auth = yield* Auth
+    return OptionalOperator.of({
       adminToken: () => Effect.flatMap(bearerCredential, auth.authenticateOperator)
     })
   })

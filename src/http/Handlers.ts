@@ -3,23 +3,41 @@
  * the raw request; that stays in the boundary and the auth middleware.
  */
 import { HttpApiBuilder } from "@effect/platform"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Option, Schema } from "effect"
 import { Database } from "../../layers/database/Database.js"
 import { ErrorRecords } from "../../services/ErrorLedger.js"
+import { Health } from "../../services/Health.js"
 import { Sessions } from "../../services/Sessions.js"
 import { Tenants } from "../../services/Tenants.js"
 import { Api } from "../Api.js"
-import { CurrentPrincipal } from "../domain/Principal.js"
+import { HealthReport } from "../domain/Health.js"
+import { CurrentOperator, CurrentPrincipal } from "../domain/Principal.js"
 import { prometheusText } from "../telemetry/Prometheus.js"
-import { codeOfSlug, NotFound, problemTypes, slugOf, statusOfCode } from "../errors.js"
+import { codeOfSlug, DbOperational, NotFound, problemTypes, slugOf, statusOfCode } from "../errors.js"
 
 const ok = { status: "ok" } as const
 
 export const HealthLive = HttpApiBuilder.group(Api, "health", (handlers) =>
   Effect.gen(function*() {
     const db = yield* Database
+    const health = yield* Health
     return handlers
       .handle("live", () => Effect.succeed(ok))
+      .handle("health", () =>
+        Effect.gen(function*() {
+          const operator = yield* Effect.serviceOption(CurrentOperator)
+          const report = yield* health.report(Option.isSome(operator))
+          if (report.status !== "unhealthy") return report
+          return yield* new DbOperational({
+            operation: "health",
+            reason: "unhealthy",
+            transient: true,
+            retryAfterSeconds: 1,
+            cause: null,
+            // One member, so the report's `status` and `errors` do not collide with the problem's own.
+            extensions: { health: Schema.encodeSync(HealthReport)(report) }
+          })
+        }))
       // Reads a table of our schema, so a database that opens but cannot serve is not "ready".
       .handle("ready", () => db.read("health.ready", db.sql`SELECT id FROM tenants LIMIT 1`).pipe(Effect.as(ok)))
   }))
@@ -54,11 +72,14 @@ export const AdminLive = HttpApiBuilder.group(Api, "admin", (handlers) =>
   Effect.gen(function*() {
     const tenants = yield* Tenants
     const errors = yield* ErrorRecords
+    const health = yield* Health
     return handlers
       .handle("createTenant", ({ payload }) => tenants.createTenant(payload.name))
       .handle("createKey", ({ path, payload }) =>
         tenants.createKey(path.id, { name: payload.name, allowedAgents: payload.allowed_agents, admin: payload.admin }))
       .handle("revokeKey", ({ path }) => tenants.revokeKey(path.id))
+      .handle("breakers", () => Effect.map(health.breakerStatuses, (data) => ({ data })))
+      .handle("setBreaker", ({ path, payload }) => health.setBreaker(path.dependency, payload.action))
       .handle("listErrors", ({ urlParams }) => Effect.map(errors.list(urlParams), (data) => ({ data })))
       .handle("errorStats", ({ urlParams }) => errors.stats(urlParams.since))
       .handle("getError", ({ path }) => errors.get(path.error_id))

@@ -111,7 +111,9 @@ export interface ProblemJson {
 export const problemBody = (error: AppError, errorId: string): ProblemJson => {
   const retryAfter = retryAfterOf(error)
   const errors = error._tag === "ValidationFailed" || error._tag === "PayloadTooLarge" ? error.errors : undefined
+  const extensions = error._tag === "DbOperational" ? error.extensions : undefined
   return {
+    ...extensions,
     type: `/problems/${slugOf(error.code)}`,
     title: problemTypes[error.code].title,
     status: statusOf(error),

@@ -1,0 +1,79 @@
+/**
+ * What `/health` reports (SPEC §4): each dependency probed through its breaker (so an open breaker
+ * answers at once), with its breaker state and latency, and the ledger's recent and unresolved
+ * counts. Unhealthy when the database cannot serve; degraded when only the cache cannot.
+ */
+import { Clock, Effect, Either } from "effect"
+import { Cache } from "../layers/cache/Cache.js"
+import { Database } from "../layers/database/Database.js"
+import type { BreakerStatus as BreakerState } from "../layers/resilience/CircuitBreaker.js"
+import { BreakerStatus, DependencyHealth, HealthReport } from "../src/domain/Health.js"
+import { ErrorRecords } from "./ErrorLedger.js"
+
+/** Errors in the last five minutes count as recent. */
+const RECENT_MILLIS = 5 * 60 * 1000
+
+export class Health extends Effect.Service<Health>()("bulwark/Health", {
+  effect: Effect.gen(function*() {
+    const db = yield* Database
+    const cache = yield* Cache
+    const records = yield* ErrorRecords
+    const breakers = { database: db.breaker, cache: cache.breaker } as const
+
+    const probe = <E>(check: Effect.Effect<unknown, E>, breaker: (typeof breakers)[keyof typeof breakers], kind?: string) =>
+      Effect.gen(function*() {
+        const started = yield* Clock.currentTimeMillis
+        const outcome = yield* Effect.either(check)
+        const finished = yield* Clock.currentTimeMillis
+        const state = yield* breaker.status
+        return new DependencyHealth({
+          status: Either.isRight(outcome) ? "ok" : "down",
+          breaker: state.state,
+          latency_ms: Either.isRight(outcome) ? finished - started : null,
+          ...(kind === undefined ? {} : { kind })
+        })
+      })
+
+    const report = Effect.fn("Health.report")(function*(detailed: boolean) {
+      const [database, cacheHealth] = yield* Effect.all([
+        probe(db.read("health.database", db.sql`SELECT id FROM tenants LIMIT 1`), breakers.database),
+        probe(cache.ping, breakers.cache, cache.kind)
+      ], { concurrency: 2 })
+      const status = database.status === "down" ? "unhealthy" : cacheHealth.status === "down" || cacheHealth.breaker !== "closed" ? "degraded" : "ok"
+      if (!detailed) return new HealthReport({ status })
+      const now = yield* Clock.currentTimeMillis
+      // The ledger lives in the database: when it cannot be read, the counts are null, not zero.
+      const errors = yield* Effect.all([records.stats(new Date(now - RECENT_MILLIS)), records.stats(undefined)]).pipe(
+        Effect.map(([recent, all]) => ({
+          recent_count: recent.total,
+          unresolved_count: all.unresolved_count,
+          last_error: all.last_error
+        })),
+        Effect.catchAll((error) => Effect.as(Effect.logWarning("the error ledger could not be read for /health").pipe(Effect.annotateLogs({ code: error.code })), null))
+      )
+      return new HealthReport({ status, dependencies: { database, cache: cacheHealth }, errors })
+    })
+
+    const toStatus = (dependency: string, state: BreakerState) =>
+      new BreakerStatus({
+        dependency,
+        state: state.state,
+        retry_after_seconds: state.retryAfterSeconds,
+        consecutive_failures: state.consecutiveFailures,
+        window_calls: state.windowCalls,
+        window_failures: state.windowFailures
+      })
+
+    const breakerStatuses = Effect.all(
+      Object.entries(breakers).map(([dependency, breaker]) => Effect.map(breaker.status, (state) => toStatus(dependency, state)))
+    )
+
+    const setBreaker = Effect.fn("Health.setBreaker")(function*(dependency: keyof typeof breakers, action: "open" | "close" | "disable") {
+      yield* breakers[dependency].force(action)
+      yield* Effect.logWarning(`operator set the ${dependency} breaker: ${action}`).pipe(Effect.annotateLogs({ dependency, action }))
+      return toStatus(dependency, yield* breakers[dependency].status)
+    })
+
+    return { report, breakerStatuses, setBreaker } as const
+  })
+}) {}

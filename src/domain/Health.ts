@@ -1,0 +1,34 @@
+import { Schema } from "effect"
+import { ErrorRecord } from "./ErrorRecord.js"
+
+export const BreakerStateName = Schema.Literal("closed", "open", "half_open", "forced_open", "disabled")
+
+export class BreakerStatus extends Schema.Class<BreakerStatus>("BreakerStatus")({
+  dependency: Schema.String,
+  state: BreakerStateName,
+  retry_after_seconds: Schema.Int,
+  consecutive_failures: Schema.Int,
+  window_calls: Schema.Int,
+  window_failures: Schema.Int
+}) {}
+
+export const Dependency = Schema.Literal("database", "cache")
+
+export class BreakerAction extends Schema.Class<BreakerAction>("BreakerAction")({
+  action: Schema.Literal("open", "close", "disable")
+}) {}
+
+export class DependencyHealth extends Schema.Class<DependencyHealth>("DependencyHealth")({
+  status: Schema.Literal("ok", "down"),
+  breaker: BreakerStateName,
+  latency_ms: Schema.NullOr(Schema.Number),
+  kind: Schema.optional(Schema.String)
+}) {}
+
+export class HealthReport extends Schema.Class<HealthReport>("HealthReport")({
+  status: Schema.Literal("ok", "degraded", "unhealthy"),
+  dependencies: Schema.optional(Schema.Struct({ database: DependencyHealth, cache: DependencyHealth })),
+  errors: Schema.optional(
+    Schema.NullOr(Schema.Struct({ recent_count: Schema.Int, unresolved_count: Schema.Int, last_error: Schema.NullOr(ErrorRecord) }))
+  )
+}) {}
