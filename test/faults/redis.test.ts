@@ -94,6 +94,9 @@ describe.skipIf(!available)("Redis faults", () => {
     expect(rows.every((row) => row.severity === "warning" && row.type === "cache")).toBe(true)
     const metrics = await (await server.admin("/metrics")).text()
     expect(metrics).toMatch(/^bulwark_dependency_up\{dependency="cache"\} 0$/m)
+    const health = await server.admin("/health")
+    expect(health.status).toBe(200)
+    expect(await health.json()).toMatchObject({ status: "degraded", dependencies: { cache: { status: "down", kind: "redis" } } })
 
     await redis.start()
     await redis.cli("DEL", cacheKey())
