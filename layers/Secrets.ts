@@ -11,6 +11,9 @@ import { StartupError } from "../src/Config.js"
 
 export class AdminToken extends Context.Tag("bulwark/AdminToken")<AdminToken, Redacted.Redacted<string>>() {}
 
+/** The HMAC key for access tokens. */
+export class JwtSecret extends Context.Tag("bulwark/JwtSecret")<JwtSecret, Redacted.Redacted<string>>() {}
+
 /** Reads the secret stored at `dataDirectory/fileName`, creating it (mode 0600) on first use. */
 export const storedSecret = (variable: string, dataDirectory: string, fileName: string) =>
   Effect.gen(function*() {
@@ -43,5 +46,14 @@ export const adminTokenLayer = (configured: Option.Option<Redacted.Redacted<stri
     Option.match(configured, {
       onSome: Effect.succeed,
       onNone: () => storedSecret("BULWARK_ADMIN_TOKEN", dataDirectory, "admin-token")
+    })
+  )
+
+export const jwtSecretLayer = (configured: Option.Option<Redacted.Redacted<string>>, dataDirectory: string) =>
+  Layer.effect(
+    JwtSecret,
+    Option.match(configured, {
+      onSome: Effect.succeed,
+      onNone: () => storedSecret("BULWARK_JWT_SECRET", dataDirectory, "jwt-secret")
     })
   )

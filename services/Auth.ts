@@ -9,6 +9,7 @@ import type { Operator, Principal } from "../src/domain/Principal.js"
 import { Forbidden, Unauthenticated } from "../src/errors.js"
 import { API_KEY_PREFIX, hashApiKey, secretsEqual } from "./ApiKeys.js"
 import { CachedReads } from "./CachedReads.js"
+import { AccessTokens } from "./AccessTokens.js"
 import { KeyRow, TenantsRepo } from "./TenantsRepo.js"
 
 /** Short: revocation invalidates the entry, and this bounds the damage if that invalidation is lost. */
@@ -17,30 +18,59 @@ export const apiKeyCacheKey = (keyHash: string) => `apikey:${keyHash}`
 
 const invalid = new Unauthenticated({ code: "AUTH_INVALID", detail: "The credential is not valid." })
 
+const revoked = (detail: string) => new Unauthenticated({ code: "AUTH_REVOKED", detail })
+
+const principalOf = (key: KeyRow, credential: Principal["credential"]): Principal => ({
+  tenantId: key.tenant_id,
+  keyId: key.id,
+  allowedAgents: key.allowed_agents,
+  admin: key.is_admin,
+  credential,
+  tokenVersion: key.token_version
+})
+
+/** Three base64url segments: the shape of a JWT. Anything else that is not a key is invalid at once. */
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
+
 export class Auth extends Effect.Service<Auth>()("bulwark/Auth", {
   effect: Effect.gen(function*() {
     const repo = yield* TenantsRepo
     const cached = yield* CachedReads
     const adminToken = yield* AdminToken
+    const tokens = yield* AccessTokens
 
-    const authenticateKey = Effect.fn("Auth.authenticateKey")(function*(credential: Redacted.Redacted<string>) {
-      const secret = Redacted.value(credential)
-      if (!secret.startsWith(API_KEY_PREFIX)) return yield* invalid
+    const authenticateApiKey = Effect.fn("Auth.authenticateApiKey")(function*(secret: string) {
       const keyHash = hashApiKey(secret)
       const key = yield* cached.read(apiKeyCacheKey(keyHash), KeyRow, API_KEY_TTL, repo.findKeyByHash(keyHash), {
         sharedOnly: true
       })
       if (Option.isNone(key)) return yield* invalid
-      if (key.value.revoked_at !== null) {
-        return yield* new Unauthenticated({ code: "AUTH_REVOKED", detail: "This API key has been revoked." })
-      }
-      yield* Effect.annotateCurrentSpan({ "bulwark.tenant_id": key.value.tenant_id, "bulwark.key_id": key.value.id })
-      const principal: Principal = {
-        tenantId: key.value.tenant_id,
-        keyId: key.value.id,
-        allowedAgents: key.value.allowed_agents,
-        admin: key.value.is_admin
-      }
+      if (key.value.revoked_at !== null) return yield* revoked("This API key has been revoked.")
+      return principalOf(key.value, "api_key")
+    })
+
+    /**
+     * An access token is checked against the database on every request: its key must still exist,
+     * be live, and have the token's version. If the database cannot answer, the request fails
+     * with the database's 503; a token is never let through unchecked.
+     */
+    const authenticateAccessToken = Effect.fn("Auth.authenticateAccessToken")(function*(token: string) {
+      const claims = yield* tokens.verify(token)
+      const key = yield* repo.findKeyById(claims.sub)
+      if (Option.isNone(key) || key.value.tenant_id !== claims.tid) return yield* revoked("The key of this token no longer exists.")
+      if (key.value.revoked_at !== null) return yield* revoked("The key of this token has been revoked.")
+      if (key.value.token_version !== claims.ver) return yield* revoked("This access token has been revoked.")
+      return principalOf(key.value, "access_token")
+    })
+
+    const authenticateKey = Effect.fn("Auth.authenticate")(function*(credential: Redacted.Redacted<string>) {
+      const secret = Redacted.value(credential)
+      const principal = secret.startsWith(API_KEY_PREFIX)
+        ? yield* authenticateApiKey(secret)
+        : JWT_SHAPE.test(secret)
+        ? yield* authenticateAccessToken(secret)
+        : yield* invalid
+      yield* Effect.annotateCurrentSpan({ "bulwark.tenant_id": principal.tenantId, "bulwark.key_id": principal.keyId })
       return principal
     })
 
@@ -55,7 +85,23 @@ export class Auth extends Effect.Service<Auth>()("bulwark/Auth", {
       return { _tag: "AdminKey", principal } satisfies Operator as Operator
     })
 
-    return { authenticateKey, authenticateOperator } as const
+    /** `POST /v1/auth/token`: an API key (only a key, not a token) for a 15-minute access token. */
+    const exchange = Effect.fn("Auth.exchange")(function*(apiKey: Redacted.Redacted<string>) {
+      const secret = Redacted.value(apiKey)
+      if (!secret.startsWith(API_KEY_PREFIX)) return yield* invalid
+      return yield* tokens.issue(yield* authenticateApiKey(secret))
+    })
+
+    /** `POST /v1/auth/revoke`: every access token issued for the caller's key so far stops working. */
+    const revokeTokens = Effect.fn("Auth.revokeTokens")(function*(principal: Principal) {
+      if (principal.credential !== "api_key") {
+        return yield* new Forbidden({ detail: "Revoke access tokens with the API key itself, not with a token." })
+      }
+      const keyHash = yield* repo.bumpTokenVersion(principal.keyId)
+      if (Option.isSome(keyHash)) yield* cached.invalidate(apiKeyCacheKey(keyHash.value))
+    })
+
+    return { authenticateKey, authenticateOperator, exchange, revokeTokens } as const
   }),
-  dependencies: [TenantsRepo.Default]
+  dependencies: [TenantsRepo.Default, AccessTokens.Default]
 }) {}

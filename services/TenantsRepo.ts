@@ -58,6 +58,24 @@ const make = Effect.gen(function*() {
           FROM api_keys WHERE key_hash = ${keyHash}`
     ).pipe(Effect.flatMap((rows) => rows[0] === undefined ? Effect.succeedNone : Effect.asSome(decodeKey(rows[0]))))
 
+  const findKeyById = (id: string) =>
+    db.read(
+      "api_keys.find_by_id",
+      sql`SELECT id, tenant_id, name, allowed_agents, is_admin, token_version, created_at, revoked_at
+          FROM api_keys WHERE id = ${id}`
+    ).pipe(Effect.flatMap((rows) => rows[0] === undefined ? Effect.succeedNone : Effect.asSome(decodeKey(rows[0]))))
+
+  /** Invalidates every access token issued for the key so far; returns the key's hash for the cache. */
+  const bumpTokenVersion = (id: string) =>
+    db.transaction(
+      "api_keys.bump_token_version",
+      Effect.gen(function*() {
+        yield* db.write("api_keys.bump_token_version", sql`UPDATE api_keys SET token_version = token_version + 1 WHERE id = ${id}`)
+        const rows = yield* db.read("api_keys.find", sql<{ key_hash: string }>`SELECT key_hash FROM api_keys WHERE id = ${id}`)
+        return Option.fromNullable(rows[0]?.key_hash)
+      })
+    )
+
   /** Marks a live key revoked; returns its hash, or `None` when no key has this id. */
   const revokeKey = (id: string, revokedAt: string) =>
     db.transaction(
@@ -69,7 +87,7 @@ const make = Effect.gen(function*() {
       })
     )
 
-  return { insertTenant, tenantExists, insertKey, findKeyByHash, revokeKey } as const
+  return { insertTenant, tenantExists, insertKey, findKeyByHash, findKeyById, bumpTokenVersion, revokeKey } as const
 })
 
 export class TenantsRepo extends Effect.Service<TenantsRepo>()("bulwark/TenantsRepo", { effect: make }) {}

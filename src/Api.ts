@@ -6,6 +6,7 @@ import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchem
 import { Schema } from "effect"
 import { CurrentOperator, CurrentPrincipal } from "./domain/Principal.js"
 import { ErrorList, ErrorRecord, ErrorStats, ListErrorsParams, ResolveError, StatsParams } from "./domain/ErrorRecord.js"
+import { AccessToken, TokenRequest } from "./domain/Auth.js"
 import { BreakerAction, BreakerStatus, Dependency, HealthReport } from "./domain/Health.js"
 import { Uuid } from "./domain/Ids.js"
 import { ApiError } from "./domain/Problem.js"
@@ -13,7 +14,7 @@ import { CreateSession, ListSessionsParams, Session, SessionId, SessionPage } fr
 import { CreatedKey, CreatedTenant, CreateKey, CreateTenant, KeyId, TenantId } from "./domain/Tenant.js"
 
 const bearer = HttpApiSecurity.bearer.pipe(
-  HttpApiSecurity.annotate(OpenApi.Description, "An API key (`bk_...`).")
+  HttpApiSecurity.annotate(OpenApi.Description, "An API key (`bk_...`) or an access token from POST /v1/auth/token.")
 )
 
 export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("Authentication", {
@@ -84,6 +85,27 @@ export class ProblemsGroup extends HttpApiGroup.make("problems", { topLevel: tru
 {}
 
 const sessionPath = Schema.Struct({ id: SessionId })
+
+export class AuthGroup extends HttpApiGroup.make("auth")
+  .add(
+    HttpApiEndpoint.post("token", "/token")
+      .setPayload(TokenRequest)
+      .addSuccess(AccessToken)
+      .addError(ApiError.Unauthenticated)
+      .annotate(OpenApi.Description, "Exchanges an API key for a 15-minute access token.")
+  )
+  .add(
+    HttpApiEndpoint.post("revoke", "/revoke")
+      .addSuccess(HttpApiSchema.NoContent)
+      .addError(ApiError.Forbidden)
+      .addError(ApiError.Overloaded)
+      .middleware(Authentication)
+      .annotate(OpenApi.Description, "With an API key: every access token issued for it so far is refused from the next request on.")
+  )
+  .addError(ApiError.DbOperational)
+  .addError(ApiError.CacheUnavailable)
+  .prefix("/v1/auth")
+{}
 
 export class OperationsGroup extends HttpApiGroup.make("operations", { topLevel: true })
   .add(
@@ -214,6 +236,7 @@ const documentProblems = (spec: Record<string, any>): Record<string, any> => {
 export class Api extends HttpApi.make("bulwark")
   .add(HealthGroup)
   .add(ProblemsGroup)
+  .add(AuthGroup)
   .add(OperationsGroup)
   .add(SessionsGroup)
   .add(AdminGroup)

@@ -77,6 +77,13 @@ export const appConfig = Config.all({
   ),
   cacheRequired: Config.boolean("BULWARK_CACHE_REQUIRED").pipe(Config.withDefault(false)),
   requestTimeoutMillis: positiveMillis("BULWARK_REQUEST_TIMEOUT_MS", 10_000),
+  jwtSecret: Config.option(Config.redacted("BULWARK_JWT_SECRET")).pipe(
+    requiring(
+      "BULWARK_JWT_SECRET",
+      "must be at least 32 characters",
+      Option.match({ onNone: () => true, onSome: (secret) => Redacted.value(secret).length >= 32 })
+    )
+  ),
   errorRetentionDays: Config.integer("BULWARK_ERROR_RETENTION_DAYS").pipe(
     Config.withDefault(30),
     requiring("BULWARK_ERROR_RETENTION_DAYS", "expected a whole number of days, at least 1", (days) => days >= 1)

@@ -6,7 +6,7 @@ import { HttpApiBuilder, HttpApiSwagger, HttpServer } from "@effect/platform"
 import { BunHttpServer } from "@effect/platform-bun"
 import { Cause, type Duration, Layer, Option } from "effect"
 import * as Database from "../layers/database/Database.js"
-import { adminTokenLayer } from "../layers/Secrets.js"
+import { adminTokenLayer, jwtSecretLayer } from "../layers/Secrets.js"
 import * as Cache from "../layers/cache/Cache.js"
 import { Auth } from "../services/Auth.js"
 import { Health } from "../services/Health.js"
@@ -74,6 +74,7 @@ export const InfrastructureLive = (options: Omit<ServerOptions, "extraRoutes">) 
 export const ServicesLive = (options: ServerOptions) =>
   Layer.mergeAll(Sessions.Default, Tenants.Default, Auth.Default, Health.Default).pipe(
     Layer.provideMerge(adminTokenLayer(options.config.adminToken, dataDirectoryOf(options.config.database))),
+    Layer.provideMerge(jwtSecretLayer(options.config.jwtSecret, dataDirectoryOf(options.config.database))),
     Layer.provideMerge(InfrastructureLive(options))
   )
 

@@ -35,6 +35,7 @@ describe("configuration errors", () => {
     ["an unknown LOG_LEVEL", { LOG_LEVEL: "loud" }, "LOG_LEVEL"],
     ["an unknown LOG_FORMAT", { LOG_FORMAT: "xml" }, "LOG_FORMAT"],
     ["a short BULWARK_ADMIN_TOKEN", { BULWARK_ADMIN_TOKEN: "short" }, "BULWARK_ADMIN_TOKEN"],
+    ["a short BULWARK_JWT_SECRET", { BULWARK_JWT_SECRET: "short" }, "BULWARK_JWT_SECRET"],
     ["a zero BULWARK_REQUEST_TIMEOUT_MS", { BULWARK_REQUEST_TIMEOUT_MS: "0" }, "BULWARK_REQUEST_TIMEOUT_MS"],
     ["an unparsable BULWARK_ERROR_RETENTION_DAYS", { BULWARK_ERROR_RETENTION_DAYS: "a month" }, "BULWARK_ERROR_RETENTION_DAYS"],
     ["a malformed OTEL_EXPORTER_OTLP_ENDPOINT", { OTEL_EXPORTER_OTLP_ENDPOINT: "not a url" }, "OTEL_EXPORTER_OTLP_ENDPOINT"],
@@ -68,6 +69,7 @@ describe("start-up", () => {
       expect(ready.status).toBe(200)
       expect(statSync(join(cwd, "data", "bulwark.db")).isFile()).toBe(true)
       expect(statSync(join(cwd, "data", "admin-token")).mode & 0o777).toBe(0o600)
+      expect(statSync(join(cwd, "data", "jwt-secret")).mode & 0o777).toBe(0o600)
       // The token's path is logged; the token itself never is.
       const token = await Bun.file(join(cwd, "data", "admin-token")).text()
       expect(output).toContain("admin-token")

@@ -6,6 +6,9 @@ export interface Principal {
   readonly keyId: string
   readonly allowedAgents: ReadonlyArray<string>
   readonly admin: boolean
+  /** How the caller proved itself: the API key itself, or an access token issued for it. */
+  readonly credential: "api_key" | "access_token"
+  readonly tokenVersion: number
 }
 
 export class CurrentPrincipal extends Context.Tag("bulwark/CurrentPrincipal")<CurrentPrincipal, Principal>() {}

@@ -5,6 +5,7 @@
 import { HttpApiBuilder } from "@effect/platform"
 import { Effect, Layer, Option, Schema } from "effect"
 import { Database } from "../../layers/database/Database.js"
+import { Auth } from "../../services/Auth.js"
 import { ErrorRecords } from "../../services/ErrorLedger.js"
 import { Health } from "../../services/Health.js"
 import { Sessions } from "../../services/Sessions.js"
@@ -56,6 +57,14 @@ export const ProblemsLive = HttpApiBuilder.group(Api, "problems", (handlers) =>
     })
   }))
 
+export const AuthLive = HttpApiBuilder.group(Api, "auth", (handlers) =>
+  Effect.gen(function*() {
+    const auth = yield* Auth
+    return handlers
+      .handle("token", ({ payload }) => auth.exchange(payload.api_key))
+      .handle("revoke", () => Effect.flatMap(CurrentPrincipal, auth.revokeTokens))
+  }))
+
 export const OperationsLive = HttpApiBuilder.group(Api, "operations", (handlers) => handlers.handle("metrics", () => prometheusText))
 
 export const SessionsLive = HttpApiBuilder.group(Api, "sessions", (handlers) =>
@@ -86,4 +95,4 @@ export const AdminLive = HttpApiBuilder.group(Api, "admin", (handlers) =>
       .handle("resolveError", ({ path, payload }) => errors.resolve(path.error_id, payload.notes))
   }))
 
-export const HandlersLive = Layer.mergeAll(HealthLive, ProblemsLive, OperationsLive, SessionsLive, AdminLive)
+export const HandlersLive = Layer.mergeAll(HealthLive, ProblemsLive, AuthLive, OperationsLive, SessionsLive, AdminLive)

@@ -17,6 +17,8 @@ import { MainLive } from "../../src/Server.js"
 export interface TestServer {
   readonly url: string
   readonly adminToken: string
+  /** The server's HMAC key, so tests can forge tokens it must refuse (or accept). */
+  readonly jwtSecret: string
   readonly directory: string
   readonly databaseFile: string
   readonly fetch: (path: string, init?: RequestInit) => Promise<Response>
@@ -61,11 +63,13 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
   const directory = mkdtempSync(join(tmpdir(), "bulwark-test-"))
   const databaseFile = join(directory, "bulwark.db")
   const adminToken = randomBytes(24).toString("base64url")
+  const jwtSecret = randomBytes(32).toString("base64url")
   const config: AppConfigShape = {
     port: 0,
     host: "127.0.0.1",
     database: { _tag: "SqliteFile", filename: databaseFile },
     adminToken: Option.some(Redacted.make(adminToken)),
+    jwtSecret: Option.some(Redacted.make(jwtSecret)),
     redisUrl: options.redisUrl === undefined ? Option.none() : Option.some(options.redisUrl),
     cacheRequired: options.cacheRequired ?? false,
     requestTimeoutMillis: options.requestTimeoutMillis ?? 10_000,
@@ -108,6 +112,7 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
   return {
     url,
     adminToken,
+    jwtSecret,
     directory,
     databaseFile,
     fetch: fetchPath,

@@ -43,6 +43,19 @@ test("a full run of failures leaves no secret in the ledger, the logs or the spa
   await record(await server.fetch("/v1/sessions", { headers: { authorization: `Bearer ${tenant.api_key}x`, cookie } }), 401, "AUTH_INVALID")
   await record(await server.fetch(`/v1/sessions/${crypto.randomUUID()}`, withKey(tenant.api_key, { headers: { cookie } })), 404, "SESSION_NOT_FOUND")
   await record(await server.fetch("/v1/admin/tenants", withKey(tenant.api_key, { method: "POST", body: JSON.stringify({ name: "not-allowed", credentials: password }) })), 403, "FORBIDDEN")
+  const tokenResponse = await server.fetch("/v1/auth/token", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ api_key: tenant.api_key })
+  })
+  const accessToken = ((await tokenResponse.json()) as { access_token: string }).access_token
+  await record(await server.fetch(`/v1/sessions/${crypto.randomUUID()}`, withKey(accessToken)), 404, "SESSION_NOT_FOUND")
+  await record(await server.fetch("/v1/sessions", withKey(`${accessToken}x`)), 401, "AUTH_INVALID")
+  await record(
+    await server.fetch("/v1/auth/token", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ api_key: `${tenant.api_key}0` }) }),
+    401,
+    "AUTH_INVALID"
+  )
   await record(await server.fetch("/__test/defect", { headers: { authorization: `Bearer ${server.adminToken}` } }), 500, "INTERNAL_ERROR")
 
   const rows = await Promise.all(errorIds.map((errorId) => ledgerRecord(server, errorId)))
@@ -55,7 +68,7 @@ test("a full run of failures leaves no secret in the ledger, the logs or the spa
 
   const everything = { ledger: JSON.stringify(rows), logs, spans: receiver.bodies.traces.join("\n") }
   for (const [where, text] of Object.entries(everything)) {
-    for (const secret of [tenant.api_key, server.adminToken, password, "cookie-value-7a1f"]) {
+    for (const secret of [tenant.api_key, server.adminToken, password, "cookie-value-7a1f", accessToken, accessToken.split(".")[2]!]) {
       if (text.includes(secret)) {
         const at = text.indexOf(secret)
         throw new Error(`a secret reached the ${where}: …${text.slice(Math.max(0, at - 120), at + 20)}…`)
