@@ -18,13 +18,19 @@ const bearer = HttpApiSecurity.bearer.pipe(
 )
 
 export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("Authentication", {
-  failure: Schema.Union(ApiError.Unauthenticated, ApiError.DbOperational, ApiError.CacheUnavailable),
+  failure: Schema.Union(ApiError.Unauthenticated, ApiError.RateLimited, ApiError.DbOperational, ApiError.CacheUnavailable),
   provides: CurrentPrincipal,
   security: { bearer }
 }) {}
 
 export class AdminAuthentication extends HttpApiMiddleware.Tag<AdminAuthentication>()("AdminAuthentication", {
-  failure: Schema.Union(ApiError.Unauthenticated, ApiError.Forbidden, ApiError.DbOperational, ApiError.CacheUnavailable),
+  failure: Schema.Union(
+    ApiError.Unauthenticated,
+    ApiError.Forbidden,
+    ApiError.RateLimited,
+    ApiError.DbOperational,
+    ApiError.CacheUnavailable
+  ),
   provides: CurrentOperator,
   security: {
     adminToken: HttpApiSecurity.bearer.pipe(
@@ -243,7 +249,9 @@ export class Api extends HttpApi.make("bulwark")
   .addError(ApiError.ValidationFailed)
   .addError(ApiError.PayloadTooLarge)
   .addError(ApiError.UnsupportedMediaType)
+  .addError(ApiError.RateLimited)
   .addError(ApiError.Internal)
+  .addError(ApiError.Timeout)
   .annotate(OpenApi.Title, "Bulwark")
   .annotate(OpenApi.Version, "0.1.0")
   .annotate(OpenApi.Description, "Shared context for AI agents. Every error is an RFC 9457 problem with an error_id.")

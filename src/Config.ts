@@ -57,6 +57,20 @@ const telemetry = Config.all({
   metricExportIntervalMillis: positiveMillis("OTEL_METRIC_EXPORT_INTERVAL", 60000)
 })
 
+export interface RateLimit {
+  readonly limit: number
+  readonly windowMillis: number
+}
+
+/** `600/60s`: requests per window; the window in s, m or h. */
+export const parseRateLimit = (raw: string): Either.Either<RateLimit, string> => {
+  const match = /^(\d+)\/(\d+)(s|m|h)$/.exec(raw.trim())
+  if (match === null) return Either.left("expected N/<window> such as 600/60s, 100/1m or 5000/1h")
+  const limit = Number(match[1])
+  const windowMillis = Number(match[2]) * { s: 1000, m: 60_000, h: 3_600_000 }[match[3] as "s" | "m" | "h"]
+  return limit >= 1 && windowMillis >= 1000 ? Either.right({ limit, windowMillis }) : Either.left("the limit must be at least 1 and the window at least 1s")
+}
+
 export const appConfig = Config.all({
   port,
   host: Config.string("HOST").pipe(Config.withDefault("127.0.0.1")),
@@ -76,6 +90,10 @@ export const appConfig = Config.all({
     )
   ),
   cacheRequired: Config.boolean("BULWARK_CACHE_REQUIRED").pipe(Config.withDefault(false)),
+  rateLimit: Config.string("BULWARK_RATE_LIMIT").pipe(
+    Config.withDefault("600/60s"),
+    Config.mapOrFail((raw) => Either.mapLeft(parseRateLimit(raw), (message) => ConfigError.InvalidData(["BULWARK_RATE_LIMIT"], message)))
+  ),
   requestTimeoutMillis: positiveMillis("BULWARK_REQUEST_TIMEOUT_MS", 10_000),
   jwtSecret: Config.option(Config.redacted("BULWARK_JWT_SECRET")).pipe(
     requiring(

@@ -15,6 +15,8 @@ export interface CacheShape {
   readonly get: (key: string) => Effect.Effect<Option.Option<string>, CacheUnavailable>
   readonly set: (key: string, value: string, ttl: Duration.DurationInput) => Effect.Effect<void, CacheUnavailable>
   readonly delete: (key: string) => Effect.Effect<void, CacheUnavailable>
+  /** Adds one to a counter that expires `ttl` after its first increment; returns the new count. */
+  readonly increment: (key: string, ttl: Duration.DurationInput) => Effect.Effect<number, CacheUnavailable>
   /** A round trip, for `/health`. */
   readonly ping: Effect.Effect<void, CacheUnavailable>
   readonly breaker: CircuitBreaker.CircuitBreaker<CacheUnavailable>
@@ -80,7 +82,18 @@ export const inProcess = (options: { readonly maxEntries: number } & CacheBreake
           }
         })
       const remove = (key: string) => Effect.sync(() => void entries.delete(key))
-      return Cache.of({ kind: "memory", get, set, delete: remove, ping: Effect.void, breaker })
+      const increment = (key: string, ttl: Duration.DurationInput) =>
+        Effect.flatMap(get(key), (current) => {
+          const count = Option.match(current, { onNone: () => 1, onSome: (value) => Number(value) + 1 })
+          // Keep the first expiry: a counter's window does not slide with each hit.
+          const expiresAt = entries.get(key)?.expiresAt
+          return Effect.map(Clock.currentTimeMillis, (now) => {
+            entries.delete(key)
+            entries.set(key, { value: String(count), expiresAt: expiresAt ?? now + Duration.toMillis(ttl) })
+            return count
+          })
+        })
+      return Cache.of({ kind: "memory", get, set, delete: remove, increment, ping: Effect.void, breaker })
     })
   )
 
@@ -126,6 +139,12 @@ export const redis = (url: string, required: boolean, options: CacheBreakerOptio
         set: (key, value, ttl) =>
           Effect.asVoid(command("set", () => client.set(key, value, "PX", Math.max(1, Math.round(Duration.toMillis(ttl)))))),
         delete: (key) => Effect.asVoid(command("del", () => client.del(key))),
+        increment: (key, ttl) =>
+          command("incr", async () => {
+            const count = await client.incr(key)
+            if (count === 1) await client.pexpire(key, Math.max(1, Math.round(Duration.toMillis(ttl))))
+            return count
+          }),
         ping: Effect.asVoid(command("ping", () => client.send("PING", []))),
         breaker
       })

@@ -6,6 +6,8 @@
 import { HttpServerRequest } from "@effect/platform"
 import { Effect, Layer, Redacted } from "effect"
 import { Auth } from "../../services/Auth.js"
+import { RateLimiter } from "../../services/RateLimiter.js"
+import type { Principal } from "../domain/Principal.js"
 import { AdminAuthentication, Authentication, OptionalOperator } from "../Api.js"
 import { Unauthenticated } from "../errors.js"
 
@@ -28,14 +30,19 @@ export const bearerCredential = Effect.gen(function*() {
   return Redacted.make(match[1].trim())
 })
 
+/** A key and the access tokens issued for it share one limit. */
+const keyBucket = (principal: Principal) => `key:${principal.keyId}`
+
 export const AuthenticationLive = Layer.effect(
   Authentication,
   Effect.gen(function*() {
     const auth = yield* Auth
+    const limiter = yield* RateLimiter
     return Authentication.of({
       bearer: () =>
         Effect.flatMap(bearerCredential, auth.authenticateKey).pipe(
-          Effect.tap((principal) => Effect.annotateCurrentSpan(TENANT_ATTRIBUTE, principal.tenantId))
+          Effect.tap((principal) => Effect.annotateCurrentSpan(TENANT_ATTRIBUTE, principal.tenantId)),
+          Effect.tap((principal) => limiter.hit(keyBucket(principal)))
         )
     })
   })
@@ -45,8 +52,13 @@ export const AdminAuthenticationLive = Layer.effect(
   AdminAuthentication,
   Effect.gen(function*() {
     const auth = yield* Auth
+    const limiter = yield* RateLimiter
     return AdminAuthentication.of({
-      adminToken: () => Effect.flatMap(bearerCredential, auth.authenticateOperator)
+      // The admin token is the operators' own and is not limited; an admin key is, like any key.
+      adminToken: () =>
+        Effect.flatMap(bearerCredential, auth.authenticateOperator).pipe(
+          Effect.tap((operator) => (operator._tag === "AdminKey" ? limiter.hit(keyBucket(operator.principal)) : Effect.void))
+        )
     })
   })
 )

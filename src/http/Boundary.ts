@@ -8,6 +8,7 @@ import { HttpApiBuilder, HttpMethod, HttpServerRequest, HttpServerResponse } fro
 import type { HttpApp } from "@effect/platform"
 import { Effect, Option, type Tracer } from "effect"
 import { ErrorLedger } from "../../services/ErrorLedger.js"
+import { currentRateLimit, RateLimiter, type RateLimitHeaders } from "../../services/RateLimiter.js"
 import { type AppError, FieldIssue, PayloadTooLarge, Timeout, UnsupportedMediaType, ValidationFailed } from "../errors.js"
 import { sanitizePayload } from "../telemetry/Sanitize.js"
 import { TENANT_ATTRIBUTE } from "./Auth.js"
@@ -109,22 +110,45 @@ const renderFailure = (
 
 /**
  * The boundary as API middleware. The request deadline is the outermost policy: past it the
- * request's work is interrupted (not left running) and the client gets 504 `TIMEOUT`.
+ * request's work is interrupted (not left running) and the client gets 504 `TIMEOUT`. Requests
+ * without credentials are rate limited here by IP; authenticated ones by their key, in the auth
+ * middleware. Either way the result comes back as `RateLimit-*` headers.
  */
 export const problemBoundary = (options: { readonly requestTimeoutMillis: number }) =>
-  Effect.map(ErrorLedger, (ledger) => (app: HttpApp.Default): HttpApp.Default =>
-    Effect.gen(function*() {
-      const request = yield* HttpServerRequest.HttpServerRequest
-      const requestId = requestIdOf(request)
-      const read: { body: string | undefined } = { body: undefined }
-      const response = yield* Effect.zipRight(guardBody(request, read), app).pipe(
-        Effect.timeoutFail({
-          duration: options.requestTimeoutMillis,
-          onTimeout: () => new Timeout({ afterMillis: options.requestTimeoutMillis })
-        }),
-        Effect.catchAllCause((cause) => renderFailure(ledger, classify(cause), request, requestId, read.body))
-      )
-      return HttpServerResponse.setHeader(response, REQUEST_ID_HEADER, requestId)
-    }))
+  Effect.gen(function*() {
+    const ledger = yield* ErrorLedger
+    const limiter = yield* RateLimiter
+    return (app: HttpApp.Default): HttpApp.Default =>
+      Effect.gen(function*() {
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const requestId = requestIdOf(request)
+        const read: { body: string | undefined } = { body: undefined }
+        const rateLimit: { value: RateLimitHeaders | undefined } = { value: undefined }
+        const anonymousLimit = request.headers.authorization === undefined
+          ? limiter.hit(`ip:${Option.getOrElse(request.remoteAddress, () => "unknown")}`)
+          : Effect.void
+        const response = yield* anonymousLimit.pipe(
+          Effect.zipRight(guardBody(request, read)),
+          Effect.zipRight(app),
+          Effect.locally(currentRateLimit, rateLimit),
+          Effect.timeoutFail({
+            duration: options.requestTimeoutMillis,
+            onTimeout: () => new Timeout({ afterMillis: options.requestTimeoutMillis })
+          }),
+          Effect.catchAllCause((cause) => renderFailure(ledger, classify(cause), request, requestId, read.body))
+        )
+        const limited = rateLimit.value
+        return HttpServerResponse.setHeaders(response, {
+          [REQUEST_ID_HEADER]: requestId,
+          ...(limited === undefined
+            ? {}
+            : {
+              "ratelimit-limit": String(limited.limit),
+              "ratelimit-remaining": String(limited.remaining),
+              "ratelimit-reset": String(limited.reset)
+            })
+        })
+      })
+  })
 
 export const layer = (options: { readonly requestTimeoutMillis: number }) => HttpApiBuilder.middleware(problemBoundary(options))

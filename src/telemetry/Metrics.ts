@@ -29,3 +29,8 @@ export const breakerTransitionsTotal = Metric.counter("bulwark_breaker_transitio
 })
 
 export const retriesTotal = Metric.counter("bulwark_retries_total", { description: "Retried dependency calls", incremental: true })
+
+export const rateLimitFallbacksTotal = Metric.counter("bulwark_rate_limit_fallbacks_total", {
+  description: "Rate-limit checks counted in process because the shared store could not serve",
+  incremental: true
+})

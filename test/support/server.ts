@@ -38,6 +38,8 @@ export interface TestServerOptions {
   readonly redisUrl?: string
   readonly cacheRequired?: boolean
   readonly cacheResilience?: CacheBreakerOptions
+  /** Generous by default so that only the rate-limit tests meet it. */
+  readonly rateLimit?: { readonly limit: number; readonly windowMillis: number }
 }
 
 /** How many times the work of `/__test/hang` was interrupted (its finalizer ran). */
@@ -72,6 +74,7 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
     jwtSecret: Option.some(Redacted.make(jwtSecret)),
     redisUrl: options.redisUrl === undefined ? Option.none() : Option.some(options.redisUrl),
     cacheRequired: options.cacheRequired ?? false,
+    rateLimit: options.rateLimit ?? { limit: 100_000, windowMillis: 60_000 },
     requestTimeoutMillis: options.requestTimeoutMillis ?? 10_000,
     errorRetentionDays: 30,
     telemetry: {

@@ -1,0 +1,74 @@
+/**
+ * Rate limits (SPEC §1, §4): a fixed window per bucket (an API key, or an IP when unauthenticated),
+ * counted in the cache, so with `REDIS_URL` several instances share one limit. When the shared store
+ * cannot count: with the cache required the request fails 503; otherwise it is counted in process
+ * (limits never switch off), ledgered at warning and counted in `bulwark_rate_limit_fallbacks_total`.
+ */
+import { Clock, Context, Effect, FiberRef, Layer, Metric } from "effect"
+import { globalValue } from "effect/GlobalValue"
+import { Cache } from "../layers/cache/Cache.js"
+import type { RateLimit } from "../src/Config.js"
+import { type CacheUnavailable, RateLimited } from "../src/errors.js"
+import { rateLimitFallbacksTotal } from "../src/telemetry/Metrics.js"
+import { CachePolicy } from "./CachedReads.js"
+import { ErrorLedger } from "./ErrorLedger.js"
+
+export interface RateLimitHeaders {
+  readonly limit: number
+  readonly remaining: number
+  /** Seconds until the window resets. */
+  readonly reset: number
+}
+
+/** Where a request's limiter result is left for the edge to turn into `RateLimit-*` headers. */
+export const currentRateLimit = globalValue("bulwark/RateLimiter/current", () =>
+  FiberRef.unsafeMake<{ value: RateLimitHeaders | undefined } | undefined>(undefined))
+
+export class RateLimitConfig extends Context.Tag("bulwark/RateLimitConfig")<RateLimitConfig, RateLimit>() {}
+
+const make = Effect.gen(function*() {
+  const cache = yield* Cache
+  const ledger = yield* ErrorLedger
+  const { required } = yield* CachePolicy
+  const { limit, windowMillis } = yield* RateLimitConfig
+  // Counts made here when the shared store fails; entries expire with their window.
+  const local = new Map<string, { count: number; expiresAt: number }>()
+
+  const countLocally = (key: string, now: number) => {
+    const entry = local.get(key)
+    const next = entry === undefined || entry.expiresAt <= now ? { count: 1, expiresAt: now + windowMillis } : { ...entry, count: entry.count + 1 }
+    local.set(key, next)
+    if (local.size > 100_000) for (const [k, v] of local) if (v.expiresAt <= now) local.delete(k)
+    return next.count
+  }
+
+  const fallBack = (key: string, now: number) => (error: CacheUnavailable) =>
+    required
+      ? Effect.fail(error)
+      : Effect.zipRight(
+        Effect.all([
+          Metric.increment(rateLimitFallbacksTotal),
+          error.reason === "breaker_open" ? Effect.void : Effect.asVoid(ledger.record(error, { severity: "warning" }))
+        ], { discard: true }),
+        Effect.succeed(countLocally(key, now))
+      )
+
+  /** Counts one request against `bucket`; fails `RateLimited` past the limit. */
+  const hit = Effect.fn("RateLimiter.hit")(function*(bucket: string) {
+    const now = yield* Clock.currentTimeMillis
+    const window = Math.floor(now / windowMillis)
+    const key = `ratelimit:${bucket}:${window}`
+    const count = yield* cache.increment(key, windowMillis).pipe(Effect.catchAll(fallBack(key, now)))
+    const reset = Math.max(1, Math.ceil(((window + 1) * windowMillis - now) / 1000))
+    const headers: RateLimitHeaders = { limit, remaining: Math.max(0, limit - count), reset }
+    const slot = yield* FiberRef.get(currentRateLimit)
+    if (slot !== undefined) slot.value = headers
+    if (count > limit) return yield* new RateLimited({ retryAfterSeconds: reset })
+  })
+
+  return { hit } as const
+})
+
+export class RateLimiter extends Context.Tag("bulwark/RateLimiter")<RateLimiter, Effect.Effect.Success<typeof make>>() {
+  static readonly layer = Layer.effect(RateLimiter, make)
+}
