@@ -92,6 +92,18 @@ export class ProblemsGroup extends HttpApiGroup.make("problems", { topLevel: tru
 
 const sessionPath = Schema.Struct({ id: SessionId })
 
+/**
+ * POSTs that write accept an `Idempotency-Key` (SPEC §4), except the two that answer with a new API
+ * key: replaying them would mean storing the key in plain text, which is never done.
+ */
+export const IdempotencyHeaders = Schema.Struct({
+  "idempotency-key": Schema.optional(
+    Schema.String.pipe(Schema.minLength(1), Schema.maxLength(255)).annotations({
+      description: "Repeat the request with the same key and body within 24 h to get the first response back, with nothing written again."
+    })
+  )
+})
+
 export class AuthGroup extends HttpApiGroup.make("auth")
   .add(
     HttpApiEndpoint.post("token", "/token")
@@ -127,6 +139,7 @@ export class SessionsGroup extends HttpApiGroup.make("sessions")
   .add(
     HttpApiEndpoint.post("create", "/")
       .setPayload(CreateSession)
+      .setHeaders(IdempotencyHeaders)
       .addSuccess(Session, { status: 201 })
       .addError(ApiError.Conflict)
   )
@@ -158,6 +171,7 @@ export class AdminGroup extends HttpApiGroup.make("admin")
   .add(
     HttpApiEndpoint.post("createTenant", "/tenants")
       .setPayload(CreateTenant)
+      .annotate(OpenApi.Description, "Creates a tenant and its first API key, shown once. Takes no Idempotency-Key (its response holds a secret that is never stored).")
       .addSuccess(CreatedTenant, { status: 201 })
       .addError(ApiError.Conflict)
   )
@@ -206,8 +220,10 @@ export class AdminGroup extends HttpApiGroup.make("admin")
     HttpApiEndpoint.post("resolveError", "/errors/:error_id/resolve")
       .setPath(Schema.Struct({ error_id: Uuid }))
       .setPayload(ResolveError)
+      .setHeaders(IdempotencyHeaders)
       .addSuccess(ErrorRecord)
       .addError(ApiError.NotFound)
+      .addError(ApiError.Conflict)
   )
   .addError(ApiError.DbOperational)
   .addError(ApiError.Overloaded)

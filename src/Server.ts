@@ -10,6 +10,7 @@ import { adminTokenLayer, jwtSecretLayer } from "../layers/Secrets.js"
 import * as Cache from "../layers/cache/Cache.js"
 import { Auth } from "../services/Auth.js"
 import { Health } from "../services/Health.js"
+import { Idempotency } from "../services/Idempotency.js"
 import { RateLimitConfig, RateLimiter } from "../services/RateLimiter.js"
 import { CachedReads, CachePolicy } from "../services/CachedReads.js"
 import { ErrorLedger, ErrorRecords } from "../services/ErrorLedger.js"
@@ -73,7 +74,7 @@ export const InfrastructureLive = (options: Omit<ServerOptions, "extraRoutes">) 
   )
 
 export const ServicesLive = (options: ServerOptions) =>
-  Layer.mergeAll(Sessions.Default, Tenants.Default, Auth.Default, Health.Default, RateLimiter.layer).pipe(
+  Layer.mergeAll(Sessions.Default, Tenants.Default, Auth.Default, Health.Default, Idempotency.Default, RateLimiter.layer).pipe(
     Layer.provideMerge(Layer.succeed(RateLimitConfig, options.config.rateLimit)),
     Layer.provideMerge(adminTokenLayer(options.config.adminToken, dataDirectoryOf(options.config.database))),
     Layer.provideMerge(jwtSecretLayer(options.config.jwtSecret, dataDirectoryOf(options.config.database))),

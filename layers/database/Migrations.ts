@@ -68,6 +68,18 @@ const migrations = {
     yield* sql`CREATE INDEX errors_session ON errors (session_id, occurred_at)`
     yield* sql`CREATE INDEX errors_resolved ON errors (resolved, occurred_at)`
     yield* sql`CREATE INDEX errors_fingerprint ON errors (fingerprint)`
+  }),
+  "0003_idempotency_keys": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE idempotency_keys (
+      scope TEXT NOT NULL,
+      key TEXT NOT NULL,
+      request_hash TEXT NOT NULL,
+      response TEXT NOT NULL,
+      created_at TEXT NOT NULL,
+      PRIMARY KEY (scope, key)
+    )`
+    yield* sql`CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at)`
   })
 }
 

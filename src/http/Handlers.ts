@@ -8,10 +8,13 @@ import { Database } from "../../layers/database/Database.js"
 import { Auth } from "../../services/Auth.js"
 import { ErrorRecords } from "../../services/ErrorLedger.js"
 import { Health } from "../../services/Health.js"
+import { Idempotency } from "../../services/Idempotency.js"
 import { Sessions } from "../../services/Sessions.js"
 import { Tenants } from "../../services/Tenants.js"
 import { Api } from "../Api.js"
+import { ErrorRecord } from "../domain/ErrorRecord.js"
 import { HealthReport } from "../domain/Health.js"
+import { CreateSession, Session } from "../domain/Session.js"
 import { CurrentOperator, CurrentPrincipal } from "../domain/Principal.js"
 import { prometheusText } from "../telemetry/Prometheus.js"
 import { codeOfSlug, DbOperational, NotFound, problemTypes, slugOf, statusOfCode } from "../errors.js"
@@ -70,8 +73,18 @@ export const OperationsLive = HttpApiBuilder.group(Api, "operations", (handlers)
 export const SessionsLive = HttpApiBuilder.group(Api, "sessions", (handlers) =>
   Effect.gen(function*() {
     const sessions = yield* Sessions
+    const idempotency = yield* Idempotency
     return handlers
-      .handle("create", ({ payload }) => Effect.flatMap(CurrentPrincipal, (caller) => sessions.create(caller.tenantId, payload)))
+      .handle("create", ({ headers, payload }) =>
+        Effect.flatMap(CurrentPrincipal, (caller) =>
+          idempotency.run({
+            scope: `tenant:${caller.tenantId}`,
+            key: headers["idempotency-key"],
+            operation: "sessions.create",
+            body: Schema.encodeSync(CreateSession)(payload),
+            result: Session,
+            write: sessions.create(caller.tenantId, payload)
+          })))
       .handle("list", ({ urlParams }) => Effect.flatMap(CurrentPrincipal, (caller) => sessions.list(caller.tenantId, urlParams)))
       .handle("get", ({ path }) => Effect.flatMap(CurrentPrincipal, (caller) => sessions.get(caller.tenantId, path.id)))
       .handle("delete", ({ path }) => Effect.flatMap(CurrentPrincipal, (caller) => sessions.remove(caller.tenantId, path.id)))
@@ -82,6 +95,10 @@ export const AdminLive = HttpApiBuilder.group(Api, "admin", (handlers) =>
     const tenants = yield* Tenants
     const errors = yield* ErrorRecords
     const health = yield* Health
+    const idempotency = yield* Idempotency
+    /** Operators share one idempotency scope, whichever credential they use. */
+    const once = <A, I, E, R>(key: string | undefined, operation: string, body: unknown, result: Schema.Schema<A, I>, write: Effect.Effect<A, E, R>) =>
+      idempotency.run({ scope: "admin", key, operation, body, result, write })
     return handlers
       .handle("createTenant", ({ payload }) => tenants.createTenant(payload.name))
       .handle("createKey", ({ path, payload }) =>
@@ -92,7 +109,8 @@ export const AdminLive = HttpApiBuilder.group(Api, "admin", (handlers) =>
       .handle("listErrors", ({ urlParams }) => Effect.map(errors.list(urlParams), (data) => ({ data })))
       .handle("errorStats", ({ urlParams }) => errors.stats(urlParams.since))
       .handle("getError", ({ path }) => errors.get(path.error_id))
-      .handle("resolveError", ({ path, payload }) => errors.resolve(path.error_id, payload.notes))
+      .handle("resolveError", ({ headers, path, payload }) =>
+        once(headers["idempotency-key"], "admin.resolveError", { error_id: path.error_id, ...payload }, ErrorRecord, errors.resolve(path.error_id, payload.notes)))
   }))
 
 export const HandlersLive = Layer.mergeAll(HealthLive, ProblemsLive, AuthLive, OperationsLive, SessionsLive, AdminLive)
