@@ -70,6 +70,9 @@ const guardBody = (request: HttpServerRequest.HttpServerRequest, read: { body: s
     }
   })
 
+/** Health probes are never limited: `/health/live` must not touch a dependency, and the counters may live in Redis. */
+const isHealthProbe = (url: string): boolean => url === "/health" || url.startsWith("/health/") || url.startsWith("/health?")
+
 const SESSION_PATH = /^\/v1\/sessions\/([0-9a-fA-F-]{36})(?:\/|$)/
 
 const stringAttribute = (span: Option.Option<Tracer.Span>, name: string): string | undefined => {
@@ -124,7 +127,7 @@ export const problemBoundary = (options: { readonly requestTimeoutMillis: number
         const requestId = requestIdOf(request)
         const read: { body: string | undefined } = { body: undefined }
         const rateLimit: { value: RateLimitHeaders | undefined } = { value: undefined }
-        const anonymousLimit = request.headers.authorization === undefined
+        const anonymousLimit = request.headers.authorization === undefined && !isHealthProbe(request.url)
           ? limiter.hit(`ip:${Option.getOrElse(request.remoteAddress, () => "unknown")}`)
           : Effect.void
         const response = yield* anonymousLimit.pipe(

@@ -125,11 +125,7 @@ describe("fail closed", () => {
     const other = new Database(closed.databaseFile)
     try {
       const owner = await closed.createTenant()
-      const token = (await (await closed.fetch("/v1/auth/token", {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ api_key: owner.api_key })
-      })).json()) as { access_token: string }
+      const token = { access_token: await closed.accessToken(owner.api_key) }
       other.run("PRAGMA foreign_keys = OFF")
       other.run("ALTER TABLE api_keys RENAME TO api_keys_away")
       await expectProblem(await closed.fetch("/v1/sessions", withKey(token.access_token)), 503, "DATABASE_UNAVAILABLE")

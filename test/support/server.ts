@@ -24,6 +24,8 @@ export interface TestServer {
   readonly fetch: (path: string, init?: RequestInit) => Promise<Response>
   readonly admin: (path: string, init?: RequestInit) => Promise<Response>
   readonly createTenant: (name?: string) => Promise<{ id: string; api_key: string; api_key_id: string }>
+  /** Exchanges an API key for an access token through `POST /v1/auth/token`. */
+  readonly accessToken: (apiKey: string) => Promise<string>
   readonly close: (options?: { readonly keepFiles?: boolean }) => Promise<void>
 }
 
@@ -112,9 +114,19 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
     if (response.status !== 201) throw new Error(`creating a tenant answered ${response.status}: ${await response.text()}`)
     return (await response.json()) as { id: string; api_key: string; api_key_id: string }
   }
+  const accessToken = async (apiKey: string) => {
+    const response = await fetchPath("/v1/auth/token", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ api_key: apiKey })
+    })
+    if (response.status !== 200) throw new Error(`token exchange answered ${response.status}: ${await response.text()}`)
+    return ((await response.json()) as { access_token: string }).access_token
+  }
   return {
     url,
     adminToken,
+    accessToken,
     jwtSecret,
     directory,
     databaseFile,

@@ -43,12 +43,7 @@ test("a full run of failures leaves no secret in the ledger, the logs or the spa
   await record(await server.fetch("/v1/sessions", { headers: { authorization: `Bearer ${tenant.api_key}x`, cookie } }), 401, "AUTH_INVALID")
   await record(await server.fetch(`/v1/sessions/${crypto.randomUUID()}`, withKey(tenant.api_key, { headers: { cookie } })), 404, "SESSION_NOT_FOUND")
   await record(await server.fetch("/v1/admin/tenants", withKey(tenant.api_key, { method: "POST", body: JSON.stringify({ name: "not-allowed", credentials: password }) })), 403, "FORBIDDEN")
-  const tokenResponse = await server.fetch("/v1/auth/token", {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ api_key: tenant.api_key })
-  })
-  const accessToken = ((await tokenResponse.json()) as { access_token: string }).access_token
+  const accessToken = await server.accessToken(tenant.api_key)
   await record(await server.fetch(`/v1/sessions/${crypto.randomUUID()}`, withKey(accessToken)), 404, "SESSION_NOT_FOUND")
   await record(await server.fetch("/v1/sessions", withKey(`${accessToken}x`)), 401, "AUTH_INVALID")
   await record(
