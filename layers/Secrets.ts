@@ -40,20 +40,17 @@ export const storedSecret = (variable: string, dataDirectory: string, fileName: 
     return Redacted.make(secret.value)
   })
 
-export const adminTokenLayer = (configured: Option.Option<Redacted.Redacted<string>>, dataDirectory: string) =>
+/** The configured secret when given, else the one stored (or generated) under the data directory. */
+const secretLayer = <Id>(tag: Context.Tag<Id, Redacted.Redacted<string>>, variable: string, fileName: string) =>
+(configured: Option.Option<Redacted.Redacted<string>>, dataDirectory: string) =>
   Layer.effect(
-    AdminToken,
+    tag,
     Option.match(configured, {
       onSome: Effect.succeed,
-      onNone: () => storedSecret("BULWARK_ADMIN_TOKEN", dataDirectory, "admin-token")
+      onNone: () => storedSecret(variable, dataDirectory, fileName)
     })
   )
 
-export const jwtSecretLayer = (configured: Option.Option<Redacted.Redacted<string>>, dataDirectory: string) =>
-  Layer.effect(
-    JwtSecret,
-    Option.match(configured, {
-      onSome: Effect.succeed,
-      onNone: () => storedSecret("BULWARK_JWT_SECRET", dataDirectory, "jwt-secret")
-    })
-  )
+export const adminTokenLayer = secretLayer(AdminToken, "BULWARK_ADMIN_TOKEN", "admin-token")
+
+export const jwtSecretLayer = secretLayer(JwtSecret, "BULWARK_JWT_SECRET", "jwt-secret")

@@ -1,7 +1,8 @@
 /**
- * Who is calling. API keys are looked up by their SHA-256; a revoked key is `AUTH_REVOKED`, an
- * unknown one `AUTH_INVALID`. When the database cannot answer, the caller is refused with the
- * database's 503, never let through and never told its credential is bad.
+ * Who is calling: an API key (looked up by its SHA-256) or an access token issued for one (checked
+ * against its key on every request). Unknown or malformed is `AUTH_INVALID`, a revoked key or token
+ * `AUTH_REVOKED`, an expired token `AUTH_EXPIRED`. When the database cannot answer, the caller is
+ * refused with the database's 503, never let through and never told its credential is bad.
  */
 import { Effect, Option, Redacted } from "effect"
 import { AdminToken } from "../layers/Secrets.js"
