@@ -1,11 +1,13 @@
 /**
  * What `/health` reports (SPEC §4): each dependency probed through its breaker (so an open breaker
  * answers at once), with its breaker state and latency, and the ledger's recent and unresolved
- * counts. Unhealthy when the database cannot serve; degraded when only the cache cannot.
+ * counts. Unhealthy when the database cannot serve; degraded when only the cache or the memory
+ * store cannot (the rest of the API still serves).
  */
 import { Clock, Effect, Either } from "effect"
 import { Cache } from "../layers/cache/Cache.js"
 import { Database } from "../layers/database/Database.js"
+import { MemoryStore } from "../layers/memory/MemoryStore.js"
 import type { BreakerStatus as BreakerState } from "../layers/resilience/CircuitBreaker.js"
 import { BreakerStatus, DependencyHealth, HealthReport } from "../src/domain/Health.js"
 import { ErrorRecords } from "./ErrorLedger.js"
@@ -17,8 +19,9 @@ export class Health extends Effect.Service<Health>()("bulwark/Health", {
   effect: Effect.gen(function*() {
     const db = yield* Database
     const cache = yield* Cache
+    const memory = yield* MemoryStore
     const records = yield* ErrorRecords
-    const breakers = { database: db.breaker, cache: cache.breaker } as const
+    const breakers = { database: db.breaker, cache: cache.breaker, memory: memory.breaker } as const
 
     const probe = <E>(check: Effect.Effect<unknown, E>, breaker: (typeof breakers)[keyof typeof breakers], kind?: string) =>
       Effect.gen(function*() {
@@ -35,11 +38,13 @@ export class Health extends Effect.Service<Health>()("bulwark/Health", {
       })
 
     const report = Effect.fn("Health.report")(function*(detailed: boolean) {
-      const [database, cacheHealth] = yield* Effect.all([
+      const [database, cacheHealth, memoryHealth] = yield* Effect.all([
         probe(db.read("health.database", db.sql`SELECT id FROM tenants LIMIT 1`), breakers.database),
-        probe(cache.ping, breakers.cache, cache.kind)
-      ], { concurrency: 2 })
-      const status = database.status === "down" ? "unhealthy" : cacheHealth.status === "down" || cacheHealth.breaker !== "closed" ? "degraded" : "ok"
+        probe(cache.ping, breakers.cache, cache.kind),
+        probe(memory.ping, breakers.memory)
+      ], { concurrency: 3 })
+      const impaired = (dependency: DependencyHealth) => dependency.status === "down" || dependency.breaker !== "closed"
+      const status = database.status === "down" ? "unhealthy" : impaired(cacheHealth) || impaired(memoryHealth) ? "degraded" : "ok"
       if (!detailed) return new HealthReport({ status })
       const now = yield* Clock.currentTimeMillis
       // The ledger lives in the database: when it cannot be read, the counts are null, not zero.
@@ -51,7 +56,7 @@ export class Health extends Effect.Service<Health>()("bulwark/Health", {
         })),
         Effect.catchAll((error) => Effect.as(Effect.logWarning("the error ledger could not be read for /health").pipe(Effect.annotateLogs({ code: error.code })), null))
       )
-      return new HealthReport({ status, dependencies: { database, cache: cacheHealth }, errors })
+      return new HealthReport({ status, dependencies: { database, cache: cacheHealth, memory: memoryHealth }, errors })
     })
 
     const toStatus = (dependency: string, state: BreakerState) =>

@@ -2,10 +2,11 @@
 import { Effect, Either, Option, Schema } from "effect"
 import type { CreateSession } from "../src/domain/Session.js"
 import { Session, SessionPage } from "../src/domain/Session.js"
-import { FieldIssue, NotFound, ValidationFailed } from "../src/errors.js"
+import { FieldIssue, ValidationFailed } from "../src/errors.js"
 import { newId, nowIso } from "./Clock.js"
 import { CachedReads } from "./CachedReads.js"
-import { type SessionPosition, SessionRow, SessionsRepo } from "./SessionsRepo.js"
+import { Events } from "./Events.js"
+import { type SessionPosition, sessionNotFound, SessionRow, SessionsRepo } from "./SessionsRepo.js"
 
 export const DEFAULT_PAGE_SIZE = 50
 
@@ -19,8 +20,6 @@ const decodeCursor = Schema.decodeUnknownEither(Cursor)
 
 const toSession = (row: SessionRow) => new Session(row, { disableValidation: true })
 
-const notFound = (id: string) => new NotFound({ code: "SESSION_NOT_FOUND", detail: `No session ${id} exists for this tenant.` })
-
 const invalidCursor = new ValidationFailed({
   detail: "The cursor is not one this server issued.",
   errors: [new FieldIssue({ pointer: "/cursor", detail: "must be a next_cursor value returned by a previous page" })]
@@ -30,6 +29,7 @@ export class Sessions extends Effect.Service<Sessions>()("bulwark/Sessions", {
   effect: Effect.gen(function*() {
     const repo = yield* SessionsRepo
     const cached = yield* CachedReads
+    const events = yield* Events
 
     const create = Effect.fn("Sessions.create")(function*(tenantId: string, input: CreateSession) {
       const now = yield* nowIso
@@ -46,7 +46,7 @@ export class Sessions extends Effect.Service<Sessions>()("bulwark/Sessions", {
 
     const get = Effect.fn("Sessions.get")(function*(tenantId: string, id: string) {
       const row = yield* cached.read(sessionCacheKey(tenantId, id), SessionRow, SESSION_TTL, repo.find(tenantId, id))
-      if (Option.isNone(row)) return yield* notFound(id)
+      if (Option.isNone(row)) return yield* sessionNotFound(id)
       return toSession(row.value)
     })
 
@@ -70,8 +70,10 @@ export class Sessions extends Effect.Service<Sessions>()("bulwark/Sessions", {
     })
 
     const remove = Effect.fn("Sessions.delete")(function*(tenantId: string, id: string) {
-      if (!(yield* repo.remove(tenantId, id))) return yield* notFound(id)
+      if (!(yield* repo.remove(tenantId, id))) return yield* sessionNotFound(id)
       yield* cached.invalidate(sessionCacheKey(tenantId, id))
+      // Its messages and memory went with it (ON DELETE CASCADE); its open streams end now.
+      yield* events.sessionDeleted(tenantId, id)
     })
 
     return { create, get, list, remove } as const

@@ -1,5 +1,6 @@
 import { Effect, Option, Schema } from "effect"
 import { Database, decodeRow } from "../layers/database/Database.js"
+import { NotFound } from "../src/errors.js"
 
 export class SessionRow extends Schema.Class<SessionRow>("SessionRow")({
   id: Schema.String,
@@ -8,6 +9,8 @@ export class SessionRow extends Schema.Class<SessionRow>("SessionRow")({
   created_at: Schema.String,
   updated_at: Schema.String
 }) {}
+
+export const sessionNotFound = (id: string) => new NotFound({ code: "SESSION_NOT_FOUND", detail: `No session ${id} exists for this tenant.` })
 
 const decodeSession = decodeRow(SessionRow)
 const decodeSessions = decodeRow(Schema.Array(SessionRow))

@@ -10,6 +10,8 @@ import { AccessToken, TokenRequest } from "./domain/Auth.js"
 import { BreakerAction, BreakerStatus, Dependency, HealthReport } from "./domain/Health.js"
 import { Uuid } from "./domain/Ids.js"
 import { ApiError } from "./domain/Problem.js"
+import { MemoryEntry, MemoryKey, MemoryList, PutMemory } from "./domain/Memory.js"
+import { EventsHeaders, EventsParams, ListMessagesParams, Message, MessagePage, PostMessage } from "./domain/Message.js"
 import { CreateSession, ListSessionsParams, Session, SessionId, SessionPage } from "./domain/Session.js"
 import { CreatedKey, CreatedTenant, CreateKey, CreateTenant, KeyId, TenantId } from "./domain/Tenant.js"
 
@@ -167,6 +169,81 @@ export class SessionsGroup extends HttpApiGroup.make("sessions")
   .prefix("/v1/sessions")
 {}
 
+const memoryPath = Schema.Struct({ id: SessionId, key: MemoryKey })
+
+export class MessagesGroup extends HttpApiGroup.make("messages")
+  .add(
+    HttpApiEndpoint.post("post", "/:id/messages")
+      .setPath(sessionPath)
+      .setPayload(PostMessage)
+      .setHeaders(IdempotencyHeaders)
+      .addSuccess(Message, { status: 201 })
+      .addError(ApiError.Forbidden)
+      .addError(ApiError.Conflict)
+      .annotate(
+        OpenApi.Description,
+        "Appends a message as `agent_id` (the key must allow that agent, else 403). `seq` is 1, 2, 3, ... per session. Content over 64 KiB is 413."
+      )
+  )
+  .add(
+    HttpApiEndpoint.get("list", "/:id/messages")
+      .setPath(sessionPath)
+      .setUrlParams(ListMessagesParams)
+      .addSuccess(MessagePage)
+      .annotate(OpenApi.Description, "Messages in `seq` order after `after` (default 0); `next_after` pages on.")
+  )
+  .add(
+    HttpApiEndpoint.get("events", "/:id/events")
+      .setPath(sessionPath)
+      .setHeaders(EventsHeaders)
+      .setUrlParams(EventsParams)
+      .addSuccess(Schema.String.pipe(HttpApiSchema.withEncoding({ kind: "Text", contentType: "text/event-stream" })))
+      .annotate(
+        OpenApi.Description,
+        "Server-sent events: `event: message` with `id: <seq>` for each new message; resumes after `Last-Event-ID` (or `?after=`); `: ping` every 15 s. A failure mid-stream sends `event: error` with `data: {code, error_id, detail}` and ends the stream (deleting the session does this with SESSION_NOT_FOUND)."
+      )
+  )
+  .addError(ApiError.NotFound)
+  .addError(ApiError.DbOperational)
+  .addError(ApiError.Overloaded)
+  .addError(ApiError.CacheUnavailable)
+  .middleware(Authentication)
+  .prefix("/v1/sessions")
+{}
+
+export class MemoryGroup extends HttpApiGroup.make("memory")
+  .add(
+    HttpApiEndpoint.put("put", "/:id/memory/:key")
+      .setPath(memoryPath)
+      .setPayload(PutMemory)
+      .addSuccess(MemoryEntry)
+      .annotate(OpenApi.Description, "Sets the key to a JSON value (at most 64 KiB encoded), optionally expiring after `ttl_seconds`.")
+  )
+  .add(
+    HttpApiEndpoint.get("get", "/:id/memory/:key")
+      .setPath(memoryPath)
+      .addSuccess(MemoryEntry)
+      .annotate(OpenApi.Description, "An expired key is 404 MEMORY_KEY_NOT_FOUND from the moment it expires.")
+  )
+  .add(
+    HttpApiEndpoint.get("list", "/:id/memory")
+      .setPath(sessionPath)
+      .addSuccess(MemoryList)
+      .annotate(OpenApi.Description, "Every unexpired key of the session, by key.")
+  )
+  .add(
+    HttpApiEndpoint.del("delete", "/:id/memory/:key")
+      .setPath(memoryPath)
+      .addSuccess(HttpApiSchema.NoContent)
+  )
+  .addError(ApiError.NotFound)
+  .addError(ApiError.MemoryUnavailable)
+  .addError(ApiError.Overloaded)
+  .addError(ApiError.CacheUnavailable)
+  .middleware(Authentication)
+  .prefix("/v1/sessions")
+{}
+
 export class AdminGroup extends HttpApiGroup.make("admin")
   .add(
     HttpApiEndpoint.post("createTenant", "/tenants")
@@ -261,6 +338,8 @@ export class Api extends HttpApi.make("bulwark")
   .add(AuthGroup)
   .add(OperationsGroup)
   .add(SessionsGroup)
+  .add(MessagesGroup)
+  .add(MemoryGroup)
   .add(AdminGroup)
   .addError(ApiError.ValidationFailed)
   .addError(ApiError.PayloadTooLarge)

@@ -8,6 +8,8 @@ import { Cause, type Duration, Layer, Option } from "effect"
 import * as Database from "../layers/database/Database.js"
 import { adminTokenLayer, jwtSecretLayer } from "../layers/Secrets.js"
 import * as Cache from "../layers/cache/Cache.js"
+import { EventBus } from "../layers/events/EventBus.js"
+import { MemoryStore } from "../layers/memory/MemoryStore.js"
 import { Auth } from "../services/Auth.js"
 import { Health } from "../services/Health.js"
 import { Idempotency } from "../services/Idempotency.js"
@@ -15,6 +17,10 @@ import { RateLimitConfig, RateLimiter } from "../services/RateLimiter.js"
 import { CachedReads, CachePolicy } from "../services/CachedReads.js"
 import { ErrorLedger, ErrorRecords } from "../services/ErrorLedger.js"
 import { ErrorsRepo } from "../services/ErrorsRepo.js"
+import { Events } from "../services/Events.js"
+import { Memory } from "../services/Memory.js"
+import { Messages } from "../services/Messages.js"
+import { MessagesRepo } from "../services/MessagesRepo.js"
 import { Sessions } from "../services/Sessions.js"
 import { Tenants } from "../services/Tenants.js"
 import { Api } from "./Api.js"
@@ -41,6 +47,10 @@ export interface ServerOptions {
   /** Breaker, retry and bulkhead settings of the database (tests shorten the open duration). */
   readonly databaseResilience?: Database.DatabaseResilience
   readonly cacheResilience?: Cache.CacheBreakerOptions
+  /** Breaker, retry and bulkhead settings of the memory store. */
+  readonly memoryResilience?: Database.DatabaseResilience
+  /** How often an event stream pings and checks its session (SPEC: 15 s; tests shorten it). */
+  readonly eventHeartbeat?: Duration.DurationInput
 }
 
 /** OTLP export when an endpoint is configured; without one nothing is exported. */
@@ -73,8 +83,18 @@ export const InfrastructureLive = (options: Omit<ServerOptions, "extraRoutes">) 
     )
   )
 
+/** Messages, memory and their live events: what agents use Bulwark for. */
+const SharedContextLive = (options: ServerOptions) =>
+  Layer.mergeAll(Sessions.Default, Messages.Default, Memory.layer()).pipe(
+    Layer.provideMerge(Events.layer(options.eventHeartbeat === undefined ? {} : { heartbeat: options.eventHeartbeat })),
+    Layer.provideMerge(Layer.merge(EventBus.layer, MessagesRepo.Default)),
+    Layer.provideMerge(Idempotency.Default),
+    Layer.provideMerge(MemoryStore.layer(options.memoryResilience))
+  )
+
 export const ServicesLive = (options: ServerOptions) =>
-  Layer.mergeAll(Sessions.Default, Tenants.Default, Auth.Default, Health.Default, Idempotency.Default, RateLimiter.layer).pipe(
+  Layer.mergeAll(Tenants.Default, Auth.Default, Health.Default, RateLimiter.layer).pipe(
+    Layer.provideMerge(SharedContextLive(options)),
     Layer.provideMerge(Layer.succeed(RateLimitConfig, options.config.rateLimit)),
     Layer.provideMerge(adminTokenLayer(options.config.adminToken, dataDirectoryOf(options.config.database))),
     Layer.provideMerge(jwtSecretLayer(options.config.jwtSecret, dataDirectoryOf(options.config.database))),

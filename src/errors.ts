@@ -121,9 +121,11 @@ export class CacheUnavailable extends Schema.TaggedError<CacheUnavailable>()("Ca
   }
 }
 
+/** The memory store could not serve; `transient` as for `DbOperational`. */
 export class MemoryUnavailable extends Schema.TaggedError<MemoryUnavailable>()("MemoryUnavailable", {
   operation: Schema.String,
   reason: Schema.String,
+  transient: Schema.Boolean,
   retryAfterSeconds: Schema.Int,
   cause: Schema.Defect
 }) {

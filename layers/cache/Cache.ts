@@ -5,7 +5,7 @@
  * are typed (`CacheUnavailable`); what to do about them (degrade or refuse) is the caller's rule.
  */
 import { RedisClient } from "bun"
-import { Clock, Context, Duration, Effect, Layer, Option } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Exit, Layer, Option, Ref, Schedule, type Scope } from "effect"
 import { StartupError } from "../../src/Config.js"
 import { CacheUnavailable } from "../../src/errors.js"
 import * as CircuitBreaker from "../resilience/CircuitBreaker.js"
@@ -19,6 +19,14 @@ export interface CacheShape {
   readonly increment: (key: string, ttl: Duration.DurationInput) => Effect.Effect<number, CacheUnavailable>
   /** A round trip, for `/health`. */
   readonly ping: Effect.Effect<void, CacheUnavailable>
+  /** Sends `message` to every process subscribed to `channel`; in process there are no others. */
+  readonly publish: (channel: string, message: string) => Effect.Effect<void, CacheUnavailable>
+  /**
+   * Calls `onMessage` for each message on `channel` until the scope closes, over a connection of its
+   * own that is re-established after a loss (messages sent meanwhile are not delivered: callers
+   * must be able to catch up another way). In process it never calls.
+   */
+  readonly subscribe: (channel: string, onMessage: (message: string) => void) => Effect.Effect<void, never, Scope.Scope>
   readonly breaker: CircuitBreaker.CircuitBreaker<CacheUnavailable>
 }
 
@@ -93,7 +101,17 @@ export const inProcess = (options: { readonly maxEntries: number } & CacheBreake
             return count
           })
         })
-      return Cache.of({ kind: "memory", get, set, delete: remove, increment, ping: Effect.void, breaker })
+      return Cache.of({
+        kind: "memory",
+        get,
+        set,
+        delete: remove,
+        increment,
+        ping: Effect.void,
+        publish: () => Effect.void,
+        subscribe: () => Effect.void,
+        breaker
+      })
     })
   )
 
@@ -146,7 +164,38 @@ export const redis = (url: string, required: boolean, options: CacheBreakerOptio
             return count
           }),
         ping: Effect.asVoid(command("ping", () => client.send("PING", []))),
+        publish: (channel, message) => Effect.asVoid(command("publish", () => client.publish(channel, message))),
+        subscribe: (channel, onMessage) => subscribeLoop(url, channel, onMessage),
         breaker
       })
     })
   )
+
+/** One subscription connection at a time: connect, subscribe, wait for the connection to close, repeat. */
+const subscribeLoop = (url: string, channel: string, onMessage: (message: string) => void) =>
+  Effect.gen(function*() {
+    const subscribed = yield* Ref.make(false)
+    const once = Effect.scoped(
+      Effect.gen(function*() {
+        const client = yield* Effect.acquireRelease(
+          Effect.sync(() => new RedisClient(url, { connectionTimeout: 500, autoReconnect: false, enableOfflineQueue: false })),
+          (client) => Effect.sync(() => client.close())
+        )
+        const closed = yield* Deferred.make<void>()
+        client.onclose = () => Deferred.unsafeDone(closed, Exit.void)
+        yield* Effect.tryPromise(() => client.connect())
+        yield* Effect.tryPromise(() => client.subscribe(channel, (message) => onMessage(message)))
+        yield* Ref.set(subscribed, true)
+        yield* Effect.logInfo(`subscribed to ${channel}`).pipe(Effect.annotateLogs({ dependency: "cache" }))
+        yield* Deferred.await(closed)
+      })
+    ).pipe(
+      Effect.ignore,
+      // Log the loss once, not on every failed reconnection.
+      Effect.zipRight(Effect.flatMap(Ref.getAndSet(subscribed, false), (was) =>
+        was
+          ? Effect.logWarning(`lost the subscription to ${channel}; reconnecting`).pipe(Effect.annotateLogs({ dependency: "cache" }))
+          : Effect.void))
+    )
+    yield* once.pipe(Effect.repeat(Schedule.spaced("1 second")), Effect.forkScoped)
+  })

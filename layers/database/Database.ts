@@ -65,30 +65,63 @@ export interface DatabaseShape {
 /** Set inside a transaction: its statements run bare, the transaction as a whole is guarded. */
 const insideTransaction = globalValue("bulwark/Database/insideTransaction", () => FiberRef.unsafeMake(false))
 
-const isTransient = (error: unknown): boolean => error instanceof DbOperational && error.transient
+/** What a dependency served from SQL fails with: `DbOperational` for the database, its own for others. */
+export interface UnavailableFields {
+  readonly operation: string
+  readonly reason: string
+  readonly transient: boolean
+  readonly retryAfterSeconds: number
+  readonly cause: unknown
+}
+
+export interface GuardOptions<E extends { readonly transient: boolean }> {
+  readonly dependency: string
+  readonly resilience: DatabaseResilience
+  /** Only this dependency's own errors move its breaker or are retried. */
+  readonly isUnavailable: (error: unknown) => error is E
+  readonly unavailable: (fields: UnavailableFields) => E
+}
+
+/**
+ * The policies around one SQL-backed dependency (SPEC §5): its breaker, its retry with a budget,
+ * and a bulkhead for writes. The database has one; the memory store, which lives in the same
+ * database today, has its own, so that each reports and trips on its own.
+ */
+export const makeGuards = <E extends { readonly transient: boolean }>(options: GuardOptions<E>) =>
+  Effect.gen(function*() {
+    const { dependency, resilience, unavailable } = options
+    const breaker = yield* CircuitBreaker.make<E>({
+      ...resilience.breaker,
+      dependency,
+      isFailure: options.isUnavailable,
+      rejected: (retryAfterSeconds) =>
+        unavailable({ operation: dependency, reason: "breaker_open", transient: false, retryAfterSeconds, cause: null }),
+      timedOut: () => unavailable({ operation: dependency, reason: "timeout", transient: true, retryAfterSeconds: 1, cause: null })
+    })
+    const retry = retrying({
+      dependency,
+      isTransient: (error) => options.isUnavailable(error) && error.transient,
+      ...resilience.retry,
+      budget: yield* makeBudget(resilience.budget)
+    })
+    const writes = yield* Bulkhead.make<Overloaded>({
+      ...resilience.writes,
+      full: () => new Overloaded({ resource: `${dependency} writes`, retryAfterSeconds: 1 })
+    })
+    return { breaker, retry, writes } as const
+  })
+
+const isDbOperational = (error: unknown): error is DbOperational => error instanceof DbOperational
 
 export class Database extends Context.Tag("bulwark/Database")<Database, DatabaseShape>() {
   static readonly make = (resilience: DatabaseResilience = defaultResilience) =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
-      const breaker = yield* CircuitBreaker.make<DbOperational>({
-        ...resilience.breaker,
+      const { breaker, retry, writes } = yield* makeGuards<DbOperational>({
         dependency: "database",
-        isFailure: (error) => error instanceof DbOperational,
-        rejected: (retryAfterSeconds) =>
-          new DbOperational({ operation: "database", reason: "breaker_open", transient: false, retryAfterSeconds, cause: null }),
-        timedOut: () =>
-          new DbOperational({ operation: "database", reason: "timeout", transient: true, retryAfterSeconds: 1, cause: null })
-      })
-      const retry = retrying({
-        dependency: "database",
-        isTransient,
-        ...resilience.retry,
-        budget: yield* makeBudget(resilience.budget)
-      })
-      const writes = yield* Bulkhead.make<Overloaded>({
-        ...resilience.writes,
-        full: () => new Overloaded({ resource: "database writes", retryAfterSeconds: 1 })
+        resilience,
+        isUnavailable: isDbOperational,
+        unavailable: (fields) => new DbOperational(fields)
       })
 
       const span = (operation: string, kind: CallKind) =>

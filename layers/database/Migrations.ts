@@ -80,6 +80,38 @@ const migrations = {
       PRIMARY KEY (scope, key)
     )`
     yield* sql`CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at)`
+  }),
+  /**
+   * Messages and memory belong to a session: deleting it deletes them in the same statement. A
+   * message's `seq` comes from its session's `last_seq`, bumped in the transaction that inserts
+   * the message, so concurrent posters get 1, 2, 3, ... without gaps or repeats on any database.
+   */
+  "0004_messages_memory": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`ALTER TABLE sessions ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0`
+    yield* sql`CREATE TABLE messages (
+      tenant_id TEXT NOT NULL,
+      session_id TEXT NOT NULL,
+      seq INTEGER NOT NULL,
+      id TEXT NOT NULL UNIQUE,
+      agent_id TEXT NOT NULL,
+      content TEXT NOT NULL,
+      metadata TEXT NOT NULL,
+      created_at TEXT NOT NULL,
+      PRIMARY KEY (tenant_id, session_id, seq),
+      FOREIGN KEY (tenant_id, session_id) REFERENCES sessions (tenant_id, id) ON DELETE CASCADE
+    )`
+    yield* sql`CREATE TABLE memory (
+      tenant_id TEXT NOT NULL,
+      session_id TEXT NOT NULL,
+      key TEXT NOT NULL,
+      value TEXT NOT NULL,
+      expires_at TEXT,
+      updated_at TEXT NOT NULL,
+      PRIMARY KEY (tenant_id, session_id, key),
+      FOREIGN KEY (tenant_id, session_id) REFERENCES sessions (tenant_id, id) ON DELETE CASCADE
+    )`
+    yield* sql`CREATE INDEX memory_expires ON memory (expires_at) WHERE expires_at IS NOT NULL`
   })
 }
 

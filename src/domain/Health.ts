@@ -12,7 +12,7 @@ export class BreakerStatus extends Schema.Class<BreakerStatus>("BreakerStatus")(
   window_failures: Schema.Int
 }) {}
 
-export const Dependency = Schema.Literal("database", "cache")
+export const Dependency = Schema.Literal("database", "cache", "memory")
 
 export class BreakerAction extends Schema.Class<BreakerAction>("BreakerAction")({
   action: Schema.Literal("open", "close", "disable")
@@ -27,7 +27,7 @@ export class DependencyHealth extends Schema.Class<DependencyHealth>("Dependency
 
 export class HealthReport extends Schema.Class<HealthReport>("HealthReport")({
   status: Schema.Literal("ok", "degraded", "unhealthy"),
-  dependencies: Schema.optional(Schema.Struct({ database: DependencyHealth, cache: DependencyHealth })),
+  dependencies: Schema.optional(Schema.Struct({ database: DependencyHealth, cache: DependencyHealth, memory: DependencyHealth })),
   errors: Schema.optional(
     Schema.NullOr(Schema.Struct({ recent_count: Schema.Int, unresolved_count: Schema.Int, last_error: Schema.NullOr(ErrorRecord) }))
   )

@@ -6,7 +6,8 @@
  */
 import { HttpApiBuilder, HttpMethod, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { HttpApp } from "@effect/platform"
-import { Effect, Option, type Tracer } from "effect"
+import { Effect, FiberRef, Option, type Tracer } from "effect"
+import { globalValue } from "effect/GlobalValue"
 import { ErrorLedger } from "../../services/ErrorLedger.js"
 import { currentRateLimit, RateLimiter, type RateLimitHeaders } from "../../services/RateLimiter.js"
 import { type AppError, FieldIssue, PayloadTooLarge, Timeout, UnsupportedMediaType, ValidationFailed } from "../errors.js"
@@ -18,6 +19,14 @@ export const MAX_BODY_BYTES = 1024 * 1024
 
 const REQUEST_ID_HEADER = "x-request-id"
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+/** What work that outlives its handler (an event stream) needs of the request to ledger on its own. */
+export interface RequestIdentity {
+  readonly requestId: string
+  readonly userAgent: string | undefined
+}
+
+export const currentRequest = globalValue("bulwark/Boundary/currentRequest", () => FiberRef.unsafeMake<RequestIdentity | undefined>(undefined))
 
 /** The client's `X-Request-Id` when it is a sane token, else a fresh one. */
 const requestIdOf = (request: HttpServerRequest.HttpServerRequest): string => {
@@ -134,6 +143,7 @@ export const problemBoundary = (options: { readonly requestTimeoutMillis: number
           Effect.zipRight(guardBody(request, read)),
           Effect.zipRight(app),
           Effect.locally(currentRateLimit, rateLimit),
+          Effect.locally(currentRequest, { requestId, userAgent: request.headers["user-agent"] }),
           Effect.timeoutFail({
             duration: options.requestTimeoutMillis,
             onTimeout: () => new Timeout({ afterMillis: options.requestTimeoutMillis })

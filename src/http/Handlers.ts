@@ -3,12 +3,15 @@
  * the raw request; that stays in the boundary and the auth middleware.
  */
 import { HttpApiBuilder } from "@effect/platform"
-import { Effect, Layer, Option, Schema } from "effect"
+import { Effect, FiberRef, Layer, Option, Schema } from "effect"
 import { Database } from "../../layers/database/Database.js"
 import { Auth } from "../../services/Auth.js"
 import { ErrorRecords } from "../../services/ErrorLedger.js"
 import { Health } from "../../services/Health.js"
 import { Idempotency } from "../../services/Idempotency.js"
+import { Events } from "../../services/Events.js"
+import { Memory } from "../../services/Memory.js"
+import { Messages } from "../../services/Messages.js"
 import { Sessions } from "../../services/Sessions.js"
 import { Tenants } from "../../services/Tenants.js"
 import { Api } from "../Api.js"
@@ -17,6 +20,8 @@ import { HealthReport } from "../domain/Health.js"
 import { CreateSession, Session } from "../domain/Session.js"
 import { CurrentOperator, CurrentPrincipal } from "../domain/Principal.js"
 import { prometheusText } from "../telemetry/Prometheus.js"
+import { currentRequest } from "./Boundary.js"
+import { eventStreamResponse } from "./Sse.js"
 import { codeOfSlug, DbOperational, NotFound, problemTypes, slugOf, statusOfCode } from "../errors.js"
 
 const ok = { status: "ok" } as const
@@ -90,6 +95,41 @@ export const SessionsLive = HttpApiBuilder.group(Api, "sessions", (handlers) =>
       .handle("delete", ({ path }) => Effect.flatMap(CurrentPrincipal, (caller) => sessions.remove(caller.tenantId, path.id)))
   }))
 
+export const MessagesLive = HttpApiBuilder.group(Api, "messages", (handlers) =>
+  Effect.gen(function*() {
+    const messages = yield* Messages
+    const events = yield* Events
+    return handlers
+      .handle("post", ({ headers, path, payload }) =>
+        Effect.flatMap(CurrentPrincipal, (caller) => messages.postOnce(caller, path.id, payload, headers["idempotency-key"])))
+      .handle("list", ({ path, urlParams }) =>
+        Effect.flatMap(CurrentPrincipal, (caller) => messages.list(caller.tenantId, path.id, urlParams)))
+      .handle("events", ({ headers, path, urlParams }) =>
+        Effect.gen(function*() {
+          const caller = yield* CurrentPrincipal
+          // Checked before the response starts, so a missing session is a plain 404.
+          const newest = yield* events.newestSeq(caller.tenantId, path.id)
+          const after = headers["last-event-id"] ?? urlParams.after ?? newest
+          // The stream outlives this handler: what its ledger rows need of the request is taken now.
+          const span = yield* Effect.option(Effect.currentSpan)
+          const request = {
+            ...(yield* FiberRef.get(currentRequest)),
+            traceId: Option.getOrUndefined(Option.map(span, (s) => s.traceId))
+          }
+          return eventStreamResponse(events.stream(caller.tenantId, path.id, after, request))
+        }))
+  }))
+
+export const MemoryLive = HttpApiBuilder.group(Api, "memory", (handlers) =>
+  Effect.gen(function*() {
+    const memory = yield* Memory
+    return handlers
+      .handle("put", ({ path, payload }) => Effect.flatMap(CurrentPrincipal, (caller) => memory.put(caller.tenantId, path.id, path.key, payload)))
+      .handle("get", ({ path }) => Effect.flatMap(CurrentPrincipal, (caller) => memory.get(caller.tenantId, path.id, path.key)))
+      .handle("list", ({ path }) => Effect.flatMap(CurrentPrincipal, (caller) => memory.list(caller.tenantId, path.id)))
+      .handle("delete", ({ path }) => Effect.flatMap(CurrentPrincipal, (caller) => memory.remove(caller.tenantId, path.id, path.key)))
+  }))
+
 export const AdminLive = HttpApiBuilder.group(Api, "admin", (handlers) =>
   Effect.gen(function*() {
     const tenants = yield* Tenants
@@ -113,4 +153,4 @@ export const AdminLive = HttpApiBuilder.group(Api, "admin", (handlers) =>
         once(headers["idempotency-key"], "admin.resolveError", { error_id: path.error_id, ...payload }, ErrorRecord, errors.resolve(path.error_id, payload.notes)))
   }))
 
-export const HandlersLive = Layer.mergeAll(HealthLive, ProblemsLive, AuthLive, OperationsLive, SessionsLive, AdminLive)
+export const HandlersLive = Layer.mergeAll(HealthLive, ProblemsLive, AuthLive, OperationsLive, SessionsLive, MessagesLive, MemoryLive, AdminLive)

@@ -75,7 +75,7 @@ export const classify = (cause: Cause.Cause<unknown>): AppError => {
 }
 
 /** What the client may see of an error: for 5xx a fixed sentence, for 4xx the error's own detail. */
-const clientDetail = (error: AppError): string => {
+export const clientDetail = (error: AppError): string => {
   switch (error._tag) {
     case "Internal":
       return "An internal error occurred."

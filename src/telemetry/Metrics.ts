@@ -34,3 +34,12 @@ export const rateLimitFallbacksTotal = Metric.counter("bulwark_rate_limit_fallba
   description: "Rate-limit checks counted in process because the shared store could not serve",
   incremental: true
 })
+
+export const eventStreamsOpen = Metric.gauge("bulwark_event_streams_open", {
+  description: "Session event streams (SSE) currently open in this process"
+})
+
+export const eventPublishFailuresTotal = Metric.counter("bulwark_event_publish_failures_total", {
+  description: "Session events that could not be sent to other processes (their subscribers catch up from the database)",
+  incremental: true
+})

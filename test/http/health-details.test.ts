@@ -60,7 +60,7 @@ describe("/health", () => {
 
   test("breaker statuses are listed; a disabled breaker lets calls through untracked", async () => {
     const listed = (await (await server.admin("/v1/admin/breakers")).json()) as { data: Array<{ dependency: string; state: string }> }
-    expect(listed.data.map((entry) => entry.dependency).sort()).toEqual(["cache", "database"])
+    expect(listed.data.map((entry) => entry.dependency).sort()).toEqual(["cache", "database", "memory"])
     const disabled = (await (await setBreaker("database", "disable")).json()) as { state: string }
     expect(disabled.state).toBe("disabled")
     expect((await server.fetch("/health/ready")).status).toBe(200)

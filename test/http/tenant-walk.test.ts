@@ -13,7 +13,10 @@ beforeAll(async () => {
 afterAll(() => server.close())
 
 /** A valid body for each route that takes one, so validation passes and the lookup is what answers. */
-const BODIES: Record<string, unknown> = {}
+const BODIES: Record<string, unknown> = {
+  "POST /v1/sessions/{id}/messages": { agent_id: "planner", content: "hello" },
+  "PUT /v1/sessions/{id}/memory/{key}": { value: { plan: 1 } }
+}
 
 test("tenant B walking every session route with tenant A's session id gets 404 SESSION_NOT_FOUND", async () => {
   const a = await server.createTenant()
@@ -36,6 +39,8 @@ test("tenant B walking every session route with tenant A's session id gets 404 S
       throw new Error(`${routeKey}: ${error.message}`)
     })
   }
-  // Untouched for its owner.
+  // Untouched for its owner: no message, no memory key.
   expect(await (await server.fetch(`/v1/sessions/${created.id}`, withKey(a.api_key))).json()).toMatchObject({ title: "A's" })
+  expect(await (await server.fetch(`/v1/sessions/${created.id}/messages`, withKey(a.api_key))).json()).toEqual({ data: [], next_after: null })
+  expect(await (await server.fetch(`/v1/sessions/${created.id}/memory`, withKey(a.api_key))).json()).toEqual({ data: [] })
 })

@@ -1,0 +1,74 @@
+import { Effect, Option, Schema } from "effect"
+import { Database, decodeRow } from "../layers/database/Database.js"
+import { Message } from "../src/domain/Message.js"
+
+export class MessageRow extends Schema.Class<MessageRow>("MessageRow")({
+  id: Schema.String,
+  session_id: Schema.String,
+  seq: Schema.Number,
+  agent_id: Schema.String,
+  content: Schema.String,
+  metadata: Schema.parseJson(Schema.Record({ key: Schema.String, value: Schema.Unknown })),
+  created_at: Schema.String
+}) {}
+
+export const toMessage = (row: MessageRow) => new Message(row, { disableValidation: true })
+
+const decodeMessages = decodeRow(Schema.Array(MessageRow))
+
+/** Every query takes the tenant, as in `SessionsRepo`. */
+export class MessagesRepo extends Effect.Service<MessagesRepo>()("bulwark/MessagesRepo", {
+  effect: Effect.gen(function*() {
+    const db = yield* Database
+    const sql = db.sql
+
+    /**
+     * Takes the session's next `seq` and inserts the message in one transaction: the row lock on the
+     * session (the write lock on SQLite) orders concurrent posters. `None` when there is no session.
+     */
+    const append = (tenantId: string, message: Omit<MessageRow, "seq">) =>
+      db.transaction(
+        "messages.append",
+        Effect.gen(function*() {
+          const bumped = yield* db.write(
+            "sessions.next_seq",
+            sql<{ last_seq: number }>`UPDATE sessions SET last_seq = last_seq + 1
+              WHERE tenant_id = ${tenantId} AND id = ${message.session_id} RETURNING last_seq`
+          )
+          const seq = bumped[0]?.last_seq
+          if (seq === undefined) return Option.none<MessageRow>()
+          yield* db.write("messages.insert", sql`INSERT INTO messages ${
+            sql.insert({
+              tenant_id: tenantId,
+              session_id: message.session_id,
+              seq,
+              id: message.id,
+              agent_id: message.agent_id,
+              content: message.content,
+              metadata: JSON.stringify(message.metadata),
+              created_at: message.created_at
+            })
+          }`)
+          return Option.some(new MessageRow({ ...message, seq }, { disableValidation: true }))
+        })
+      )
+
+    /** Messages with `seq > after`, in order. */
+    const listAfter = (tenantId: string, sessionId: string, after: number, limit: number) =>
+      db.read(
+        "messages.list",
+        sql`SELECT id, session_id, seq, agent_id, content, metadata, created_at FROM messages
+            WHERE tenant_id = ${tenantId} AND session_id = ${sessionId} AND seq > ${after}
+            ORDER BY seq LIMIT ${limit}`
+      ).pipe(Effect.flatMap(decodeMessages))
+
+    /** The session's last `seq` (0 before its first message); `None` when there is no session. */
+    const lastSeq = (tenantId: string, sessionId: string) =>
+      db.read(
+        "sessions.last_seq",
+        sql<{ last_seq: number }>`SELECT last_seq FROM sessions WHERE tenant_id = ${tenantId} AND id = ${sessionId}`
+      ).pipe(Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), (row) => row.last_seq)))
+
+    return { append, listAfter, lastSeq } as const
+  })
+}) {}
