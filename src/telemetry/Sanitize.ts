@@ -58,7 +58,12 @@ const CREDENTIAL_PATTERNS: ReadonlyArray<RegExp> = [
   /(Bearer|Basic)\s+[^\s"',;]+/gi
 ]
 
-const KEY_VALUE = /([A-Za-z0-9_-]+)(["']?\s*[:=]\s*["']?)([^\s"'&,;}]+)/g
+/**
+ * The key is bounded: an unbounded `+` would retry every suffix of a long word (64 KiB of message
+ * content took seconds). A longer key is still caught by its last 64 characters, which is where
+ * `isSecretKey` looks (`..._token`).
+ */
+const KEY_VALUE = /([A-Za-z0-9_-]{1,64})(["']?\s*[:=]\s*["']?)([^\s"'&,;}]+)/g
 
 /** Cuts credentials out of free text: known token shapes, and `key=value`/`"key": "value"` pairs. */
 export const sanitizeText = (text: string): string => {

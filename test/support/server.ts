@@ -3,11 +3,11 @@
  * the database swapped for a fresh file. Every HTTP test talks to one of these.
  */
 import { HttpApiBuilder, HttpServer } from "@effect/platform"
-import { Effect, Layer, LogLevel, ManagedRuntime, Option, Redacted } from "effect"
+import { type Duration, Effect, Layer, LogLevel, ManagedRuntime, Option, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { dirname, join } from "node:path"
 import type { CacheBreakerOptions } from "../../layers/cache/Cache.js"
 import type { DatabaseResilience } from "../../layers/database/Database.js"
 import type { AppConfigShape } from "../../src/Config.js"
@@ -40,6 +40,11 @@ export interface TestServerOptions {
   readonly redisUrl?: string
   readonly cacheRequired?: boolean
   readonly cacheResilience?: CacheBreakerOptions
+  readonly memoryResilience?: DatabaseResilience
+  /** How often event streams ping and check their session; 15 s by default, as in production. */
+  readonly eventHeartbeat?: Duration.DurationInput
+  /** Another server's database file, to run a second instance on the same data (it is not deleted on close). */
+  readonly databaseFile?: string
   /** Generous by default so that only the rate-limit tests meet it. */
   readonly rateLimit?: { readonly limit: number; readonly windowMillis: number }
 }
@@ -64,8 +69,9 @@ export const defectRoute = HttpApiBuilder.Router.use((router) =>
 )
 
 export const startServer = async (options: TestServerOptions = {}): Promise<TestServer> => {
-  const directory = mkdtempSync(join(tmpdir(), "bulwark-test-"))
-  const databaseFile = join(directory, "bulwark.db")
+  const directory = options.databaseFile === undefined ? mkdtempSync(join(tmpdir(), "bulwark-test-")) : dirname(options.databaseFile)
+  const databaseFile = options.databaseFile ?? join(directory, "bulwark.db")
+  const ownsFiles = options.databaseFile === undefined
   const adminToken = randomBytes(24).toString("base64url")
   const jwtSecret = randomBytes(32).toString("base64url")
   const config: AppConfigShape = {
@@ -96,7 +102,9 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
       ...(options.extraRoutes === undefined ? {} : { extraRoutes: options.extraRoutes }),
       telemetryShutdownTimeout: "500 millis",
       ...(options.databaseResilience === undefined ? {} : { databaseResilience: options.databaseResilience }),
-      ...(options.cacheResilience === undefined ? {} : { cacheResilience: options.cacheResilience })
+      ...(options.cacheResilience === undefined ? {} : { cacheResilience: options.cacheResilience }),
+      ...(options.memoryResilience === undefined ? {} : { memoryResilience: options.memoryResilience }),
+      ...(options.eventHeartbeat === undefined ? {} : { eventHeartbeat: options.eventHeartbeat })
     })
   )
   const address = await runtime.runPromise(Effect.map(HttpServer.HttpServer, (server) => server.address))
@@ -135,7 +143,7 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
     createTenant,
     close: async (closeOptions) => {
       await runtime.dispose()
-      if (closeOptions?.keepFiles !== true) rmSync(directory, { recursive: true, force: true })
+      if (ownsFiles && closeOptions?.keepFiles !== true) rmSync(directory, { recursive: true, force: true })
     }
   }
 }
