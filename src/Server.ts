@@ -2,7 +2,7 @@
  * `MainLive`: the whole server as one layer, built from the configuration. Tests build the same
  * layer with a temporary database file and port 0.
  */
-import { HttpApiBuilder, HttpApiSwagger, HttpServer } from "@effect/platform"
+import { HttpApiBuilder, HttpApiSwagger, HttpRouter, HttpServer } from "@effect/platform"
 import { BunHttpServer } from "@effect/platform-bun"
 import { Cause, type Duration, Layer, Option } from "effect"
 import * as Database from "../layers/database/Database.js"
@@ -30,7 +30,7 @@ import * as Boundary from "./http/Boundary.js"
 import { HandlersLive } from "./http/Handlers.js"
 import * as Logging from "./telemetry/Logging.js"
 import * as Otlp from "./telemetry/Otlp.js"
-import { routeTemplates, serverSpan, withoutBuiltinTracer } from "./telemetry/ServerSpan.js"
+import { ROUTER_CONFIG, routeTemplates, serverSpan, withoutBuiltinTracer } from "./telemetry/ServerSpan.js"
 
 /**
  * How long SQLite itself waits on a lock. Short on purpose: bun:sqlite blocks the event loop while
@@ -132,5 +132,6 @@ export const MainLive = (options: ServerOptions) =>
     Layer.provideMerge(listen(options.config)),
     Layer.provide(ServicesLive(options)),
     Layer.provide(Logging.layer({ format: options.config.logFormat, level: options.config.logLevel })),
-    Layer.provide(TelemetryLive(options))
+    Layer.provide(TelemetryLive(options)),
+    Layer.provide(HttpRouter.setRouterConfig(ROUTER_CONFIG))
   )

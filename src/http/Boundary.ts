@@ -48,6 +48,21 @@ const isJsonMediaType = (contentType: string): boolean => {
  * Checks the body before any route sees it, and returns its text for the ledger. The text read
  * here is cached by the request, so the route's own decoding does not read the socket again.
  */
+/**
+ * The router ends a path at `;` (as at `?`), so `/memory/a;b` would silently address key `a`. No
+ * route of ours takes a `;`: such a path is refused rather than misread.
+ */
+const guardPath = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<void, ValidationFailed> => {
+  const query = request.url.indexOf("?")
+  const path = query === -1 ? request.url : request.url.slice(0, query)
+  return path.includes(";")
+    ? Effect.fail(new ValidationFailed({
+      detail: "The path contains a ';', which no route accepts.",
+      errors: [new FieldIssue({ pointer: "", detail: "the path must not contain ';'" })]
+    }))
+    : Effect.void
+}
+
 const guardBody = (request: HttpServerRequest.HttpServerRequest, read: { body: string | undefined }): Effect.Effect<void, AppError> =>
   Effect.gen(function*() {
     if (!HttpMethod.hasBody(request.method)) return
@@ -140,6 +155,7 @@ export const problemBoundary = (options: { readonly requestTimeoutMillis: number
           ? limiter.hit(`ip:${Option.getOrElse(request.remoteAddress, () => "unknown")}`)
           : Effect.void
         const response = yield* anonymousLimit.pipe(
+          Effect.zipRight(guardPath(request)),
           Effect.zipRight(guardBody(request, read)),
           Effect.zipRight(app),
           Effect.locally(currentRateLimit, rateLimit),

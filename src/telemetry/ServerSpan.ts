@@ -17,11 +17,17 @@ export type RouteLookup = (method: string, url: string) => string | undefined
  * Route templates of the API, found before routing so the span can be named when it starts. The
  * same router library as `HttpRouter`, so precedence matches.
  */
+/**
+ * Path parameters may be this long before the router stops matching (its default, 100, would turn
+ * a 128-character memory key into 404 ROUTE_NOT_FOUND instead of letting the schema judge it).
+ */
+export const ROUTER_CONFIG = { maxParamLength: 512 } as const
+
 export const routeTemplates = <Id extends string, Groups extends HttpApiGroup.HttpApiGroup.Any, E, R>(
   api: HttpApi.HttpApi<Id, Groups, E, R>,
   extra: ReadonlyArray<readonly [method: string, path: `/${string}`]> = []
 ): RouteLookup => {
-  const router = FindMyWay.make<string>()
+  const router = FindMyWay.make<string>(ROUTER_CONFIG)
   HttpApi.reflect(api, {
     onGroup: () => {},
     onEndpoint: ({ endpoint }) => router.on(endpoint.method, endpoint.path as `/${string}`, endpoint.path)
