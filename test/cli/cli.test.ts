@@ -5,6 +5,9 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { expectProblem, ledgerRecord, startServer, type TestServer, withKey } from "../support/server.js"
 
+/** Each CLI call is a new Bun process (about half a second to start); a test runs several. */
+const CLI_TIMEOUT = 30_000
+
 const entry = join(import.meta.dir, "..", "..", "src", "cli", "main.ts")
 let directory: string
 
@@ -33,7 +36,7 @@ describe("bun run cli", () => {
     expect(JSON.parse(first.stdout).applied.length).toBeGreaterThan(0)
     const again = await cli("migrate")
     expect(JSON.parse(again.stdout)).toEqual({ applied: [] })
-  })
+  }, CLI_TIMEOUT)
 
   test("tenant create, key create with agents, key revoke; errors exit 1 with one line", async () => {
     const tenant = await cli("tenant", "create", "acme")
@@ -64,7 +67,7 @@ describe("bun run cli", () => {
     const unknownKey = await cli("key", "revoke", crypto.randomUUID())
     expect(unknownKey.exitCode).toBe(1)
     expect(unknownKey.stderr).toStartWith("error: KEY_NOT_FOUND")
-  })
+  }, CLI_TIMEOUT)
 })
 
 describe("keys from the CLI work through HTTP", () => {
@@ -82,7 +85,7 @@ describe("keys from the CLI work through HTTP", () => {
     expect((await server.fetch("/v1/sessions", withKey(tenant.api_key))).status).toBe(200)
     expect((await run("key", "revoke", tenant.api_key_id)).exitCode).toBe(0)
     await expectProblem(await server.fetch("/v1/sessions", withKey(tenant.api_key)), 401, "AUTH_REVOKED")
-  })
+  }, CLI_TIMEOUT)
 
   test("errors list, show and resolve read the ledger the server wrote", async () => {
     const run = cliOn(server.databaseFile)
@@ -105,5 +108,5 @@ describe("keys from the CLI work through HTTP", () => {
     expect(missing.stderr).toStartWith("error: ERROR_NOT_FOUND")
     const badFilter = await run("errors", "list", "--severity", "loud")
     expect(badFilter.exitCode).toBe(1)
-  })
+  }, CLI_TIMEOUT)
 })
