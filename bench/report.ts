@@ -1,0 +1,240 @@
+/**
+ * From wrk runs to the table: medians over rounds, ratios to the references, the goals of the issue,
+ * and the markdown written to bench/results/latest.md.
+ */
+import type { Scenario, ScenarioId } from "./scenarios.js"
+import { TARGET_LABELS, type TargetId } from "./targets.js"
+import type { WrkResult } from "./wrk.js"
+
+export interface Measurement {
+  readonly round: number
+  readonly scenarioId: ScenarioId
+  readonly targetId: TargetId
+  readonly expectedStatus: number
+  readonly result: WrkResult
+}
+
+export interface Row {
+  readonly scenarioId: ScenarioId
+  readonly targetId: TargetId
+  readonly expectedStatus: number
+  /** Responses with the expected status per second: wrong answers are never throughput. */
+  readonly okPerSecond: number
+  readonly okPerSecondRange: readonly [number, number]
+  readonly p50Ms: number
+  readonly p99Ms: number
+  /** wrk's "Non-2xx or 3xx responses", summed over rounds. */
+  readonly non2xx3xx: number
+  /** Responses with another status than the expected one, and socket errors, summed over rounds. */
+  readonly unexpected: Readonly<Record<string, number>>
+}
+
+export interface ProcessStats {
+  readonly targetId: TargetId
+  readonly startupMillis: number
+  readonly idleRssMb: number
+  readonly finalRssMb: number
+  readonly logLines: number
+}
+
+export interface Goal {
+  readonly name: string
+  readonly measured: string
+  readonly target: string
+  /** null when the runs needed to judge it are missing. */
+  readonly met: boolean | null
+}
+
+export interface Report {
+  readonly header: ReadonlyArray<string>
+  readonly scenarios: ReadonlyArray<Scenario>
+  readonly rows: ReadonlyArray<Row>
+  readonly processes: ReadonlyArray<ProcessStats>
+  readonly goals: ReadonlyArray<Goal>
+  readonly notes: ReadonlyArray<string>
+}
+
+const median = (values: ReadonlyArray<number>): number => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+}
+
+const okPerSecondOf = (measurement: Measurement): number =>
+  (measurement.result.statuses[String(measurement.expectedStatus)] ?? 0) / measurement.result.durationSeconds
+
+const unexpectedOf = (measurement: Measurement): Record<string, number> => {
+  const unexpected: Record<string, number> = {}
+  for (const [status, count] of Object.entries(measurement.result.statuses)) {
+    if (status !== String(measurement.expectedStatus)) unexpected[status] = count
+  }
+  const socketErrors = Object.values(measurement.result.socketErrors).reduce((sum, count) => sum + count, 0)
+  if (socketErrors > 0) unexpected["socket errors"] = socketErrors
+  return unexpected
+}
+
+const addCounts = (into: Record<string, number>, counts: Readonly<Record<string, number>>): Record<string, number> => {
+  for (const [key, count] of Object.entries(counts)) into[key] = (into[key] ?? 0) + count
+  return into
+}
+
+const summarize = (scenarios: ReadonlyArray<Scenario>, measurements: ReadonlyArray<Measurement>): Array<Row> =>
+  scenarios.flatMap((scenario) =>
+    scenario.targets.flatMap((targetId): Array<Row> => {
+      const runs = measurements.filter((m) => m.scenarioId === scenario.id && m.targetId === targetId)
+      if (runs.length === 0) return []
+      const okPerSecond = runs.map(okPerSecondOf)
+      return [{
+        scenarioId: scenario.id,
+        targetId,
+        expectedStatus: scenario.expectedStatus,
+        okPerSecond: median(okPerSecond),
+        okPerSecondRange: [Math.min(...okPerSecond), Math.max(...okPerSecond)],
+        p50Ms: median(runs.map((m) => m.result.latencyMs.p50)),
+        p99Ms: median(runs.map((m) => m.result.latencyMs.p99)),
+        non2xx3xx: runs.reduce((sum, m) => sum + m.result.non2xx3xx, 0),
+        unexpected: runs.reduce((sum, m) => addCounts(sum, unexpectedOf(m)), {} as Record<string, number>)
+      }]
+    })
+  )
+
+const rowOf = (rows: ReadonlyArray<Row>, scenarioId: ScenarioId, targetId: TargetId): Row | undefined =>
+  rows.find((row) => row.scenarioId === scenarioId && row.targetId === targetId)
+
+const ratio = (numerator: number, denominator: number): number | null => denominator > 0 ? numerator / denominator : null
+
+const formatRatio = (value: number | null): string => value === null ? "n/a" : `${value.toFixed(2)}×`
+
+const formatCount = (value: number): string => Math.round(value).toLocaleString("en-US")
+
+const formatMs = (value: number): string => value.toFixed(value < 10 ? 2 : 1)
+
+const formatMb = (value: number): string => `${value.toFixed(1)} MB`
+
+const evaluateGoals = (rows: ReadonlyArray<Row>, bulwark: ProcessStats | undefined): Array<Goal> => {
+  const hot = rowOf(rows, "hot-read", "bulwark")
+  const honoHot = rowOf(rows, "hot-read", "hono")
+  const notFound = rowOf(rows, "not-found", "bulwark")
+  const redisDown = rowOf(rows, "hot-read-redis-down", "bulwark-redis-down")
+  const vsHono = hot && honoHot ? ratio(hot.okPerSecond, honoHot.okPerSecond) : null
+  const notFoundVsHot = hot && notFound ? ratio(notFound.okPerSecond, hot.okPerSecond) : null
+  const p99Delta = hot && redisDown ? redisDown.p99Ms - hot.p99Ms : null
+  return [
+    { name: "hot read req/s, Bulwark ÷ Hono", measured: formatRatio(vsHono), target: "≥ 0.50×", met: vsHono === null ? null : vsHono >= 0.5 },
+    {
+      name: "404 req/s ÷ hot read req/s (Bulwark)",
+      measured: formatRatio(notFoundVsHot),
+      target: "≥ 0.90×",
+      met: notFoundVsHot === null ? null : notFoundVsHot >= 0.9
+    },
+    {
+      name: "hot read p99, Redis unreachable − normal",
+      measured: p99Delta === null ? "n/a" : `${p99Delta >= 0 ? "+" : ""}${p99Delta.toFixed(2)} ms`,
+      target: "≤ +2 ms",
+      met: p99Delta === null ? null : p99Delta <= 2
+    },
+    {
+      name: "start to ready (spawn → first 200 on /health/ready)",
+      measured: bulwark ? `${Math.round(bulwark.startupMillis)} ms` : "n/a",
+      target: "< 500 ms",
+      met: bulwark ? bulwark.startupMillis < 500 : null
+    },
+    {
+      name: "idle RSS after start",
+      measured: bulwark ? formatMb(bulwark.idleRssMb) : "n/a",
+      target: "< 120 MB",
+      met: bulwark ? bulwark.idleRssMb < 120 : null
+    }
+  ]
+}
+
+export const buildReport = (input: {
+  readonly header: ReadonlyArray<string>
+  readonly scenarios: ReadonlyArray<Scenario>
+  readonly measurements: ReadonlyArray<Measurement>
+  readonly processes: ReadonlyArray<ProcessStats>
+  readonly notes: ReadonlyArray<string>
+}): Report => {
+  const rows = summarize(input.scenarios, input.measurements)
+  const bulwark = input.processes.find((stats) => stats.targetId === "bulwark")
+  return { header: input.header, scenarios: input.scenarios, rows, processes: input.processes, goals: evaluateGoals(rows, bulwark), notes: input.notes }
+}
+
+const table = (head: ReadonlyArray<string>, align: string, body: ReadonlyArray<ReadonlyArray<string>>): string =>
+  [`| ${head.join(" | ")} |`, align, ...body.map((cells) => `| ${cells.join(" | ")} |`)].join("\n")
+
+const describeUnexpected = (unexpected: Readonly<Record<string, number>>): string => {
+  const entries = Object.entries(unexpected)
+  return entries.length === 0 ? "0" : entries.map(([status, count]) => `${formatCount(count)} × ${status}`).join(", ")
+}
+
+/** Bulwark's ok req/s divided by this server's, for the reference rows of a scenario. */
+const bulwarkVersus = (rows: ReadonlyArray<Row>, row: Row): string => {
+  if (row.targetId !== "raw" && row.targetId !== "hono") return "—"
+  const bulwark = rowOf(rows, row.scenarioId, "bulwark")
+  return bulwark === undefined ? "n/a" : formatRatio(ratio(bulwark.okPerSecond, row.okPerSecond))
+}
+
+const resultsTable = (report: Report): string =>
+  table(
+    ["scenario", "server", "ok req/s", "range over rounds", "p50 ms", "p99 ms", "non-2xx/3xx", "unexpected", "Bulwark ÷ this"],
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+    report.rows.map((row) => {
+      const scenario = report.scenarios.find((candidate) => candidate.id === row.scenarioId)
+      return [
+        `${scenario?.title ?? row.scenarioId} (expects ${row.expectedStatus})`,
+        TARGET_LABELS[row.targetId],
+        formatCount(row.okPerSecond),
+        `${formatCount(row.okPerSecondRange[0])}–${formatCount(row.okPerSecondRange[1])}`,
+        formatMs(row.p50Ms),
+        formatMs(row.p99Ms),
+        formatCount(row.non2xx3xx),
+        describeUnexpected(row.unexpected),
+        bulwarkVersus(report.rows, row)
+      ]
+    })
+  )
+
+const goalsTable = (goals: ReadonlyArray<Goal>): string =>
+  table(
+    ["goal", "measured", "target", "met"],
+    "| --- | ---: | ---: | --- |",
+    goals.map((goal) => [goal.name, goal.measured, goal.target, goal.met === null ? "not measured" : goal.met ? "yes" : "**no**"])
+  )
+
+const processesTable = (processes: ReadonlyArray<ProcessStats>): string =>
+  table(
+    ["server", "start to ready", "idle RSS", "RSS after the runs", "log lines (errors)"],
+    "| --- | ---: | ---: | ---: | ---: |",
+    processes.map((stats) => [
+      TARGET_LABELS[stats.targetId],
+      `${Math.round(stats.startupMillis)} ms`,
+      formatMb(stats.idleRssMb),
+      formatMb(stats.finalRssMb),
+      formatCount(stats.logLines)
+    ])
+  )
+
+export const renderMarkdown = (report: Report): string =>
+  [
+    "# Bulwark benchmark",
+    "",
+    ...report.header.map((line) => `${line}  `),
+    "",
+    "## Throughput and latency (medians over rounds)",
+    "",
+    resultsTable(report),
+    "",
+    "## Goals",
+    "",
+    goalsTable(report.goals),
+    "",
+    "## Processes",
+    "",
+    processesTable(report.processes),
+    "",
+    "## Notes",
+    "",
+    ...report.notes.map((note) => `- ${note}`),
+    ""
+  ].join("\n")

@@ -1,0 +1,261 @@
+/**
+ * `bun run bench` (SPEC §9): starts Bulwark, Bulwark with an unreachable Redis, and the two reference
+ * servers; drives them alternately with wrk on loopback, round after round; prints the table and
+ * writes it to bench/results/latest.md (and every run to latest.json).
+ *
+ * Settings (environment): BENCH_DURATION seconds per run (5), BENCH_WARMUP seconds before each
+ * run (2), BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_BULWARK_DIR the Bulwark checkout to
+ * start (this repository; another checkout compares two versions against the same references).
+ */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { availableParallelism, cpus, loadavg, tmpdir } from "node:os"
+import { join, resolve } from "node:path"
+import { freePort, runToEnd, rssMegabytes, stopAll } from "./processes.js"
+import { buildReport, type Measurement, type ProcessStats, renderMarkdown } from "./report.js"
+import { type Scenario, scenarios as defineScenarios } from "./scenarios.js"
+import {
+  BULWARK_LOG_LEVEL,
+  describeCacheHealth,
+  type StartContext,
+  startBulwark,
+  startReference,
+  TARGET_LABELS,
+  type Target,
+  type TargetId,
+  UNTHROTTLED_RATE_LIMIT
+} from "./targets.js"
+import { isWrkInstalled, runWrk, type WrkRequest, type WrkSettings } from "./wrk.js"
+
+const BENCH_DIR = import.meta.dir
+const REPO_ROOT = join(BENCH_DIR, "..")
+const RESULTS_DIR = join(BENCH_DIR, "results")
+
+interface Settings {
+  readonly durationSeconds: number
+  readonly warmupSeconds: number
+  readonly rounds: number
+  readonly connections: number
+  readonly bulwarkDir: string
+  /** Servers on one core, wrk on another, when taskset exists and there are two cores. */
+  readonly cores: { readonly server: number; readonly load: number } | null
+}
+
+const fail = (message: string): never => {
+  console.error(message)
+  process.exit(1)
+}
+
+const wholeNumberFromEnv = (name: string, fallback: number, minimum: number): number => {
+  const raw = process.env[name]
+  if (raw === undefined || raw === "") return fallback
+  const value = Number(raw)
+  return Number.isInteger(value) && value >= minimum ? value : fail(`${name}: expected a whole number, at least ${minimum}; got "${raw}"`)
+}
+
+const readSettings = (): Settings => ({
+  durationSeconds: wholeNumberFromEnv("BENCH_DURATION", 5, 1),
+  warmupSeconds: wholeNumberFromEnv("BENCH_WARMUP", 2, 0),
+  rounds: wholeNumberFromEnv("BENCH_ROUNDS", 3, 1),
+  connections: wholeNumberFromEnv("BENCH_CONNECTIONS", 32, 1),
+  bulwarkDir: resolve(process.env["BENCH_BULWARK_DIR"] || REPO_ROOT),
+  cores: Bun.which("taskset") !== null && availableParallelism() >= 2 ? { server: 0, load: 1 } : null
+})
+
+const progress = (message: string): void => {
+  console.error(`bench: ${message}`)
+}
+
+/** One after the other, so that each start-up time is measured on a quiet machine. */
+const startTargets = async (context: StartContext): Promise<Map<TargetId, Target>> => {
+  const targets = new Map<TargetId, Target>()
+  const started = (target: Target) => {
+    targets.set(target.id, target)
+    progress(`${TARGET_LABELS[target.id]} ready in ${Math.round(target.startupMillis)} ms on ${target.baseUrl}`)
+  }
+  started(await startBulwark(context, { id: "bulwark" }))
+  // A port nothing listens on: connections are refused at once, as when Redis is down.
+  started(await startBulwark(context, { id: "bulwark-redis-down", redisUrl: `redis://127.0.0.1:${freePort()}` }))
+  started(await startReference(context, "raw"))
+  started(await startReference(context, "hono"))
+  return targets
+}
+
+const targetOf = (targets: ReadonlyMap<TargetId, Target>, id: TargetId): Target => {
+  const target = targets.get(id)
+  if (target === undefined) throw new Error(`${id} was not started`)
+  return target
+}
+
+/** One request before the runs, so that a wrong answer is named (status and problem code) in the notes. */
+const probe = async (request: WrkRequest): Promise<{ readonly status: number; readonly code: string | null }> => {
+  const response = await fetch(request.url, {
+    method: request.method,
+    headers: { authorization: `Bearer ${request.apiKey}`, ...(request.body === undefined ? {} : { "content-type": "application/json" }) },
+    ...(request.body === undefined ? {} : { body: request.body })
+  })
+  const body = await response.json().catch(() => null) as { code?: unknown } | null
+  return { status: response.status, code: typeof body?.code === "string" ? body.code : null }
+}
+
+const probeAll = async (scenarios: ReadonlyArray<Scenario>, targets: ReadonlyMap<TargetId, Target>): Promise<Array<string>> => {
+  const notes: Array<string> = []
+  for (const scenario of scenarios) {
+    for (const id of scenario.targets) {
+      const answer = await probe(scenario.request(targetOf(targets, id)))
+      if (answer.status !== scenario.expectedStatus) {
+        const what = `${TARGET_LABELS[id]} answered ${answer.status}${answer.code === null ? "" : ` ${answer.code}`}`
+        notes.push(`${scenario.title}: ${what} to the probe before the runs (expected ${scenario.expectedStatus}); such answers are counted as unexpected, never as throughput.`)
+        progress(`probe: ${scenario.id} on ${id}: ${answer.status} ${answer.code ?? ""} (expected ${scenario.expectedStatus})`)
+      }
+    }
+  }
+  return notes
+}
+
+/** Round-robin with the start rotated each round, so no server always runs first or last. */
+const rotated = <A>(items: ReadonlyArray<A>, by: number): Array<A> => items.map((_, index) => items[(index + by) % items.length]!)
+
+const measureAll = async (
+  settings: Settings,
+  scenarios: ReadonlyArray<Scenario>,
+  targets: ReadonlyMap<TargetId, Target>
+): Promise<Array<Measurement>> => {
+  const wrk = (durationSeconds: number): WrkSettings => ({
+    durationSeconds,
+    connections: settings.connections,
+    core: settings.cores?.load ?? null
+  })
+  const measurements: Array<Measurement> = []
+  for (let round = 1; round <= settings.rounds; round++) {
+    for (const scenario of scenarios) {
+      for (const id of rotated(scenario.targets, round - 1)) {
+        const request = scenario.request(targetOf(targets, id))
+        if (settings.warmupSeconds > 0) await runWrk(request, wrk(settings.warmupSeconds))
+        const result = await runWrk(request, wrk(settings.durationSeconds))
+        measurements.push({ round, scenarioId: scenario.id, targetId: id, expectedStatus: scenario.expectedStatus, result })
+        const ok = (result.statuses[String(scenario.expectedStatus)] ?? 0) / result.durationSeconds
+        progress(
+          `round ${round}/${settings.rounds} ${scenario.id} ${id}: ${Math.round(ok)} ok req/s, ` +
+            `p50 ${result.latencyMs.p50.toFixed(2)} ms, p99 ${result.latencyMs.p99.toFixed(2)} ms, statuses ${JSON.stringify(result.statuses)}`
+        )
+      }
+    }
+  }
+  return measurements
+}
+
+const logLineCount = (path: string): number => readFileSync(path, "utf8").split("\n").filter((line) => line.trim() !== "").length
+
+const processStats = (target: Target): ProcessStats => ({
+  targetId: target.id,
+  startupMillis: target.startupMillis,
+  idleRssMb: target.idleRssMb,
+  finalRssMb: rssMegabytes(target.process.pid),
+  logLines: logLineCount(target.logFile)
+})
+
+const commandOutput = async (command: ReadonlyArray<string>, cwd: string): Promise<{ readonly ok: boolean; readonly text: string }> => {
+  const { exitCode, stdout, stderr } = await runToEnd(command, { cwd, core: null, env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin" } })
+  return { ok: exitCode === 0, text: (stdout + stderr).trim() }
+}
+
+const describeBulwarkVersion = async (bulwarkDir: string): Promise<string> => {
+  const where = bulwarkDir === REPO_ROOT ? "" : ` (from ${bulwarkDir})`
+  const commit = await commandOutput(["git", "rev-parse", "--short", "HEAD"], bulwarkDir)
+  if (!commit.ok) return `Bulwark${where}: not a git checkout`
+  const status = await commandOutput(["git", "status", "--porcelain"], bulwarkDir)
+  return `Bulwark${where} at commit ${commit.text}${status.text === "" ? "" : " with uncommitted changes"}`
+}
+
+const describeMachine = async (settings: Settings): Promise<Array<string>> => {
+  // wrk has no version flag: it prints its version at the top of its usage text.
+  const wrkVersion = (await commandOutput(["wrk", "--version"], REPO_ROOT)).text.split("\n")[0] ?? "wrk"
+  const cpu = cpus()[0]?.model ?? "unknown CPU"
+  return [
+    `${new Date().toISOString()} · ${cpu}, ${availableParallelism()} cores · Bun ${Bun.version} · ${wrkVersion.replace(/ Copyright.*$/, "")}`,
+    await describeBulwarkVersion(settings.bulwarkDir),
+    `\`wrk -t1 -c${settings.connections} -d${settings.durationSeconds}s --latency\` per run after a ${settings.warmupSeconds} s warm-up; ` +
+      `${settings.rounds} rounds, servers alternating within each round; ` +
+      (settings.cores === null
+        ? "no CPU pinning (taskset missing or one core)"
+        : `servers pinned to core ${settings.cores.server}, wrk to core ${settings.cores.load}`),
+    `Bulwark: SQLite file, in-process cache, auth, rate limit \`${UNTHROTTLED_RATE_LIMIT}\` (counted, never reached), ` +
+      `telemetry (no OTLP endpoint), error ledger, \`LOG_LEVEL=${BULWARK_LOG_LEVEL}\``
+  ]
+}
+
+const writeResults = (markdown: string, raw: unknown): void => {
+  mkdirSync(RESULTS_DIR, { recursive: true })
+  writeFileSync(join(RESULTS_DIR, "latest.md"), markdown)
+  writeFileSync(join(RESULTS_DIR, "latest.json"), JSON.stringify(raw, null, 2) + "\n")
+}
+
+const STANDING_NOTES = [
+  "ok req/s counts only responses with the expected status; anything else is listed under unexpected. non-2xx/3xx is wrk's own count (for the 404 scenario it is every response).",
+  "p50 and p99 are wrk's latency percentiles over all responses of a run; the table shows the median over rounds, and the range of ok req/s over rounds.",
+  "The references do the same work per request without middleware: SHA-256 of the key → tenant, tenant-scoped row read (or seq = max + 1 insert in one transaction), JSON; RFC 9457 body for failures."
+]
+
+/** Anything else busy on the machine shows here; it makes every number noisier. */
+const describeLoad = (): string => loadavg().map((load) => load.toFixed(2)).join(" / ")
+
+const run = async (settings: Settings, workDir: string): Promise<void> => {
+  const loadBefore = describeLoad()
+  const header = await describeMachine(settings)
+  const scenarios = defineScenarios(crypto.randomUUID())
+  const targets = await startTargets({
+    repoRoot: REPO_ROOT,
+    bulwarkDir: settings.bulwarkDir,
+    workDir,
+    core: settings.cores?.server ?? null,
+    sessionId: crypto.randomUUID()
+  })
+  const redisDown = targetOf(targets, "bulwark-redis-down")
+  const cacheBefore = await describeCacheHealth(redisDown)
+  const probeNotes = await probeAll(scenarios, targets)
+  const measurements = await measureAll(settings, scenarios, targets)
+  const cacheAfter = await describeCacheHealth(redisDown)
+  const report = buildReport({
+    header,
+    scenarios,
+    measurements,
+    processes: [...targets.values()].map(processStats),
+    notes: [
+      ...probeNotes,
+      `Bulwark with Redis unreachable, before the runs: ${cacheBefore}; after: ${cacheAfter}.`,
+      `Load average (1 / 5 / 15 min) before: ${loadBefore}; after: ${describeLoad()}. ` +
+        "A server under load and wrk keep it near 2 on this machine; more means something else was running.",
+      ...STANDING_NOTES
+    ]
+  })
+  const markdown = renderMarkdown(report)
+  writeResults(markdown, { settings, report, measurements })
+  console.log(markdown)
+  progress(`written to ${join(RESULTS_DIR, "latest.md")} and latest.json`)
+}
+
+const main = async (): Promise<void> => {
+  if (!isWrkInstalled()) fail("wrk is not installed: apt-get install wrk")
+  const settings = readSettings()
+  const workDir = mkdtempSync(join(tmpdir(), "bulwark-bench-"))
+  const cleanUp = async () => {
+    await stopAll()
+    rmSync(workDir, { recursive: true, force: true })
+  }
+  for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+    process.on(signal, () => {
+      progress(`${signal}: stopping every server and wrk`)
+      void cleanUp().finally(() => process.exit(code))
+    })
+  }
+  try {
+    await run(settings, workDir)
+  } finally {
+    await cleanUp()
+  }
+}
+
+await main().catch((error: unknown) => {
+  console.error(`bench failed: ${error instanceof Error ? error.message : String(error)}`)
+  process.exit(1)
+})

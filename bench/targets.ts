@@ -1,0 +1,149 @@
+/**
+ * The servers under test: Bulwark as it is deployed (SQLite file, every middleware on), and the two
+ * reference servers. Each starts on a free loopback port, is timed from spawn to its first 200 on
+ * `/health/ready`, and is seeded with one tenant, one API key and one session.
+ */
+import type { Subprocess } from "bun"
+import { randomBytes } from "node:crypto"
+import { join } from "node:path"
+import { freePort, rssMegabytes, spawnServer, tailOf, waitForReady } from "./processes.js"
+import { seedDatabase } from "./reference/store.js"
+
+export type TargetId = "bulwark" | "bulwark-redis-down" | "raw" | "hono"
+
+export const TARGET_LABELS: Readonly<Record<TargetId, string>> = {
+  bulwark: "Bulwark",
+  "bulwark-redis-down": "Bulwark, Redis unreachable",
+  raw: "raw Bun.serve + bun:sqlite",
+  hono: "Hono on Bun"
+}
+
+export interface Target {
+  readonly id: TargetId
+  readonly baseUrl: string
+  readonly apiKey: string
+  readonly sessionId: string
+  readonly process: Subprocess
+  readonly logFile: string
+  readonly startupMillis: number
+  readonly idleRssMb: number
+  /** Bulwark only: for `/health` details. */
+  readonly adminToken?: string
+}
+
+export interface StartContext {
+  readonly repoRoot: string
+  /** Where `src/main.ts` of the Bulwark under test is. */
+  readonly bulwarkDir: string
+  readonly workDir: string
+  /** The core servers run on, or null when pinning is not possible. */
+  readonly core: number | null
+  /** Every target serves a session with this id, so one URL shape fits all. */
+  readonly sessionId: string
+}
+
+/** High enough that wrk is never throttled; the limiter still counts every request. */
+export const UNTHROTTLED_RATE_LIMIT = "1000000000/1s"
+
+/** Errors only: an expected 404 is a warning line, and the references write no log at all. */
+export const BULWARK_LOG_LEVEL = "Error"
+
+/** Idle RSS is read this long after ready, once start-up allocations have settled. */
+const IDLE_SETTLE_MILLIS = 1000
+
+const secret = (): string => randomBytes(32).toString("base64url")
+
+/** A minimal environment, so nothing from the caller's shell (OTEL_*, REDIS_URL, ...) leaks into a target. */
+const baseEnv = (): Record<string, string> => ({
+  PATH: process.env["PATH"] ?? "/usr/bin:/bin",
+  HOME: process.env["HOME"] ?? "/tmp"
+})
+
+interface Started {
+  readonly baseUrl: string
+  readonly process: Subprocess
+  readonly logFile: string
+  readonly startupMillis: number
+  readonly idleRssMb: number
+}
+
+const startServer = async (
+  id: TargetId,
+  context: StartContext,
+  launch: { readonly cwd: string; readonly command: ReadonlyArray<string> },
+  env: (port: number) => Record<string, string>
+): Promise<Started> => {
+  const port = freePort()
+  const baseUrl = `http://127.0.0.1:${port}`
+  const logFile = join(context.workDir, `${id}.log`)
+  const startedAt = performance.now()
+  const child = spawnServer(launch.command, { cwd: launch.cwd, env: { ...baseEnv(), ...env(port) }, logFile, core: context.core })
+  try {
+    const startupMillis = await waitForReady(`${baseUrl}/health/ready`, child, startedAt)
+    await Bun.sleep(IDLE_SETTLE_MILLIS)
+    return { baseUrl, process: child, logFile, startupMillis, idleRssMb: rssMegabytes(child.pid) }
+  } catch (error) {
+    throw new Error(`${TARGET_LABELS[id]} did not start: ${error instanceof Error ? error.message : String(error)}\n${tailOf(logFile)}`)
+  }
+}
+
+const postJson = async (url: string, bearer: string, body: unknown): Promise<{ readonly status: number; readonly json: unknown }> => {
+  const response = await fetch(url, {
+    method: "POST",
+    headers: { authorization: `Bearer ${bearer}`, "content-type": "application/json" },
+    body: JSON.stringify(body)
+  })
+  return { status: response.status, json: await response.json().catch(() => null) }
+}
+
+/** Through the public API, as an operator would: a tenant (with its first key), then the session. */
+const seedBulwark = async (baseUrl: string, adminToken: string, sessionId: string): Promise<string> => {
+  const tenant = await postJson(`${baseUrl}/v1/admin/tenants`, adminToken, { name: "bench" })
+  const apiKey = (tenant.json as { api_key?: unknown } | null)?.api_key
+  if (tenant.status !== 201 || typeof apiKey !== "string") {
+    throw new Error(`POST /v1/admin/tenants answered ${tenant.status}: ${JSON.stringify(tenant.json)}`)
+  }
+  const session = await postJson(`${baseUrl}/v1/sessions`, apiKey, { id: sessionId, title: "bench" })
+  if (session.status !== 201) throw new Error(`POST /v1/sessions answered ${session.status}: ${JSON.stringify(session.json)}`)
+  return apiKey
+}
+
+export const startBulwark = async (
+  context: StartContext,
+  options: { readonly id: "bulwark" | "bulwark-redis-down"; readonly redisUrl?: string }
+): Promise<Target> => {
+  const adminToken = secret()
+  const launch = { cwd: context.bulwarkDir, command: [process.execPath, "src/main.ts"] }
+  const started = await startServer(options.id, context, launch, (port) => ({
+    PORT: String(port),
+    HOST: "127.0.0.1",
+    DATABASE_URL: `file:${join(context.workDir, `${options.id}.db`)}`,
+    BULWARK_ADMIN_TOKEN: adminToken,
+    BULWARK_JWT_SECRET: secret(),
+    BULWARK_RATE_LIMIT: UNTHROTTLED_RATE_LIMIT,
+    LOG_LEVEL: BULWARK_LOG_LEVEL,
+    ...(options.redisUrl === undefined ? {} : { REDIS_URL: options.redisUrl })
+  }))
+  const apiKey = await seedBulwark(started.baseUrl, adminToken, context.sessionId)
+  return { id: options.id, ...started, apiKey, sessionId: context.sessionId, adminToken }
+}
+
+export const startReference = async (context: StartContext, id: "raw" | "hono"): Promise<Target> => {
+  const apiKey = `bk_${secret()}`
+  const dbPath = join(context.workDir, `${id}.db`)
+  seedDatabase(dbPath, { apiKey, sessionId: context.sessionId })
+  const script = join(context.repoRoot, "bench", "reference", `${id}.ts`)
+  const launch = { cwd: context.repoRoot, command: [process.execPath, script] }
+  const started = await startServer(id, context, launch, (port) => ({ PORT: String(port), BENCH_DB: dbPath }))
+  return { id, ...started, apiKey, sessionId: context.sessionId }
+}
+
+/** The cache entry of Bulwark's `/health` details, e.g. `degraded; cache down, breaker open`. */
+export const describeCacheHealth = async (target: Target): Promise<string> => {
+  const response = await fetch(`${target.baseUrl}/health`, { headers: { authorization: `Bearer ${target.adminToken ?? ""}` } })
+  const report = await response.json().catch(() => null) as
+    | { status?: string; dependencies?: { cache?: { status?: string; breaker?: string; kind?: string } } }
+    | null
+  const cache = report?.dependencies?.cache
+  return `/health ${response.status} ${report?.status ?? "?"}; cache (${cache?.kind ?? "?"}) ${cache?.status ?? "?"}, breaker ${cache?.breaker ?? "?"}`
+}
