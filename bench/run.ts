@@ -199,7 +199,15 @@ const STANDING_NOTES = [
 /** Anything else busy on the machine shows here; it makes every number noisier. */
 const describeLoad = (): string => loadavg().map((load) => load.toFixed(2)).join(" / ")
 
+/** Bulwark runs as deployed: `bun start` serves the bundle `bun run build` writes to dist/. */
+const buildBulwark = async (bulwarkDir: string): Promise<void> => {
+  progress("building Bulwark (bun run build)")
+  const built = await runToEnd([process.execPath, "run", "build"], { cwd: bulwarkDir, env: { ...process.env } as Record<string, string>, core: null })
+  if (built.exitCode !== 0) fail(`bun run build failed in ${bulwarkDir}: ${built.stderr.trim() || built.stdout.trim()}`)
+}
+
 const run = async (settings: Settings, workDir: string): Promise<void> => {
+  await buildBulwark(settings.bulwarkDir)
   const loadBefore = describeLoad()
   const header = await describeMachine(settings)
   const scenarios = defineScenarios(crypto.randomUUID())

@@ -113,7 +113,8 @@ export const startBulwark = async (
   options: { readonly id: "bulwark" | "bulwark-redis-down"; readonly redisUrl?: string }
 ): Promise<Target> => {
   const adminToken = secret()
-  const launch = { cwd: context.bulwarkDir, command: [process.execPath, "src/main.ts"] }
+  // As deployed by `bun start`: the bundle `bun run build` writes (built once per bench run).
+  const launch = { cwd: context.bulwarkDir, command: [process.execPath, "dist/main.js"] }
   const started = await startServer(options.id, context, launch, (port) => ({
     PORT: String(port),
     HOST: "127.0.0.1",

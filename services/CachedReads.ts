@@ -15,6 +15,31 @@ export class CachePolicy extends Context.Tag("bulwark/CachePolicy")<CachePolicy,
 
 const SAMPLE_LENGTH = 200
 
+/**
+ * Stored for a key the database does not have, when the caller asks for misses to be cached. Not
+ * JSON, so no value can be mistaken for it.
+ */
+const ABSENT = "#absent"
+
+interface Codec {
+  readonly decode: (text: string) => Option.Option<unknown>
+  readonly encode: (value: unknown) => string
+}
+
+/** Compiled once per schema: building `parseJson` codecs on every read cost more than the read. */
+const codecs = new WeakMap<Schema.Schema.All, Codec>()
+const codecOf = <A, I>(schema: Schema.Schema<A, I>) => {
+  let codec = codecs.get(schema)
+  if (codec === undefined) {
+    codec = {
+      decode: Schema.decodeUnknownOption(Schema.parseJson(schema)),
+      encode: Schema.encodeSync(Schema.parseJson(schema)) as (value: unknown) => string
+    }
+    codecs.set(schema, codec)
+  }
+  return codec as { readonly decode: (text: string) => Option.Option<A>; readonly encode: (value: A) => string }
+}
+
 const make = Effect.gen(function*() {
   const cache = yield* Cache
   const ledger = yield* ErrorLedger
@@ -30,21 +55,26 @@ const make = Effect.gen(function*() {
   /**
    * `sharedOnly`: cache only in a cache every process shares (Redis). Used for API keys, whose
    * revocation by another process (the CLI) must hold from the next request on.
+   * `missTtl`: also cache that the database has no such row, for this long (negative caching);
+   * the caller must `invalidate` the key when it creates the row.
    */
   const read = <A, I, E, R>(
     key: string,
     schema: Schema.Schema<A, I>,
     ttl: Duration.DurationInput,
     load: Effect.Effect<Option.Option<A>, E, R>,
-    options: { readonly sharedOnly?: boolean } = {}
+    options: { readonly sharedOnly?: boolean; readonly missTtl?: Duration.DurationInput } = {}
   ): Effect.Effect<Option.Option<A>, E | CacheUnavailable, R> => {
     if (options.sharedOnly === true && cache.kind === "memory") return load
-    const decode = Schema.decodeUnknownOption(Schema.parseJson(schema))
-    const encode = Schema.encodeSync(Schema.parseJson(schema))
-    const fromDatabase = Effect.tap(load, (loaded) =>
-      Option.isSome(loaded) ? cache.set(key, encode(loaded.value), ttl).pipe(Effect.catchAll(tolerate(undefined))) : Effect.void)
+    const { decode, encode } = codecOf(schema)
+    const { missTtl } = options
+    const fromDatabase = Effect.tap(load, (loaded) => {
+      if (Option.isSome(loaded)) return cache.set(key, encode(loaded.value), ttl).pipe(Effect.catchAll(tolerate(undefined)))
+      return missTtl === undefined ? Effect.void : cache.set(key, ABSENT, missTtl).pipe(Effect.catchAll(tolerate(undefined)))
+    })
     return Effect.flatMap(cache.get(key).pipe(Effect.catchAll(tolerate(Option.none<string>()))), (hit) => {
       if (Option.isNone(hit)) return fromDatabase
+      if (hit.value === ABSENT && missTtl !== undefined) return Effect.succeed(Option.none<A>())
       const decoded = decode(hit.value)
       if (Option.isSome(decoded)) return Effect.succeed(decoded)
       return Effect.logWarning("a cached value did not decode; deleted and read from the database").pipe(

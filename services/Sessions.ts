@@ -1,17 +1,23 @@
 /** Sessions of a tenant: create, read, list by cursor, delete. */
 import { Effect, Either, Option, Schema } from "effect"
-import type { CreateSession } from "../src/domain/Session.js"
-import { Session, SessionPage } from "../src/domain/Session.js"
+import { CreateSession, Session, SessionPage } from "../src/domain/Session.js"
 import { FieldIssue, ValidationFailed } from "../src/errors.js"
 import { newId, nowIso } from "./Clock.js"
 import { CachedReads } from "./CachedReads.js"
 import { Events } from "./Events.js"
+import { Idempotency } from "./Idempotency.js"
 import { type SessionPosition, sessionNotFound, SessionRow, SessionsRepo } from "./SessionsRepo.js"
 
 export const DEFAULT_PAGE_SIZE = 50
 
 /** Cached session rows live this long at most, which also bounds staleness if an invalidation is lost. */
 const SESSION_TTL = "60 seconds"
+/**
+ * "No such session" is cached too, so that repeated lookups of a missing id (a client polling a
+ * deleted session, a scan of guessed ids) do not each cost a database read; creating the session
+ * removes the entry.
+ */
+const MISSING_SESSION_TTL = "60 seconds"
 const sessionCacheKey = (tenantId: string, id: string) => `session:${tenantId}:${id}`
 
 const Cursor = Schema.compose(Schema.StringFromBase64Url, Schema.parseJson(Schema.Tuple(Schema.String, Schema.String)))
@@ -30,6 +36,7 @@ export class Sessions extends Effect.Service<Sessions>()("bulwark/Sessions", {
     const repo = yield* SessionsRepo
     const cached = yield* CachedReads
     const events = yield* Events
+    const idempotency = yield* Idempotency
 
     const create = Effect.fn("Sessions.create")(function*(tenantId: string, input: CreateSession) {
       const now = yield* nowIso
@@ -44,8 +51,25 @@ export class Sessions extends Effect.Service<Sessions>()("bulwark/Sessions", {
       return toSession(row)
     })
 
+    /**
+     * `create` under the caller's Idempotency-Key. A lookup of the id before it existed may have
+     * cached its absence: that entry goes once the row is committed (not before, or a read in
+     * between could cache the absence again).
+     */
+    const createOnce = (tenantId: string, input: CreateSession, idempotencyKey: string | undefined) =>
+      idempotency.run({
+        scope: `tenant:${tenantId}`,
+        key: idempotencyKey,
+        operation: "sessions.create",
+        body: Schema.encodeSync(CreateSession)(input),
+        result: Session,
+        write: create(tenantId, input)
+      }).pipe(Effect.tap((session) => cached.invalidate(sessionCacheKey(tenantId, session.id))))
+
     const get = Effect.fn("Sessions.get")(function*(tenantId: string, id: string) {
-      const row = yield* cached.read(sessionCacheKey(tenantId, id), SessionRow, SESSION_TTL, repo.find(tenantId, id))
+      const row = yield* cached.read(sessionCacheKey(tenantId, id), SessionRow, SESSION_TTL, repo.find(tenantId, id), {
+        missTtl: MISSING_SESSION_TTL
+      })
       if (Option.isNone(row)) return yield* sessionNotFound(id)
       return toSession(row.value)
     })
@@ -76,7 +100,7 @@ export class Sessions extends Effect.Service<Sessions>()("bulwark/Sessions", {
       yield* events.sessionDeleted(tenantId, id)
     })
 
-    return { create, get, list, remove } as const
+    return { create, createOnce, get, list, remove } as const
   }),
   dependencies: [SessionsRepo.Default]
 }) {}

@@ -4,7 +4,7 @@
  */
 import { HttpApiBuilder, HttpApiSwagger, HttpRouter, HttpServer } from "@effect/platform"
 import { BunHttpServer } from "@effect/platform-bun"
-import { Cause, type Duration, Layer, Option } from "effect"
+import { Cause, type Duration, Effect, Layer, Option } from "effect"
 import * as Database from "../layers/database/Database.js"
 import { adminTokenLayer, jwtSecretLayer } from "../layers/Secrets.js"
 import * as Cache from "../layers/cache/Cache.js"
@@ -27,6 +27,7 @@ import { Api } from "./Api.js"
 import { type AppConfigShape, dataDirectoryOf, StartupError } from "./Config.js"
 import { AdminAuthenticationLive, AuthenticationLive, OptionalOperatorLive } from "./http/Auth.js"
 import * as Boundary from "./http/Boundary.js"
+import * as HotRoutes from "./http/HotRoutes.js"
 import { HandlersLive } from "./http/Handlers.js"
 import * as Logging from "./telemetry/Logging.js"
 import * as Otlp from "./telemetry/Otlp.js"
@@ -106,19 +107,24 @@ export const ApiLive = HttpApiBuilder.api(Api).pipe(
   Layer.provide([AuthenticationLive, AdminAuthenticationLive, OptionalOperatorLive])
 )
 
+const routeOf = routeTemplates(Api, [["GET", "/docs"], ["GET", "/openapi.json"]])
+
+/** Bun serves the hot routes itself; every other request goes to the HttpApi app. */
 const listen = (config: AppConfigShape) =>
-  BunHttpServer.layer({
-    port: config.port,
-    hostname: config.host,
-    // Above our own 1 MiB rule, so that the boundary (not Bun) answers oversized bodies.
-    maxRequestBodySize: 16 * 1024 * 1024
-  }).pipe(
+  Layer.unwrapScoped(
+    Effect.map(HotRoutes.make({ requestTimeoutMillis: config.requestTimeoutMillis, routeOf }), (routes) =>
+      BunHttpServer.layer({
+        port: config.port,
+        hostname: config.host,
+        // Above our own 1 MiB rule, so that the boundary (not Bun) answers oversized bodies.
+        maxRequestBodySize: 16 * 1024 * 1024,
+        routes
+      }))
+  ).pipe(
     Layer.catchAllCause((cause) =>
       Layer.fail(new StartupError("PORT", `cannot listen on ${config.host}:${config.port} (${Cause.squash(cause)})`))
     )
   )
-
-const routeOf = routeTemplates(Api, [["GET", "/docs"], ["GET", "/openapi.json"]])
 
 export const MainLive = (options: ServerOptions) =>
   HttpApiBuilder.serve(serverSpan(routeOf)).pipe(

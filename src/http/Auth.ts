@@ -33,19 +33,19 @@ export const bearerCredential = Effect.gen(function*() {
 /** A key and the access tokens issued for it share one limit. */
 const keyBucket = (principal: Principal) => `key:${principal.keyId}`
 
+/** The caller of a `/v1` route: its credential checked, its tenant on the span, its key's limit counted. */
+export const authenticateCaller = Effect.gen(function*() {
+  const auth = yield* Auth
+  const limiter = yield* RateLimiter
+  return Effect.flatMap(bearerCredential, auth.authenticateKey).pipe(
+    Effect.tap((principal) => Effect.annotateCurrentSpan(TENANT_ATTRIBUTE, principal.tenantId)),
+    Effect.tap((principal) => limiter.hit(keyBucket(principal)))
+  )
+})
+
 export const AuthenticationLive = Layer.effect(
   Authentication,
-  Effect.gen(function*() {
-    const auth = yield* Auth
-    const limiter = yield* RateLimiter
-    return Authentication.of({
-      bearer: () =>
-        Effect.flatMap(bearerCredential, auth.authenticateKey).pipe(
-          Effect.tap((principal) => Effect.annotateCurrentSpan(TENANT_ATTRIBUTE, principal.tenantId)),
-          Effect.tap((principal) => limiter.hit(keyBucket(principal)))
-        )
-    })
-  })
+  Effect.map(authenticateCaller, (authenticate) => Authentication.of({ bearer: () => authenticate }))
 )
 
 export const AdminAuthenticationLive = Layer.effect(

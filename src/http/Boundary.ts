@@ -145,7 +145,7 @@ export const problemBoundary = (options: { readonly requestTimeoutMillis: number
   Effect.gen(function*() {
     const ledger = yield* ErrorLedger
     const limiter = yield* RateLimiter
-    return (app: HttpApp.Default): HttpApp.Default =>
+    return <E>(app: HttpApp.Default<E>): HttpApp.Default =>
       Effect.gen(function*() {
         const request = yield* HttpServerRequest.HttpServerRequest
         const requestId = requestIdOf(request)

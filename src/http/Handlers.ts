@@ -17,7 +17,6 @@ import { Tenants } from "../../services/Tenants.js"
 import { Api } from "../Api.js"
 import { ErrorRecord } from "../domain/ErrorRecord.js"
 import { HealthReport } from "../domain/Health.js"
-import { CreateSession, Session } from "../domain/Session.js"
 import { CurrentOperator, CurrentPrincipal } from "../domain/Principal.js"
 import { prometheusText } from "../telemetry/Prometheus.js"
 import { currentRequest } from "./Boundary.js"
@@ -78,18 +77,9 @@ export const OperationsLive = HttpApiBuilder.group(Api, "operations", (handlers)
 export const SessionsLive = HttpApiBuilder.group(Api, "sessions", (handlers) =>
   Effect.gen(function*() {
     const sessions = yield* Sessions
-    const idempotency = yield* Idempotency
     return handlers
       .handle("create", ({ headers, payload }) =>
-        Effect.flatMap(CurrentPrincipal, (caller) =>
-          idempotency.run({
-            scope: `tenant:${caller.tenantId}`,
-            key: headers["idempotency-key"],
-            operation: "sessions.create",
-            body: Schema.encodeSync(CreateSession)(payload),
-            result: Session,
-            write: sessions.create(caller.tenantId, payload)
-          })))
+        Effect.flatMap(CurrentPrincipal, (caller) => sessions.createOnce(caller.tenantId, payload, headers["idempotency-key"])))
       .handle("list", ({ urlParams }) => Effect.flatMap(CurrentPrincipal, (caller) => sessions.list(caller.tenantId, urlParams)))
       .handle("get", ({ path }) => Effect.flatMap(CurrentPrincipal, (caller) => sessions.get(caller.tenantId, path.id)))
       .handle("delete", ({ path }) => Effect.flatMap(CurrentPrincipal, (caller) => sessions.remove(caller.tenantId, path.id)))

@@ -39,12 +39,12 @@ export const routeTemplates = <Id extends string, Groups extends HttpApiGroup.Ht
 /** A 5xx response: the span ends as ERROR, with this as its exception event. */
 class ServerErrorResponse extends Data.TaggedError("ServerErrorResponse")<{
   readonly message: string
-  readonly exit: Exit.Exit<HttpServerResponse.HttpServerResponse>
+  readonly exit: Exit.Exit<HttpServerResponse.HttpServerResponse, unknown>
 }> {}
 
 const stringAttribute = (value: unknown): string => (typeof value === "string" ? value : "")
 
-export const serverSpan = (routeOf: RouteLookup) => (app: HttpApp.Default): HttpApp.Default =>
+export const serverSpan = (routeOf: RouteLookup) => <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E, R> =>
   Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
     const route = routeOf(request.method, request.url)
@@ -79,7 +79,9 @@ export const serverSpan = (routeOf: RouteLookup) => (app: HttpApp.Default): Http
           })
         )
     )
-    const exit = yield* traced.pipe(Effect.catchTag("ServerErrorResponse", (failure) => Effect.succeed(failure.exit)))
+    const exit = yield* traced.pipe(Effect.catchTag("ServerErrorResponse", (failure) =>
+      // It is the exit of `app` itself, carried through the span as a failure.
+      Effect.succeed(failure.exit as Exit.Exit<HttpServerResponse.HttpServerResponse, E>)))
     const finished = yield* Clock.currentTimeNanos
     yield* Metric.update(
       Metric.taggedWithLabels(httpServerRequestDuration, [

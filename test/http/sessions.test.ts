@@ -47,6 +47,16 @@ describe("session lifecycle", () => {
     expect((await server.fetch(`/v1/sessions/${id.toUpperCase()}`, withKey(key))).status).toBe(200)
   })
 
+  test("a 404 is not remembered past the creation of that id (the miss is cached, then invalidated)", async () => {
+    const id = crypto.randomUUID()
+    await expectProblem(await server.fetch(`/v1/sessions/${id}`, withKey(key)), 404, "SESSION_NOT_FOUND")
+    await expectProblem(await server.fetch(`/v1/sessions/${id}`, withKey(key)), 404, "SESSION_NOT_FOUND")
+    await createSession(key, { id, title: "late" })
+    const read = await server.fetch(`/v1/sessions/${id}`, withKey(key))
+    expect(read.status).toBe(200)
+    expect(await read.json()).toMatchObject({ id, title: "late" })
+  })
+
   test("defaults: no title, empty metadata", async () => {
     const created = await createSession(key)
     expect(created).toMatchObject({ title: null, metadata: {} })
