@@ -40,7 +40,8 @@ export class Auth extends Effect.Service<Auth>()("bulwark/Auth", {
     const adminToken = yield* AdminToken
     const tokens = yield* AccessTokens
 
-    const authenticateApiKey = Effect.fn("Auth.authenticateApiKey")(function*(secret: string) {
+    // Untraced: it runs inside the span of `authenticate` or `exchange`.
+    const authenticateApiKey = Effect.fnUntraced(function*(secret: string) {
       const keyHash = hashApiKey(secret)
       const key = yield* cached.read(apiKeyCacheKey(keyHash), KeyRow, API_KEY_TTL, repo.findKeyByHash(keyHash), {
         sharedOnly: true
@@ -55,7 +56,7 @@ export class Auth extends Effect.Service<Auth>()("bulwark/Auth", {
      * be live, and have the token's version. If the database cannot answer, the request fails
      * with the database's 503; a token is never let through unchecked.
      */
-    const authenticateAccessToken = Effect.fn("Auth.authenticateAccessToken")(function*(token: string) {
+    const authenticateAccessToken = Effect.fnUntraced(function*(token: string) {
       const claims = yield* tokens.verify(token)
       const key = yield* repo.findKeyById(claims.sub)
       if (Option.isNone(key) || key.value.tenant_id !== claims.tid) return yield* revoked("The key of this token no longer exists.")

@@ -6,7 +6,8 @@
  * is ledgered at severity `warning` (the breaker's own fast rejections are not ledgered one by one:
  * the transition that opened it was, and `/health` and the metrics say it is open).
  */
-import { Context, type Duration, Effect, Layer, Option, Schema } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Option, Schema } from "effect"
+import { Database } from "../layers/database/Database.js"
 import { Cache } from "../layers/cache/Cache.js"
 import type { CacheUnavailable } from "../src/errors.js"
 import { ErrorLedger } from "./ErrorLedger.js"
@@ -40,10 +41,19 @@ const codecOf = <A, I>(schema: Schema.Schema<A, I>) => {
   return codec as { readonly decode: (text: string) => Option.Option<A>; readonly encode: (value: A) => string }
 }
 
+/** Shared-only entries kept in process, at most this many (the oldest go first). */
+const MAX_LOCAL_ENTRIES = 10_000
+
 const make = Effect.gen(function*() {
   const cache = yield* Cache
   const ledger = yield* ErrorLedger
+  const db = yield* Database
   const { required } = yield* CachePolicy
+  /**
+   * Without a shared cache, shared-only values are kept here with the database's change counter
+   * at the time they were read: an entry is used only while no other process has written since.
+   */
+  const local = new Map<string, { readonly value: unknown; readonly version: number; readonly expiresAt: number }>()
 
   /** Required: the failure stands. Not required: recorded as degraded, and the caller goes on. */
   const tolerate = <A>(fallback: A) => (error: CacheUnavailable): Effect.Effect<A, CacheUnavailable> => {
@@ -65,7 +75,7 @@ const make = Effect.gen(function*() {
     load: Effect.Effect<Option.Option<A>, E, R>,
     options: { readonly sharedOnly?: boolean; readonly missTtl?: Duration.DurationInput } = {}
   ): Effect.Effect<Option.Option<A>, E | CacheUnavailable, R> => {
-    if (options.sharedOnly === true && cache.kind === "memory") return load
+    if (options.sharedOnly === true && cache.kind === "memory") return untilChangedElsewhere(key, ttl, load)
     const { decode, encode } = codecOf(schema)
     const { missTtl } = options
     const fromDatabase = Effect.tap(load, (loaded) => {
@@ -85,9 +95,33 @@ const make = Effect.gen(function*() {
     }).pipe(Effect.withSpan("CachedReads.read", { attributes: { "bulwark.cache.key_prefix": key.split(":")[0] } }))
   }
 
+  /**
+   * A shared-only read without a shared cache: served from `local` while the database's change
+   * counter is the one the entry was read under, else read again. When the counter cannot be read
+   * the database is read, and answers (or fails) for itself.
+   */
+  const untilChangedElsewhere = <A, E, R>(
+    key: string,
+    ttl: Duration.DurationInput,
+    load: Effect.Effect<Option.Option<A>, E, R>
+  ): Effect.Effect<Option.Option<A>, E, R> =>
+    Effect.flatMap(Effect.option(db.changedElsewhere), (version) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        const entry = local.get(key)
+        if (entry !== undefined && Option.isSome(version) && entry.version === version.value && entry.expiresAt > now) {
+          return Effect.succeed(Option.some(entry.value as A))
+        }
+        return Effect.tap(load, (loaded) => {
+          local.delete(key)
+          if (Option.isNone(loaded) || Option.isNone(version)) return
+          local.set(key, { value: loaded.value, version: version.value, expiresAt: now + Duration.toMillis(ttl) })
+          if (local.size > MAX_LOCAL_ENTRIES) local.delete(local.keys().next().value!)
+        })
+      }))
+
   /** After a write or delete; a failure is tolerated as above (the entry's TTL bounds staleness). */
   const invalidate = (key: string): Effect.Effect<void, CacheUnavailable> =>
-    cache.delete(key).pipe(Effect.catchAll(tolerate(undefined)))
+    Effect.zipRight(Effect.sync(() => local.delete(key)), cache.delete(key).pipe(Effect.catchAll(tolerate(undefined))))
 
   return { read, invalidate } as const
 })

@@ -60,6 +60,13 @@ export interface DatabaseShape {
     effect: Effect.Effect<A, E, R>
   ) => Effect.Effect<A, E | DbOperational | Overloaded, R>
   readonly breaker: CircuitBreaker.CircuitBreaker<DbOperational>
+  /**
+   * A number that changes whenever another connection (another process: the CLI, another
+   * instance) commits to the database, and never for this process's own writes (SQLite's
+   * `PRAGMA data_version`). It lets this process keep what it read until someone else writes.
+   * Unguarded and cheap; a failure only means "cannot tell".
+   */
+  readonly changedElsewhere: Effect.Effect<number, SqlError>
 }
 
 /** Set inside a transaction: its statements run bare, the transaction as a whole is guarded. */
@@ -147,7 +154,11 @@ export class Database extends Context.Tag("bulwark/Database")<Database, Database
             Effect.catchIf((error): error is SqlError => error instanceof SqlError, translateSqlError(operation))
           )
         ).pipe(span(operation, "write"))
-      return Database.of({ sql, read, write, insertUnique, transaction, breaker })
+      const changedElsewhere = Effect.map(
+        sql.unsafe<{ data_version: number }>("PRAGMA data_version"),
+        (rows) => rows[0]?.data_version ?? Number.NaN
+      )
+      return Database.of({ sql, read, write, insertUnique, transaction, breaker, changedElsewhere })
     })
 }
 

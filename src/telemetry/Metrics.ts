@@ -1,5 +1,23 @@
 /** The application's metrics (SPEC §7), defined once; every module that feeds one imports it from here. */
-import { Metric, MetricBoundaries } from "effect"
+import { Metric, MetricBoundaries, MetricLabel } from "effect"
+
+/**
+ * `metric` with the given labels, built once per distinct set of label values: tagging builds a new
+ * metric key (and hashes it) on every call, which on a per-request path cost more than the update.
+ * The label values are bounded (routes, statuses, codes), and so is this memo.
+ */
+export const labelled = <Type, In, Out>(metric: Metric.Metric<Type, In, Out>, names: ReadonlyArray<string>) => {
+  const built = new Map<string, Metric.Metric<Type, In, Out>>()
+  return (...values: ReadonlyArray<string>): Metric.Metric<Type, In, Out> => {
+    const key = values.join("\u0000")
+    let tagged = built.get(key)
+    if (tagged === undefined) {
+      tagged = Metric.taggedWithLabels(metric, names.map((name, i) => MetricLabel.make(name, values[i] ?? "")))
+      built.set(key, tagged)
+    }
+    return tagged
+  }
+}
 
 /** The OpenTelemetry HTTP semantic conventions' buckets, in seconds. */
 export const HTTP_DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]

@@ -7,9 +7,9 @@
  */
 import { HttpApi, HttpApp, HttpMiddleware, HttpServerError, HttpServerRequest, HttpServerResponse, HttpTraceContext } from "@effect/platform"
 import type { HttpApiGroup } from "@effect/platform"
-import { Clock, Data, Effect, type Exit, Metric, MetricLabel, Option } from "effect"
+import { Clock, Data, Effect, type Exit, Metric, Option } from "effect"
 import * as FindMyWay from "find-my-way-ts"
-import { httpServerRequestDuration } from "./Metrics.js"
+import { httpServerRequestDuration, labelled } from "./Metrics.js"
 
 export type RouteLookup = (method: string, url: string) => string | undefined
 
@@ -43,6 +43,8 @@ class ServerErrorResponse extends Data.TaggedError("ServerErrorResponse")<{
 }> {}
 
 const stringAttribute = (value: unknown): string => (typeof value === "string" ? value : "")
+
+const requestDuration = labelled(httpServerRequestDuration, ["http.request.method", "http.route", "http.response.status_code", "error.type"])
 
 export const serverSpan = (routeOf: RouteLookup) => <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E, R> =>
   Effect.gen(function*() {
@@ -84,12 +86,12 @@ export const serverSpan = (routeOf: RouteLookup) => <E, R>(app: HttpApp.Default<
       Effect.succeed(failure.exit as Exit.Exit<HttpServerResponse.HttpServerResponse, E>)))
     const finished = yield* Clock.currentTimeNanos
     yield* Metric.update(
-      Metric.taggedWithLabels(httpServerRequestDuration, [
-        MetricLabel.make("http.request.method", request.method),
-        MetricLabel.make("http.route", route ?? ""),
-        MetricLabel.make("http.response.status_code", String(HttpServerError.exitResponse(exit).status)),
-        MetricLabel.make("error.type", errorType)
-      ]),
+      requestDuration(
+        request.method,
+        route ?? "",
+        String(HttpServerError.exitResponse(exit).status),
+        errorType
+      ),
       Number(finished - started) / 1e9
     )
     // The response has already been sent by the handler below; this exit only ends the fiber.

@@ -23,10 +23,12 @@ test("repeated database failures open the breaker: 503 at once with Retry-After,
     const originalWrite = process.stderr.write.bind(process.stderr)
     process.stderr.write = (() => true) as typeof process.stderr.write
 
-    // Each failure is honest (503, never 401 or 404), and enough in a row open the breaker.
-    for (let i = 0; i < 3; i++) {
+    // Each failure is honest (503, never 401 or 404), and enough in a row open the breaker (the
+    // ledger's own failing writes count too, whenever its writer gets to them).
+    await eventually(async () => {
       await expectProblem(await server.fetch(`/v1/sessions/${created.id}`, withKey(tenant.api_key)), 503, "DATABASE_UNAVAILABLE")
-    }
+      return (await opened()) > openedBefore ? true : undefined
+    })
     const started = performance.now()
     const rejected = await server.fetch(`/v1/sessions/${created.id}`, withKey(tenant.api_key))
     const elapsed = performance.now() - started

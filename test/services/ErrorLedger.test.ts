@@ -13,7 +13,7 @@ const withLedger = <A, E>(program: Effect.Effect<A, E, ErrorLedger | ErrorsRepo>
   const directory = mkdtempSync(join(tmpdir(), "bulwark-ledger-"))
   const database = Database.layer({ url: { _tag: "SqliteFile", filename: join(directory, "ledger.db") }, sqliteBusyTimeoutMillis: 50 })
   const repo = ErrorsRepo.Default.pipe(Layer.provide(database))
-  const ledger = ErrorLedger.layer({ retentionDays: 30, purgeEvery: "1 day" }).pipe(Layer.provide(repo))
+  const ledger = ErrorLedger.layer({ retentionDays: 30, purgeEvery: "1 day", linger: 0 }).pipe(Layer.provide(repo))
   return Effect.runPromise(
     program.pipe(Effect.provide(Layer.merge(ledger, repo)), Effect.provide(TestContext.TestContext), Effect.scoped)
   ).finally(() => rmSync(directory, { recursive: true, force: true }))

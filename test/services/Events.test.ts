@@ -19,7 +19,7 @@ const SESSION = "00000000-0000-4000-8000-000000000002"
 const withEvents = <A, E>(program: Effect.Effect<A, E, Events | MessagesRepo | SqlClient.SqlClient>) => {
   const directory = mkdtempSync(join(tmpdir(), "bulwark-events-"))
   const database = Database.layer({ url: { _tag: "SqliteFile", filename: join(directory, "events.db") }, sqliteBusyTimeoutMillis: 50 })
-  const ledger = ErrorLedger.layer({ retentionDays: 30, purgeEvery: "1 day" }).pipe(Layer.provide(ErrorsRepo.Default))
+  const ledger = ErrorLedger.layer({ retentionDays: 30, purgeEvery: "1 day", linger: 0 }).pipe(Layer.provide(ErrorsRepo.Default))
   const events = Events.layer().pipe(Layer.provideMerge(MessagesRepo.Default), Layer.provide(Layer.merge(EventBus.layer.pipe(Layer.provide(Cache.inProcess())), ledger)))
   return Effect.runPromise(
     program.pipe(Effect.provide(events.pipe(Layer.provideMerge(database))), Effect.provide(TestContext.TestContext), Effect.scoped)
