@@ -6,7 +6,7 @@
  * is ledgered at severity `warning` (the breaker's own fast rejections are not ledgered one by one:
  * the transition that opened it was, and `/health` and the metrics say it is open).
  */
-import { Clock, Context, Duration, Effect, Layer, Option, Schema } from "effect"
+import { Clock, Context, Duration, Effect, Either, Layer, Option, Schema } from "effect"
 import { Database } from "../layers/database/Database.js"
 import { Cache } from "../layers/cache/Cache.js"
 import type { CacheUnavailable } from "../src/errors.js"
@@ -50,8 +50,10 @@ const make = Effect.gen(function*() {
   const db = yield* Database
   const { required } = yield* CachePolicy
   /**
-   * Without a shared cache, shared-only values are kept here with the database's change counter
-   * at the time they were read: an entry is used only while no other process has written since.
+   * Values kept in this process with the database's change counter at the time they were read: an
+   * entry is used only while no other process has written since (this process's own writes
+   * invalidate explicitly). It serves shared-only reads without a shared cache, and every read
+   * while the shared cache cannot serve.
    */
   const local = new Map<string, { readonly value: unknown; readonly version: number; readonly expiresAt: number }>()
 
@@ -82,7 +84,12 @@ const make = Effect.gen(function*() {
       if (Option.isSome(loaded)) return cache.set(key, encode(loaded.value), ttl).pipe(Effect.catchAll(tolerate(undefined)))
       return missTtl === undefined ? Effect.void : cache.set(key, ABSENT, missTtl).pipe(Effect.catchAll(tolerate(undefined)))
     })
-    return Effect.flatMap(cache.get(key).pipe(Effect.catchAll(tolerate(Option.none<string>()))), (hit) => {
+    // The shared cache cannot serve (tolerated): this process's own copy, which is exactly as fresh
+    // as the database, so that a dead Redis costs no more database reads than a live one.
+    const degraded = (error: CacheUnavailable) => Effect.zipRight(tolerate(undefined)(error), untilChangedElsewhere(key, ttl, load))
+    return Effect.flatMap(Effect.either(cache.get(key)), (result) => {
+      if (Either.isLeft(result)) return degraded(result.left)
+      const hit = result.right
       if (Option.isNone(hit)) return fromDatabase
       if (hit.value === ABSENT && missTtl !== undefined) return Effect.succeed(Option.none<A>())
       const decoded = decode(hit.value)

@@ -52,7 +52,8 @@ export const defaultCacheResilience: CacheBreakerOptions = {
 }
 
 const unavailable = (operation: string, reason: string, cause: unknown, retryAfterSeconds = 1) =>
-  new CacheUnavailable({ operation, reason, retryAfterSeconds, cause })
+  // Built on every rejected call while the breaker is open; its fields are ours, so not re-validated.
+  new CacheUnavailable({ operation, reason, retryAfterSeconds, cause }, true)
 
 const makeBreaker = (options: CacheBreakerOptions) =>
   CircuitBreaker.make<CacheUnavailable>({

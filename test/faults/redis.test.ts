@@ -1,4 +1,5 @@
 /** The cache's Redis dies, stalls and returns garbage: clients keep getting correct answers. */
+import { Database } from "bun:sqlite"
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { eventually, expectProblem, startServer, type TestServer, withKey } from "../support/server.js"
 import { defaultCacheResilience } from "../../layers/cache/Cache.js"
@@ -97,6 +98,19 @@ describe.skipIf(!available)("Redis faults", () => {
     const health = await server.admin("/health")
     expect(health.status).toBe(200)
     expect(await health.json()).toMatchObject({ status: "degraded", dependencies: { cache: { status: "down", kind: "redis" } } })
+
+    // Meanwhile reads come from this process's own copy, which is still exactly as fresh as the
+    // database: a change committed by another process is seen by the very next read.
+    const other = new Database(server.databaseFile)
+    try {
+      other.run("UPDATE sessions SET title = 'changed elsewhere' WHERE id = ?", [sessionId])
+    } finally {
+      other.close()
+    }
+    expect((await read()).body.title).toBe("changed elsewhere")
+    expect((await server.fetch(`/v1/sessions/${sessionId}`, withKey(tenant.api_key, { method: "DELETE" }))).status).toBe(204)
+    expect((await read()).status).toBe(404)
+    sessionId = ((await (await server.fetch("/v1/sessions", withKey(tenant.api_key, { method: "POST", body: JSON.stringify({ title: "cached" }) }))).json()) as { id: string }).id
 
     await redis.start()
     await redis.cli("DEL", cacheKey())
