@@ -6,7 +6,7 @@
  * ledger; a batch that cannot be written becomes one JSON line per error on stderr and counts
  * `bulwark_ledger_dropped_total`. Closing the layer (SIGTERM) writes what is still queued.
  */
-import { Cause, Chunk, Clock, Context, Duration, Effect, Layer, Metric, Option, Queue, Schedule } from "effect"
+import { Cause, Chunk, Clock, Context, Duration, Effect, FiberRef, Layer, LogLevel, Metric, Option, Queue, Schedule } from "effect"
 import { identity } from "effect/Function"
 import { createHash } from "node:crypto"
 import type { ErrorRecord, ListErrorsFilter } from "../src/domain/ErrorRecord.js"
@@ -168,18 +168,21 @@ const make = (options: ErrorLedgerOptions) =>
           user_agent: context.userAgent === undefined ? null : sanitizeText(context.userAgent),
           request_payload: context.requestPayload ?? null
         }
-        const log = row.severity === "warning" ? Effect.logWarning : Effect.logError
-        yield* log(row.message).pipe(
-          Effect.annotateLogs({
-            error_id: errorId,
-            code: row.code,
-            status,
-            severity: row.severity,
-            trace_id: row.trace_id,
-            request_id: row.request_id,
-            route: row.route
-          })
-        )
+        const level = row.severity === "warning" ? LogLevel.Warning : LogLevel.Error
+        // Below the configured level the line is not built at all (its annotations are not free).
+        if (LogLevel.greaterThanEqual(level, yield* FiberRef.get(FiberRef.currentMinimumLogLevel))) {
+          yield* Effect.logWithLevel(level, row.message).pipe(
+            Effect.annotateLogs({
+              error_id: errorId,
+              code: row.code,
+              status,
+              severity: row.severity,
+              trace_id: row.trace_id,
+              request_id: row.request_id,
+              route: row.route
+            })
+          )
+        }
         yield* Metric.increment(errorsByCode(row.code, String(status)))
         if (!(yield* Queue.offer(queue, row))) yield* drop([row], "the ledger queue is full")
         return errorId
