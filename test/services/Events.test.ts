@@ -10,11 +10,10 @@ import * as Database from "../../layers/database/Database.js"
 import { EventBus } from "../../layers/events/EventBus.js"
 import { ErrorLedger } from "../../services/ErrorLedger.js"
 import { ErrorsRepo } from "../../services/ErrorsRepo.js"
+import { SESSION, seedSession, TENANT } from "../support/seed.js"
 import { Events, type StreamItem } from "../../services/Events.js"
 import { MessagesRepo } from "../../services/MessagesRepo.js"
 
-const TENANT = "00000000-0000-4000-8000-000000000001"
-const SESSION = "00000000-0000-4000-8000-000000000002"
 
 const withEvents = <A, E>(program: Effect.Effect<A, E, Events | MessagesRepo | SqlClient.SqlClient>) => {
   const directory = mkdtempSync(join(tmpdir(), "bulwark-events-"))
@@ -36,10 +35,7 @@ const until = (items: Ref.Ref<ReadonlyArray<StreamItem>>, done: (items: Readonly
 test("a ping every 15 s by default; a message stored without an event arrives at the next ping", () =>
   withEvents(
     Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
-      yield* sql`INSERT INTO tenants (id, name, created_at) VALUES (${TENANT}, 'test', '2026-01-01T00:00:00.000Z')`
-      yield* sql`INSERT INTO sessions (tenant_id, id, title, metadata, created_at, updated_at)
-                 VALUES (${TENANT}, ${SESSION}, NULL, '{}', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')`
+      yield* seedSession
       const events = yield* Events
       const repo = yield* MessagesRepo
       const items = yield* Ref.make<ReadonlyArray<StreamItem>>([])

@@ -9,10 +9,9 @@ import * as Database from "../../layers/database/Database.js"
 import { MemoryStore } from "../../layers/memory/MemoryStore.js"
 import { ErrorLedger } from "../../services/ErrorLedger.js"
 import { ErrorsRepo } from "../../services/ErrorsRepo.js"
+import { SESSION, seedSession, TENANT } from "../support/seed.js"
 import { Memory } from "../../services/Memory.js"
 
-const TENANT = "00000000-0000-4000-8000-000000000001"
-const SESSION = "00000000-0000-4000-8000-000000000002"
 
 const withMemory = <A, E>(program: Effect.Effect<A, E, Memory | SqlClient.SqlClient>) => {
   const directory = mkdtempSync(join(tmpdir(), "bulwark-memory-"))
@@ -39,10 +38,7 @@ const settled = (expected: ReadonlyArray<string>) =>
 test("a key is 404 MEMORY_KEY_NOT_FOUND from the instant it expires, and the job purges it on its next run", () =>
   withMemory(
     Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
-      yield* sql`INSERT INTO tenants (id, name, created_at) VALUES (${TENANT}, 'test', '2026-01-01T00:00:00.000Z')`
-      yield* sql`INSERT INTO sessions (tenant_id, id, title, metadata, created_at, updated_at)
-                 VALUES (${TENANT}, ${SESSION}, NULL, '{}', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')`
+      yield* seedSession
       const memory = yield* Memory
       yield* memory.put(TENANT, SESSION, "short", { value: "10 s" , ttl_seconds: 10 })
       yield* memory.put(TENANT, SESSION, "long", { value: "100 s", ttl_seconds: 100 })
