@@ -10,6 +10,8 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Auth } from "../services/Auth.js"
+import { ErrorLedger } from "../services/ErrorLedger.js"
+import { NotFound } from "../src/errors.js"
 import { RateLimiter } from "../services/RateLimiter.js"
 import { Sessions } from "../services/Sessions.js"
 import { Tenants } from "../services/Tenants.js"
@@ -64,18 +66,21 @@ try {
   const routeOf = routeTemplates(Api)
   const routes = await runtime.runPromise(HotRoutes.make({ requestTimeoutMillis: 10_000, routeOf }))
   const server = { requestIP: () => ({ address: "127.0.0.1", family: "IPv4", port: 1 }) } as never
-  const hotRead = () => {
-    const request = Object.assign(new Request(`http://localhost/v1/sessions/${session.id}`, { headers: { authorization: `Bearer ${tenant.api_key}` } }), {
-      params: { id: session.id }
+  const hotRead = (id: string) => () => {
+    const request = Object.assign(new Request(`http://localhost/v1/sessions/${id}`, { headers: { authorization: `Bearer ${tenant.api_key}` } }), {
+      params: { id }
     })
     return routes["/v1/sessions/:id"].GET(request, server)
   }
+  const notFound = new NotFound({ code: "SESSION_NOT_FOUND", detail: "No session." })
   const boundary = await runtime.runPromise(problemBoundary({ requestTimeoutMillis: 10_000 }))
   const response = HttpServerResponse.unsafeJson({})
   const asRequest = <A, E>(effect: Effect.Effect<A, E, HttpServerRequest.HttpServerRequest>) =>
     Effect.suspend(() => Effect.provideService(effect, HttpServerRequest.HttpServerRequest, HttpServerRequest.fromWeb(new Request("http://localhost/x"))))
   const rows: Array<[string, number]> = [
-    ["whole hot route (GET /v1/sessions/{id}, 200)", await microseconds(hotRead)],
+    ["whole hot route (GET /v1/sessions/{id}, 200)", await microseconds(hotRead(session.id))],
+    ["whole hot route, a missing session (404)", await microseconds(hotRead(crypto.randomUUID()))],
+    ["  record the 404 in the ledger (written later, in batches)", await effectMicroseconds(Effect.flatMap(ErrorLedger, (ledger) => ledger.record(notFound, { route: "/v1/sessions/{id}" })))],
     ["  boundary (request id, deadline, rate-limit headers) around a constant", await effectMicroseconds(asRequest(boundary(Effect.succeed(response))))],
     ["  server span and duration metric around a constant", await effectMicroseconds(asRequest(serverSpan(routeOf)(Effect.succeed(response))))],
     ["  platform response handling (toHandled)", await effectMicroseconds(asRequest(HttpApp.toHandled(Effect.succeed(response), () => Effect.void).pipe(Effect.locally(HttpMiddleware.currentTracerDisabledWhen, () => true))))],
