@@ -175,10 +175,15 @@ export const redis = (url: string, required: boolean, options: CacheBreakerOptio
     })
   )
 
-/** One subscription connection at a time: connect, subscribe, wait for the connection to close, repeat. */
+/**
+ * One subscription connection at a time: connect, subscribe, wait for the connection to close,
+ * repeat every second. A failure to subscribe and the loss of a working subscription are each
+ * logged once, when they begin, not on every retry.
+ */
 const subscribeLoop = (url: string, channel: string, onMessage: (message: string) => void) =>
   Effect.gen(function*() {
-    const subscribed = yield* Ref.make(false)
+    const state = yield* Ref.make<"starting" | "subscribed" | "failing">("starting")
+    const annotated = Effect.annotateLogs({ dependency: "cache", channel })
     const once = Effect.scoped(
       Effect.gen(function*() {
         const client = yield* Effect.acquireRelease(
@@ -189,17 +194,24 @@ const subscribeLoop = (url: string, channel: string, onMessage: (message: string
         client.onclose = () => Deferred.unsafeDone(closed, Exit.void)
         yield* Effect.tryPromise(() => client.connect())
         yield* Effect.tryPromise(() => client.subscribe(channel, (message) => onMessage(message)))
-        yield* Ref.set(subscribed, true)
-        yield* Effect.logInfo(`subscribed to ${channel}`).pipe(Effect.annotateLogs({ dependency: "cache" }))
+        yield* Ref.set(state, "subscribed")
+        yield* Effect.logInfo(`subscribed to ${channel}`).pipe(annotated)
         yield* Deferred.await(closed)
       })
     ).pipe(
-      Effect.ignore,
-      // Log the loss once, not on every failed reconnection.
-      Effect.zipRight(Effect.flatMap(Ref.getAndSet(subscribed, false), (was) =>
-        was
-          ? Effect.logWarning(`lost the subscription to ${channel}; reconnecting`).pipe(Effect.annotateLogs({ dependency: "cache" }))
-          : Effect.void))
+      Effect.matchEffect({
+        onFailure: (error) =>
+          Effect.flatMap(Ref.getAndSet(state, "failing"), (was) =>
+            was === "failing"
+              ? Effect.void
+              : Effect.logWarning(`cannot subscribe to ${channel}; retrying every second`).pipe(
+                Effect.annotateLogs({ reason: error.cause instanceof Error ? error.cause.message : String(error.cause) }),
+                annotated
+              )),
+        onSuccess: () =>
+          Effect.flatMap(Ref.getAndSet(state, "starting"), (was) =>
+            was === "subscribed" ? Effect.logWarning(`lost the subscription to ${channel}; reconnecting`).pipe(annotated) : Effect.void)
+      })
     )
     yield* once.pipe(Effect.repeat(Schedule.spaced("1 second")), Effect.forkScoped)
   })

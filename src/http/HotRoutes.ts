@@ -7,7 +7,7 @@
  * handler are done here, by hand, once per route. `HttpApi` still documents these routes, and
  * serves every route not listed here.
  */
-import { HttpApiError, HttpApp, HttpMiddleware, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { HttpApiError, HttpApp, HttpMiddleware, HttpServerError, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { Server } from "bun"
 import { Effect, ParseResult, Runtime, Schema } from "effect"
 import { Sessions } from "../../services/Sessions.js"
@@ -68,7 +68,9 @@ export const make = (options: HotRoutesOptions) =>
             Effect.provideService(HttpServerRequest.HttpServerRequest, serverRequest)
           )
           const fiber = runFork(handled)
-          request.signal.addEventListener("abort", () => fiber.unsafeInterruptAsFork(fiber.id()), { once: true })
+          // As the platform's adapter does: the interruption is marked as the client's, so the span and
+          // the metrics record a client abort rather than a server failure.
+          request.signal.addEventListener("abort", () => fiber.unsafeInterruptAsFork(HttpServerError.clientAbortFiberId), { once: true })
         })
     }
 
