@@ -61,10 +61,11 @@ export interface DatabaseShape {
   ) => Effect.Effect<A, E | DbOperational | Overloaded, R>
   readonly breaker: CircuitBreaker.CircuitBreaker<DbOperational>
   /**
-   * A number that changes whenever another connection (another process: the CLI, another
-   * instance) commits to the database, and never for this process's own writes (SQLite's
-   * `PRAGMA data_version`). It lets this process keep what it read until someone else writes.
-   * Unguarded and cheap; a failure only means "cannot tell".
+   * A number that changes whenever the database is committed to by another process (the CLI,
+   * another instance), and also by this one (SQLite's `PRAGMA data_version`, read on a connection
+   * of its own). It lets this process keep what it read until someone else may have written;
+   * this process's own writes invalidate what they change explicitly as well. Unguarded and
+   * cheap (about a microsecond); a failure only means "cannot tell".
    */
   readonly changedElsewhere: Effect.Effect<number, SqlError>
 }
@@ -124,6 +125,7 @@ export class Database extends Context.Tag("bulwark/Database")<Database, Database
   static readonly make = (resilience: DatabaseResilience = defaultResilience) =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
+      const changedElsewhere = yield* Sqlite.DataVersion
       const { breaker, retry, writes } = yield* makeGuards<DbOperational>({
         dependency: "database",
         resilience,
@@ -154,10 +156,6 @@ export class Database extends Context.Tag("bulwark/Database")<Database, Database
             Effect.catchIf((error): error is SqlError => error instanceof SqlError, translateSqlError(operation))
           )
         ).pipe(span(operation, "write"))
-      const changedElsewhere = Effect.map(
-        sql.unsafe<{ data_version: number }>("PRAGMA data_version"),
-        (rows) => rows[0]?.data_version ?? Number.NaN
-      )
       return Database.of({ sql, read, write, insertUnique, transaction, breaker, changedElsewhere })
     })
 }
