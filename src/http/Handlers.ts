@@ -19,7 +19,7 @@ import { ErrorRecord } from "../domain/ErrorRecord.js"
 import { HealthReport } from "../domain/Health.js"
 import { CurrentOperator, CurrentPrincipal } from "../domain/Principal.js"
 import { prometheusText } from "../telemetry/Prometheus.js"
-import { currentRequest } from "./Boundary.js"
+import { currentRequest } from "./InFlight.js"
 import { eventStreamResponse } from "./Sse.js"
 import { codeOfSlug, DbOperational, NotFound, problemTypes, slugOf, statusOfCode } from "../errors.js"
 
@@ -102,8 +102,10 @@ export const MessagesLive = HttpApiBuilder.group(Api, "messages", (handlers) =>
           const after = headers["last-event-id"] ?? urlParams.after ?? newest
           // The stream outlives this handler: what its ledger rows need of the request is taken now.
           const span = yield* Effect.option(Effect.currentSpan)
+          const inFlight = yield* FiberRef.get(currentRequest)
           const request = {
-            ...(yield* FiberRef.get(currentRequest)),
+            requestId: inFlight?.requestId,
+            userAgent: inFlight?.userAgent,
             traceId: Option.getOrUndefined(Option.map(span, (s) => s.traceId))
           }
           return eventStreamResponse(events.stream(caller.tenantId, path.id, after, request))
