@@ -43,7 +43,7 @@ export class Auth extends Effect.Service<Auth>()("bulwark/Auth", {
     // Untraced: it runs inside the span of `authenticate` or `exchange`.
     const authenticateApiKey = Effect.fnUntraced(function*(secret: string) {
       const keyHash = hashApiKey(secret)
-      const key = yield* cached.read(apiKeyCacheKey(keyHash), KeyRow, API_KEY_TTL, repo.findKeyByHash(keyHash), {
+      const key = yield* cached.read(apiKeyCacheKey(keyHash), KeyRow, API_KEY_TTL, () => repo.findKeyByHash(keyHash), {
         sharedOnly: true
       })
       if (Option.isNone(key)) return yield* invalid

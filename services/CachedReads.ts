@@ -92,13 +92,13 @@ const make = Effect.gen(function*() {
     key: string,
     schema: Schema.Schema<A, I>,
     ttl: Duration.DurationInput,
-    load: Effect.Effect<Option.Option<A>, E, R>,
+    load: () => Effect.Effect<Option.Option<A>, E, R>,
     options: { readonly sharedOnly?: boolean; readonly missTtl?: Duration.DurationInput } = {}
   ): Effect.Effect<Option.Option<A>, E | CacheUnavailable, R> => {
     if (options.sharedOnly === true && cache.kind === "memory") return untilChangedElsewhere(key, ttl, load)
     const { decode, encode } = codecOf(schema)
     const { missTtl } = options
-    const fromDatabase = Effect.tap(load, (loaded) => {
+    const fromDatabase = Effect.tap(Effect.suspend(load), (loaded) => {
       if (Option.isSome(loaded)) return cache.set(key, encode(loaded.value), ttl).pipe(Effect.catchAll(tolerate(undefined)))
       return missTtl === undefined ? Effect.void : cache.set(key, ABSENT, missTtl).pipe(Effect.catchAll(tolerate(undefined)))
     })
@@ -128,7 +128,7 @@ const make = Effect.gen(function*() {
   const untilChangedElsewhere = <A, E, R>(
     key: string,
     ttl: Duration.DurationInput,
-    load: Effect.Effect<Option.Option<A>, E, R>
+    load: () => Effect.Effect<Option.Option<A>, E, R>
   ): Effect.Effect<Option.Option<A>, E, R> =>
     Effect.flatMap(Effect.option(db.changedElsewhere), (version) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) => {
@@ -136,7 +136,7 @@ const make = Effect.gen(function*() {
         if (entry !== undefined && Option.isSome(version) && entry.version === version.value && entry.expiresAt > now) {
           return Effect.succeed(Option.some(entry.value as A))
         }
-        return Effect.tap(load, (loaded) => {
+        return Effect.tap(load(), (loaded) => {
           local.delete(key)
           if (Option.isNone(loaded) || Option.isNone(version)) return
           local.set(key, { value: loaded.value, version: version.value, expiresAt: now + Duration.toMillis(ttl) })

@@ -7,9 +7,9 @@
  * handler are done here, by hand, once per route. `HttpApi` still documents these routes, and
  * serves every route not listed here.
  */
-import { HttpApiError, HttpApp, HttpMiddleware, HttpServerError, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { HttpApiError, HttpApp, HttpServerError, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { Server } from "bun"
-import { Effect, ParseResult, Runtime, Schema } from "effect"
+import { Context, Effect, Either, Option, Runtime, Schema } from "effect"
 import { Sessions } from "../../services/Sessions.js"
 import { SessionId } from "../domain/Session.js"
 import type { RouteLookup } from "../telemetry/ServerSpan.js"
@@ -24,15 +24,17 @@ export interface HotRoutesOptions {
 
 /** Path parameters decode as `HttpApi` decodes them, so a bad id is the same 400 with `/id`. */
 const decodePath = <A, I>(schema: Schema.Schema<A, I>) => {
-  const decode = Schema.decodeUnknown(schema)
-  return (params: unknown) => decode(params).pipe(Effect.catchIf(ParseResult.isParseError, HttpApiError.HttpApiDecodeError.refailParseError))
+  const decode = Schema.decodeUnknownEither(schema)
+  return (params: unknown): Effect.Effect<A, HttpApiError.HttpApiDecodeError> =>
+    Either.match(decode(params), { onLeft: HttpApiError.HttpApiDecodeError.refailParseError, onRight: Effect.succeed })
 }
 
 const decodeSessionPath = decodePath(Schema.Struct({ id: SessionId }))
 
-const RESOLVE = Symbol.for("bulwark/HotRoutes/resolve")
-
 type BunRouteHandler = (request: Request & { readonly params: Record<string, string> }, server: Server<unknown>) => Promise<Response>
+
+/** What is sent when even the boundary failed (a defect while rendering a failure). */
+const lastResort = () => new Response(null, { status: 500 })
 
 export const make = (options: HotRoutesOptions) =>
   Effect.gen(function*() {
@@ -40,34 +42,48 @@ export const make = (options: HotRoutesOptions) =>
     const authenticate = yield* authenticateCaller
     const sessions = yield* Sessions
     const runtime = yield* Effect.runtime<never>()
-    const runFork = Runtime.runFork(runtime)
 
     /**
-     * One route's app, wrapped as `HttpApiBuilder.serve` wraps the API (the server span as the
-     * serving middleware, so its response header is applied; then the boundary) and answered the
-     * way the Bun adapter answers. A client that goes away
-     * interrupts the work, as on every other route.
+     * One route's app under the same server span and boundary as every `HttpApi` route, answered
+     * the way the platform answers (its pre-response handlers applied, then converted to a web
+     * response). Each request runs in a fiber of its own, started with the request already in its
+     * context: providing it, and switching off the platform's tracer, per request would each copy
+     * the fiber's references twice. The platform's `toHandled` is not used: the boundary renders
+     * every failure, so only what it cannot render (a defect in rendering) is left, and that is a
+     * bare 500. A client that goes away interrupts the work, as on every other route.
      */
     const span = serverSpan(options.routeOf)
     const serve = <E>(app: (params: Record<string, string>) => HttpApp.Default<E, never>): BunRouteHandler => {
-      const respond = (request: HttpServerRequest.HttpServerRequest, response: HttpServerResponse.HttpServerResponse) =>
-        Effect.sync(() => {
-          const resolve = (request as unknown as Record<symbol, (response: Response) => void>)[RESOLVE]
-          resolve?.(HttpServerResponse.toWeb(response, { withoutBody: request.method === "HEAD", runtime }))
-        })
       return (request, server) =>
         new Promise<Response>((resolve) => {
           const address = server.requestIP(request)?.address
           const serverRequest = address === undefined
             ? HttpServerRequest.fromWeb(request)
             : HttpServerRequest.fromWeb(request).modify({ remoteAddress: address })
-          ;(serverRequest as unknown as Record<symbol, unknown>)[RESOLVE] = resolve
-          const handled = HttpApp.toHandled(boundary(Effect.interruptible(app(request.params))), respond, span).pipe(
-            // Our own server span replaces the platform's tracer, as on the HttpApi routes.
-            Effect.locally(HttpMiddleware.currentTracerDisabledWhen, () => true),
-            Effect.provideService(HttpServerRequest.HttpServerRequest, serverRequest)
-          )
-          const fiber = runFork(handled)
+          let responded = false
+          const respond = (response: HttpServerResponse.HttpServerResponse) =>
+            Effect.withFiberRuntime<void>((fiber) => {
+              const handler = fiber.getFiberRef(HttpApp.currentPreResponseHandlers)
+              const send = (final: HttpServerResponse.HttpServerResponse) =>
+                Effect.sync(() => {
+                  responded = true
+                  resolve(HttpServerResponse.toWeb(final, { withoutBody: request.method === "HEAD", runtime }))
+                })
+              return Option.isNone(handler)
+                ? send(response)
+                : Effect.flatMap(Effect.orDie(handler.value(serverRequest, response)), send)
+            })
+          const handled = span(Effect.tap(boundary(Effect.interruptible(app(request.params))), respond))
+          const fiber = Runtime.runFork(
+            Runtime.make({
+              context: Context.add(runtime.context, HttpServerRequest.HttpServerRequest, serverRequest),
+              fiberRefs: runtime.fiberRefs,
+              runtimeFlags: runtime.runtimeFlags
+            })
+          )(handled)
+          fiber.addObserver(() => {
+            if (!responded) resolve(lastResort())
+          })
           // As the platform's adapter does: the interruption is marked as the client's, so the span and
           // the metrics record a client abort rather than a server failure.
           request.signal.addEventListener("abort", () => fiber.unsafeInterruptAsFork(HttpServerError.clientAbortFiberId), { once: true })
