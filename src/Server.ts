@@ -2,8 +2,11 @@
  * `MainLive`: the whole server as one layer, built from the configuration. Tests build the same
  * layer with a temporary database file and port 0.
  */
-import { HttpApiBuilder, HttpApiSwagger, HttpRouter, HttpServer } from "@effect/platform"
-import { BunHttpServer } from "@effect/platform-bun"
+import { Etag, HttpApiBuilder, HttpApiSwagger, HttpRouter, HttpServer } from "@effect/platform"
+import * as BunFileSystem from "@effect/platform-bun/BunFileSystem"
+import * as BunHttpPlatform from "@effect/platform-bun/BunHttpPlatform"
+import * as BunHttpServer from "@effect/platform-bun/BunHttpServer"
+import * as BunPath from "@effect/platform-bun/BunPath"
 import { Cause, type Duration, Effect, Layer, Option } from "effect"
 import * as Database from "../layers/database/Database.js"
 import { adminTokenLayer, jwtSecretLayer } from "../layers/Secrets.js"
@@ -109,11 +112,20 @@ export const ApiLive = HttpApiBuilder.api(Api).pipe(
 
 const routeOf = routeTemplates(Api, [["GET", "/docs"], ["GET", "/openapi.json"]])
 
+/**
+ * What the platform's HTTP apps need around the server: `BunHttpServer.layer` would also bring a
+ * command executor, a terminal and workers, whose modules (`child_process`, `readline`) cost about
+ * 100 ms of start-up to load and which a server never uses.
+ */
+const serverContext = Layer.mergeAll(BunHttpPlatform.layer, Etag.layerWeak).pipe(
+  Layer.provideMerge(Layer.mergeAll(BunFileSystem.layer, BunPath.layer))
+)
+
 /** Bun serves the hot routes itself; every other request goes to the HttpApi app. */
 const listen = (config: AppConfigShape) =>
   Layer.unwrapScoped(
     Effect.map(HotRoutes.make({ requestTimeoutMillis: config.requestTimeoutMillis, routeOf }), (routes) =>
-      BunHttpServer.layer({
+      BunHttpServer.layerServer({
         port: config.port,
         hostname: config.host,
         // Above our own 1 MiB rule, so that the boundary (not Bun) answers oversized bodies.
@@ -121,6 +133,7 @@ const listen = (config: AppConfigShape) =>
         routes
       }))
   ).pipe(
+    Layer.provideMerge(serverContext),
     Layer.catchAllCause((cause) =>
       Layer.fail(new StartupError("PORT", `cannot listen on ${config.host}:${config.port} (${Cause.squash(cause)})`))
     )

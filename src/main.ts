@@ -1,5 +1,5 @@
 /** Entry point: read the configuration, then serve until SIGTERM/SIGINT. */
-import { BunRuntime } from "@effect/platform-bun"
+import * as BunRuntime from "@effect/platform-bun/BunRuntime"
 import { Effect, Layer } from "effect"
 import { appConfig, describeStartupFailure } from "./Config.js"
 import { MainLive } from "./Server.js"
