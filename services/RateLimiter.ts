@@ -4,7 +4,7 @@
  * cannot count: with the cache required the request fails 503; otherwise it is counted in process
  * (limits never switch off), ledgered at warning and counted in `bulwark_rate_limit_fallbacks_total`.
  */
-import { Clock, Context, Effect, FiberRef, Layer, Metric } from "effect"
+import { Clock, Context, Effect, Layer, Metric } from "effect"
 import { Cache } from "../layers/cache/Cache.js"
 import type { RateLimit } from "../src/Config.js"
 import { type CacheUnavailable, RateLimited } from "../src/errors.js"
@@ -52,7 +52,7 @@ const make = Effect.gen(function*() {
     const reset = Math.max(1, Math.ceil(((window + 1) * windowMillis - now) / 1000))
     const headers: RateLimitHeaders = { limit, remaining: Math.max(0, limit - count), reset }
     // Left for the edge, which sends it as `RateLimit-*` headers.
-    const request = yield* FiberRef.get(currentRequest)
+    const request = yield* currentRequest
     if (request !== undefined) request.rateLimit = headers
     if (count > limit) return yield* new RateLimited({ retryAfterSeconds: reset })
   })

@@ -12,7 +12,7 @@ import { RateLimiter } from "../../services/RateLimiter.js"
 import { type AppError, FieldIssue, PayloadTooLarge, Timeout, UnsupportedMediaType, ValidationFailed } from "../errors.js"
 import { sanitizePayload } from "../telemetry/Sanitize.js"
 import { TENANT_ATTRIBUTE } from "./Auth.js"
-import { currentRequest, type InFlightRequest } from "./InFlight.js"
+import { type InFlightRequest, track } from "./InFlight.js"
 import { classify, problemResponse } from "./Problem.js"
 
 export const MAX_BODY_BYTES = 1024 * 1024
@@ -172,6 +172,7 @@ export const problemBoundary = (options: { readonly requestTimeoutMillis: number
         const requestId = requestIdOf(request)
         const read: { body: string | undefined } = { body: undefined }
         const inFlight: InFlightRequest = { requestId, userAgent: request.headers["user-agent"], rateLimit: undefined }
+        track(request, inFlight)
         const anonymousLimit = request.headers.authorization === undefined && !isHealthProbe(request.url)
           ? limiter.hit(`ip:${Option.getOrElse(request.remoteAddress, () => "unknown")}`)
           : Effect.void
@@ -180,7 +181,6 @@ export const problemBoundary = (options: { readonly requestTimeoutMillis: number
           Effect.zipRight(guardBody(request, read)),
           Effect.zipRight(app),
           deadline,
-          Effect.locally(currentRequest, inFlight),
           Effect.catchAllCause((cause) => renderFailure(ledger, classify(cause), request, requestId, read.body))
         )
         const limited = inFlight.rateLimit

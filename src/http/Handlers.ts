@@ -3,7 +3,7 @@
  * the raw request; that stays in the boundary and the auth middleware.
  */
 import { HttpApiBuilder } from "@effect/platform"
-import { Effect, FiberRef, Layer, Option, Schema } from "effect"
+import { Effect, Layer, Option, Schema } from "effect"
 import { Database } from "../../layers/database/Database.js"
 import { Auth } from "../../services/Auth.js"
 import { ErrorRecords } from "../../services/ErrorLedger.js"
@@ -102,7 +102,7 @@ export const MessagesLive = HttpApiBuilder.group(Api, "messages", (handlers) =>
           const after = headers["last-event-id"] ?? urlParams.after ?? newest
           // The stream outlives this handler: what its ledger rows need of the request is taken now.
           const span = yield* Effect.option(Effect.currentSpan)
-          const inFlight = yield* FiberRef.get(currentRequest)
+          const inFlight = yield* currentRequest
           const request = {
             requestId: inFlight?.requestId,
             userAgent: inFlight?.userAgent,

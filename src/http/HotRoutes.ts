@@ -7,13 +7,13 @@
  * handler are done here, by hand, once per route. `HttpApi` still documents these routes, and
  * serves every route not listed here.
  */
-import { HttpApiError, HttpApp, HttpServerError, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { HttpApiError, type HttpApp, HttpServerError, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { Server } from "bun"
-import { Context, Effect, Either, Option, Runtime, Schema } from "effect"
+import { Context, Effect, Either, Runtime, Schema, Tracer } from "effect"
 import { Sessions } from "../../services/Sessions.js"
 import { SessionId } from "../domain/Session.js"
 import type { RouteLookup } from "../telemetry/ServerSpan.js"
-import { serverSpan } from "../telemetry/ServerSpan.js"
+import { plainServerSpan, withTraceId } from "../telemetry/ServerSpan.js"
 import { authenticateCaller } from "./Auth.js"
 import { problemBoundary } from "./Boundary.js"
 
@@ -42,17 +42,16 @@ export const make = (options: HotRoutesOptions) =>
     const authenticate = yield* authenticateCaller
     const sessions = yield* Sessions
     const runtime = yield* Effect.runtime<never>()
+    const startSpan = plainServerSpan(options.routeOf, yield* Effect.tracer, yield* Effect.clock)
 
     /**
-     * One route's app under the same server span and boundary as every `HttpApi` route, answered
-     * the way the platform answers (its pre-response handlers applied, then converted to a web
-     * response). Each request runs in a fiber of its own, started with the request already in its
-     * context: providing it, and switching off the platform's tracer, per request would each copy
-     * the fiber's references twice. The platform's `toHandled` is not used: the boundary renders
-     * every failure, so only what it cannot render (a defect in rendering) is left, and that is a
-     * bare 500. A client that goes away interrupts the work, as on every other route.
+     * One route's app under the same server span and boundary as every `HttpApi` route. Each request
+     * runs in a fiber of its own that starts with the request and its server span already in its
+     * context: providing them inside the fiber would copy its context and references twice each.
+     * The platform's `toHandled` is not needed: the boundary renders every failure, so what is left
+     * (a defect while rendering one) is answered with a bare 500. A client that goes away
+     * interrupts the work, as on every other route.
      */
-    const span = serverSpan(options.routeOf)
     const serve = <E>(app: (params: Record<string, string>) => HttpApp.Default<E, never>): BunRouteHandler => {
       return (request, server) =>
         new Promise<Response>((resolve) => {
@@ -60,28 +59,25 @@ export const make = (options: HotRoutesOptions) =>
           const serverRequest = address === undefined
             ? HttpServerRequest.fromWeb(request)
             : HttpServerRequest.fromWeb(request).modify({ remoteAddress: address })
+          const { end, span } = startSpan(serverRequest)
           let responded = false
           const respond = (response: HttpServerResponse.HttpServerResponse) =>
-            Effect.withFiberRuntime<void>((fiber) => {
-              const handler = fiber.getFiberRef(HttpApp.currentPreResponseHandlers)
-              const send = (final: HttpServerResponse.HttpServerResponse) =>
-                Effect.sync(() => {
-                  responded = true
-                  resolve(HttpServerResponse.toWeb(final, { withoutBody: request.method === "HEAD", runtime }))
-                })
-              return Option.isNone(handler)
-                ? send(response)
-                : Effect.flatMap(Effect.orDie(handler.value(serverRequest, response)), send)
+            Effect.sync(() => {
+              responded = true
+              resolve(HttpServerResponse.toWeb(withTraceId(response, span), { withoutBody: request.method === "HEAD", runtime }))
             })
-          const handled = span(Effect.tap(boundary(Effect.interruptible(app(request.params))), respond))
           const fiber = Runtime.runFork(
             Runtime.make({
-              context: Context.add(runtime.context, HttpServerRequest.HttpServerRequest, serverRequest),
+              context: runtime.context.pipe(
+                Context.add(HttpServerRequest.HttpServerRequest, serverRequest),
+                Context.add(Tracer.ParentSpan, span)
+              ),
               fiberRefs: runtime.fiberRefs,
               runtimeFlags: runtime.runtimeFlags
             })
-          )(handled)
-          fiber.addObserver(() => {
+          )(Effect.tap(boundary(Effect.interruptible(app(request.params))), respond))
+          fiber.addObserver((exit) => {
+            end(exit)
             if (!responded) resolve(lastResort())
           })
           // As the platform's adapter does: the interruption is marked as the client's, so the span and

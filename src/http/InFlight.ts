@@ -1,11 +1,12 @@
 /**
  * What the edge knows of the request in flight, for the work below it: the request id and user
  * agent (an event stream ledgers its own failures after its handler has returned), and a slot the
- * rate limiter fills for the edge to send as `RateLimit-*` headers. One fiber-local value, set
- * once per request: each `FiberRef` a request sets copies the fiber's references twice.
+ * rate limiter fills for the edge to send as `RateLimit-*` headers. It is kept with the request
+ * object, which every fiber serving the request already has in its context: a fiber reference
+ * set per request would copy the fiber's references twice.
  */
-import { FiberRef } from "effect"
-import { globalValue } from "effect/GlobalValue"
+import { HttpServerRequest } from "@effect/platform"
+import { Effect, Option } from "effect"
 
 export interface RateLimitHeaders {
   readonly limit: number
@@ -21,4 +22,15 @@ export interface InFlightRequest {
   rateLimit: RateLimitHeaders | undefined
 }
 
-export const currentRequest = globalValue("bulwark/InFlight/currentRequest", () => FiberRef.unsafeMake<InFlightRequest | undefined>(undefined))
+const inFlight = new WeakMap<HttpServerRequest.HttpServerRequest, InFlightRequest>()
+
+/** Called by the edge once per request, before anything below it runs. */
+export const track = (request: HttpServerRequest.HttpServerRequest, state: InFlightRequest): void => {
+  inFlight.set(request, state)
+}
+
+/** The request this fiber serves, if any (a background job serves none). */
+export const currentRequest: Effect.Effect<InFlightRequest | undefined> = Effect.map(
+  Effect.serviceOption(HttpServerRequest.HttpServerRequest),
+  (request) => (Option.isSome(request) ? inFlight.get(request.value) : undefined)
+)
