@@ -70,8 +70,20 @@ const topFrameOf = (stack: string | null): string => {
   return frame === undefined ? "" : frame.trim().replace(/:\d+(:\d+)?\)?$/, "").replace(/^at\s+/, "")
 }
 
-export const fingerprintOf = (code: string, route: string | undefined, stack: string | null): string =>
-  createHash("sha256").update(`${code}|${route ?? "-"}|${topFrameOf(stack)}`).digest("hex").slice(0, 16)
+/** Fingerprints already computed: an error storm repeats a handful of them (bounded, oldest out first). */
+const fingerprints = new Map<string, string>()
+const MAX_FINGERPRINTS = 1_000
+
+export const fingerprintOf = (code: string, route: string | undefined, stack: string | null): string => {
+  const source = `${code}|${route ?? "-"}|${topFrameOf(stack)}`
+  let fingerprint = fingerprints.get(source)
+  if (fingerprint === undefined) {
+    fingerprint = createHash("sha256").update(source).digest("hex").slice(0, 16)
+    fingerprints.set(source, fingerprint)
+    if (fingerprints.size > MAX_FINGERPRINTS) fingerprints.delete(fingerprints.keys().next().value!)
+  }
+  return fingerprint
+}
 
 export interface ErrorLedgerOptions {
   readonly retentionDays: number
