@@ -15,6 +15,12 @@ import { KeyRow, TenantsRepo } from "./TenantsRepo.js"
 
 /** Short: revocation invalidates the entry, and this bounds the damage if that invalidation is lost. */
 const API_KEY_TTL = "30 seconds"
+/**
+ * Set on the current span (for a `/v1` request, its server span) once the caller is known, so that
+ * a failure can be ledgered with its tenant.
+ */
+export const TENANT_ATTRIBUTE = "bulwark.tenant_id"
+
 export const apiKeyCacheKey = (keyHash: string) => `apikey:${keyHash}`
 
 const invalid = new Unauthenticated({ code: "AUTH_INVALID", detail: "The credential is not valid." })
@@ -40,7 +46,7 @@ export class Auth extends Effect.Service<Auth>()("bulwark/Auth", {
     const adminToken = yield* AdminToken
     const tokens = yield* AccessTokens
 
-    // Untraced: it runs inside the span of `authenticate` or `exchange`.
+    // Untraced, like `authenticateKey`, which calls it; its database read has its own span.
     const authenticateApiKey = Effect.fnUntraced(function*(secret: string) {
       const keyHash = hashApiKey(secret)
       const key = yield* cached.read(apiKeyCacheKey(keyHash), KeyRow, API_KEY_TTL, () => repo.findKeyByHash(keyHash), {
@@ -74,7 +80,7 @@ export class Auth extends Effect.Service<Auth>()("bulwark/Auth", {
         : JWT_SHAPE.test(secret)
         ? yield* authenticateAccessToken(secret)
         : yield* invalid
-      yield* Effect.annotateCurrentSpan({ "bulwark.tenant_id": principal.tenantId, "bulwark.key_id": principal.keyId })
+      yield* Effect.annotateCurrentSpan({ [TENANT_ATTRIBUTE]: principal.tenantId, "bulwark.key_id": principal.keyId })
       return principal
     })
 

@@ -65,7 +65,7 @@ export interface DatabaseShape {
    * another instance), and also by this one (SQLite's `PRAGMA data_version`, read on a connection
    * of its own). It lets this process keep what it read until someone else may have written;
    * this process's own writes invalidate what they change explicitly as well. Unguarded and
-   * cheap (about a microsecond); a failure only means "cannot tell".
+   * cheap (a few microseconds); a failure only means "cannot tell".
    */
   readonly changedElsewhere: Effect.Effect<number, SqlError>
 }

@@ -22,8 +22,8 @@ export interface SqliteOptions {
 /**
  * SQLite's change counter (`PRAGMA data_version`): it moves whenever another connection commits,
  * another process's or this process's own. It is read on every API-key lookup, so it is read with a
- * prepared statement on a connection of its own, which costs about a microsecond; through the SQL
- * client it cost about twenty (its connection semaphore, statement compiler and span).
+ * prepared statement on a connection of its own, which costs 3–6 µs; through the SQL client it cost
+ * about 21 (its connection semaphore, statement compiler and span).
  */
 export class DataVersion extends Context.Tag("bulwark/Sqlite/DataVersion")<DataVersion, Effect.Effect<number, SqlError>>() {}
 

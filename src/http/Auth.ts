@@ -11,9 +11,6 @@ import type { Principal } from "../domain/Principal.js"
 import { AdminAuthentication, Authentication, OptionalOperator } from "../Api.js"
 import { Unauthenticated } from "../errors.js"
 
-/** Set on the server span once the caller is known, so a failure can be ledgered with its tenant. */
-export const TENANT_ATTRIBUTE = "bulwark.tenant_id"
-
 const BEARER = /^Bearer[ \t]+(\S.*)$/i
 
 /** The bearer credential of the current request, or `AUTH_MISSING`. */
@@ -33,12 +30,11 @@ export const bearerCredential = Effect.gen(function*() {
 /** A key and the access tokens issued for it share one limit. */
 const keyBucket = (principal: Principal) => `key:${principal.keyId}`
 
-/** The caller of a `/v1` route: its credential checked, its tenant on the span, its key's limit counted. */
+/** The caller of a `/v1` route: its credential checked (which puts its tenant on the span), its key's limit counted. */
 export const authenticateCaller = Effect.gen(function*() {
   const auth = yield* Auth
   const limiter = yield* RateLimiter
   return Effect.flatMap(bearerCredential, auth.authenticateKey).pipe(
-    Effect.tap((principal) => Effect.annotateCurrentSpan(TENANT_ATTRIBUTE, principal.tenantId)),
     Effect.tap((principal) => limiter.hit(keyBucket(principal)))
   )
 })

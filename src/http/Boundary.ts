@@ -7,11 +7,11 @@
 import { HttpApiBuilder, HttpMethod, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { HttpApp } from "@effect/platform"
 import { Effect, Exit, Option, type Tracer } from "effect"
+import { TENANT_ATTRIBUTE } from "../../services/Auth.js"
 import { ErrorLedger } from "../../services/ErrorLedger.js"
 import { RateLimiter } from "../../services/RateLimiter.js"
 import { type AppError, FieldIssue, PayloadTooLarge, Timeout, UnsupportedMediaType, ValidationFailed } from "../errors.js"
 import { sanitizePayload } from "../telemetry/Sanitize.js"
-import { TENANT_ATTRIBUTE } from "./Auth.js"
 import { type InFlightRequest, track } from "./InFlight.js"
 import { classify, problemResponse } from "./Problem.js"
 
@@ -134,7 +134,8 @@ const renderFailure = (
  * forked fibers and join the winner's fiber references back, which diffs the whole context (about
  * 25 µs a request); here one forked fiber is awaited, not joined, under one timer (about 6 µs).
  * Not joining means fiber references the work sets stay with it: the edge's own per-request state
- * is a mutable value set before the fork, and no route sets a pre-response handler.
+ * is a mutable value set before the fork, and no route sets a pre-response handler. The timer is
+ * the wall clock's, not Effect's `Clock`: the deadline is the client's, and is tested in real time.
  */
 const withDeadline = (millis: number) => <A, E, R>(work: Effect.Effect<A, E, R>): Effect.Effect<A, E | Timeout, R> =>
   Effect.flatMap(Effect.fork(work), (fiber) =>

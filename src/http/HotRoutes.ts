@@ -9,7 +9,7 @@
  */
 import { HttpApiError, type HttpApp, HttpServerError, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { Server } from "bun"
-import { Context, Effect, Either, Runtime, Schema, Tracer } from "effect"
+import { Context, Effect, Either, Exit, Runtime, Schema, Tracer } from "effect"
 import { Sessions } from "../../services/Sessions.js"
 import { SessionId } from "../domain/Session.js"
 import type { RouteLookup } from "../telemetry/ServerSpan.js"
@@ -33,7 +33,7 @@ const decodeSessionPath = decodePath(Schema.Struct({ id: SessionId }))
 
 type BunRouteHandler = (request: Request & { readonly params: Record<string, string> }, server: Server<unknown>) => Promise<Response>
 
-/** What is sent when even the boundary failed (a defect while rendering a failure). */
+/** What is sent when even the boundary failed (a defect while rendering a failure); it is logged. */
 const lastResort = () => new Response(null, { status: 500 })
 
 export const make = (options: HotRoutesOptions) =>
@@ -42,6 +42,7 @@ export const make = (options: HotRoutesOptions) =>
     const authenticate = yield* authenticateCaller
     const sessions = yield* Sessions
     const runtime = yield* Effect.runtime<never>()
+    const runFork = Runtime.runFork(runtime)
     const startSpan = plainServerSpan(options.routeOf, yield* Effect.tracer, yield* Effect.clock)
 
     /**
@@ -78,7 +79,12 @@ export const make = (options: HotRoutesOptions) =>
           )(Effect.tap(boundary(Effect.interruptible(app(request.params))), respond))
           fiber.addObserver((exit) => {
             end(exit)
-            if (!responded) resolve(lastResort())
+            if (responded) return
+            resolve(lastResort())
+            // Not a client abort: the boundary itself failed. The span has it; so does the log.
+            if (Exit.isFailure(exit) && !Exit.isInterrupted(exit)) {
+              runFork(Effect.logError("a hot route failed while answering; sent a bare 500", exit.cause))
+            }
           })
           // As the platform's adapter does: the interruption is marked as the client's, so the span and
           // the metrics record a client abort rather than a server failure.
