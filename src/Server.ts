@@ -7,7 +7,7 @@ import * as BunFileSystem from "@effect/platform-bun/BunFileSystem"
 import * as BunHttpPlatform from "@effect/platform-bun/BunHttpPlatform"
 import * as BunHttpServer from "@effect/platform-bun/BunHttpServer"
 import * as BunPath from "@effect/platform-bun/BunPath"
-import { Cause, type Duration, Effect, Layer, Option } from "effect"
+import { Cause, type Duration, Effect, FiberRef, Layer, Option } from "effect"
 import * as Database from "../layers/database/Database.js"
 import { adminTokenLayer, jwtSecretLayer } from "../layers/Secrets.js"
 import * as Cache from "../layers/cache/Cache.js"
@@ -33,6 +33,7 @@ import * as Boundary from "./http/Boundary.js"
 import * as HotRoutes from "./http/HotRoutes.js"
 import { HandlersLive } from "./http/Handlers.js"
 import * as Logging from "./telemetry/Logging.js"
+import { serverScheduler } from "./Scheduler.js"
 import * as Otlp from "./telemetry/Otlp.js"
 import { ROUTER_CONFIG, routeTemplates, serverSpan, withoutBuiltinTracer } from "./telemetry/ServerSpan.js"
 
@@ -152,5 +153,7 @@ export const MainLive = (options: ServerOptions) =>
     Layer.provide(ServicesLive(options)),
     Layer.provide(Logging.layer({ format: options.config.logFormat, level: options.config.logLevel })),
     Layer.provide(TelemetryLive(options)),
-    Layer.provide(HttpRouter.setRouterConfig(ROUTER_CONFIG))
+    Layer.provide(HttpRouter.setRouterConfig(ROUTER_CONFIG)),
+    // Every fiber the server starts (requests, background jobs) inherits it from the build.
+    Layer.locally(FiberRef.currentScheduler, serverScheduler)
   )
