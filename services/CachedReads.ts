@@ -6,7 +6,7 @@
  * is ledgered at severity `warning` (the breaker's own fast rejections are not ledgered one by one:
  * the transition that opened it was, and `/health` and the metrics say it is open).
  */
-import { Clock, Context, Duration, Effect, Either, Layer, Option, Schema } from "effect"
+import { Context, Duration, Effect, Either, Layer, Option, Schema } from "effect"
 import { Database } from "../layers/database/Database.js"
 import { Cache } from "../layers/cache/Cache.js"
 import type { CacheUnavailable } from "../src/errors.js"
@@ -105,18 +105,19 @@ const make = Effect.gen(function*() {
     // The shared cache cannot serve (tolerated): this process's own copy, which is exactly as fresh
     // as the database, so that a dead Redis costs no more database reads than a live one.
     const degraded = (error: CacheUnavailable) => Effect.zipRight(tolerate(undefined)(error), untilChangedElsewhere(key, ttl, load))
-    return Effect.flatMap(Effect.either(cache.get(key)), (result) => {
-      if (Either.isLeft(result)) return degraded(result.left)
-      const hit = result.right
-      if (Option.isNone(hit)) return fromDatabase
-      if (hit.value === ABSENT && missTtl !== undefined) return Effect.succeed(Option.none<A>())
-      const decoded = decodeOnce(key, hit.value, decode)
-      if (Option.isSome(decoded)) return Effect.succeed(decoded)
-      return Effect.logWarning("a cached value did not decode; deleted and read from the database").pipe(
-        Effect.annotateLogs({ key, sample: hit.value.slice(0, SAMPLE_LENGTH) }),
-        Effect.zipRight(cache.delete(key).pipe(Effect.catchAll(tolerate(undefined)))),
-        Effect.zipRight(fromDatabase)
-      )
+    return Effect.matchEffect(cache.get(key), {
+      onFailure: degraded,
+      onSuccess: (hit) => {
+        if (Option.isNone(hit)) return fromDatabase
+        if (hit.value === ABSENT && missTtl !== undefined) return Effect.succeed(Option.none<A>())
+        const decoded = decodeOnce(key, hit.value, decode)
+        if (Option.isSome(decoded)) return Effect.succeed(decoded)
+        return Effect.logWarning("a cached value did not decode; deleted and read from the database").pipe(
+          Effect.annotateLogs({ key, sample: hit.value.slice(0, SAMPLE_LENGTH) }),
+          Effect.zipRight(cache.delete(key).pipe(Effect.catchAll(tolerate(undefined)))),
+          Effect.zipRight(fromDatabase)
+        )
+      }
     })
   }
 
@@ -130,19 +131,20 @@ const make = Effect.gen(function*() {
     ttl: Duration.DurationInput,
     load: () => Effect.Effect<Option.Option<A>, E, R>
   ): Effect.Effect<Option.Option<A>, E, R> =>
-    Effect.flatMap(Effect.option(db.changedElsewhere), (version) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        const entry = local.get(key)
-        if (entry !== undefined && Option.isSome(version) && entry.version === version.value && entry.expiresAt > now) {
-          return Effect.succeed(Option.some(entry.value as A))
-        }
-        return Effect.tap(load(), (loaded) => {
-          local.delete(key)
-          if (Option.isNone(loaded) || Option.isNone(version)) return
-          local.set(key, { value: loaded.value, version: version.value, expiresAt: now + Duration.toMillis(ttl) })
-          if (local.size > MAX_LOCAL_ENTRIES) local.delete(local.keys().next().value!)
-        })
-      }))
+    Effect.clockWith((clock) => {
+      const now = clock.unsafeCurrentTimeMillis()
+      const version = db.changedElsewhere()
+      const entry = local.get(key)
+      if (entry !== undefined && Either.isRight(version) && entry.version === version.right && entry.expiresAt > now) {
+        return Effect.succeed(Option.some(entry.value as A))
+      }
+      return Effect.tap(load(), (loaded) => {
+        local.delete(key)
+        if (Option.isNone(loaded) || Either.isLeft(version)) return
+        local.set(key, { value: loaded.value, version: version.right, expiresAt: now + Duration.toMillis(ttl) })
+        if (local.size > MAX_LOCAL_ENTRIES) local.delete(local.keys().next().value!)
+      })
+    })
 
   /** After a write or delete; a failure is tolerated as above (the entry's TTL bounds staleness). */
   const invalidate = (key: string): Effect.Effect<void, CacheUnavailable> =>

@@ -5,7 +5,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
-import { Context, type Duration, Effect, FiberRef, Layer, ParseResult, Schema } from "effect"
+import { Context, type Duration, Effect, type Either, FiberRef, Layer, ParseResult, Schema } from "effect"
 import { globalValue } from "effect/GlobalValue"
 import { StartupError, type DatabaseUrl } from "../../src/Config.js"
 import { type Conflict, DbOperational, Overloaded } from "../../src/errors.js"
@@ -64,10 +64,10 @@ export interface DatabaseShape {
    * A number that changes whenever the database is committed to by another process (the CLI,
    * another instance), and also by this one (SQLite's `PRAGMA data_version`, read on a connection
    * of its own). It lets this process keep what it read until someone else may have written;
-   * this process's own writes invalidate what they change explicitly as well. Unguarded and
-   * cheap (a few microseconds); a failure only means "cannot tell".
+   * this process's own writes invalidate what they change explicitly as well. Unguarded, cheap
+   * and synchronous (it is read inside other steps); a failure only means "cannot tell".
    */
-  readonly changedElsewhere: Effect.Effect<number, SqlError>
+  readonly changedElsewhere: () => Either.Either<number, SqlError>
 }
 
 /** Set inside a transaction: its statements run bare, the transaction as a whole is guarded. */
