@@ -5,7 +5,8 @@ export const API_KEY_PREFIX = "bk_"
 
 export const generateApiKey = (): string => API_KEY_PREFIX + randomBytes(32).toString("base64url")
 
-export const hashApiKey = (key: string): string => createHash("sha256").update(key).digest("hex")
+/** Bun's one-shot SHA-256: half the cost of `createHash` on every authenticated request. */
+export const hashApiKey = (key: string): string => Bun.SHA256.hash(key, "hex")
 
 /** Compares two secrets in constant time (over their digests, so lengths do not leak either). */
 export const secretsEqual = (a: string, b: string): boolean =>

@@ -7,7 +7,7 @@
 import { Effect, Option, Redacted } from "effect"
 import { AdminToken } from "../layers/Secrets.js"
 import type { Operator, Principal } from "../src/domain/Principal.js"
-import { Forbidden, Unauthenticated } from "../src/errors.js"
+import { type CacheUnavailable, type DbOperational, Forbidden, Unauthenticated } from "../src/errors.js"
 import { API_KEY_PREFIX, hashApiKey, secretsEqual } from "./ApiKeys.js"
 import { CachedReads } from "./CachedReads.js"
 import { AccessTokens } from "./AccessTokens.js"
@@ -46,16 +46,19 @@ export class Auth extends Effect.Service<Auth>()("bulwark/Auth", {
     const adminToken = yield* AdminToken
     const tokens = yield* AccessTokens
 
-    // Untraced, like `authenticateKey`, which calls it; its database read has its own span.
-    const authenticateApiKey = Effect.fnUntraced(function*(secret: string) {
+    // Untraced, like `authenticateKey`, which calls it; its database read has its own span. Plain
+    // steps rather than a generator: it runs on every request.
+    const authenticateApiKey = (secret: string): Effect.Effect<Principal, Unauthenticated | DbOperational | CacheUnavailable> => {
       const keyHash = hashApiKey(secret)
-      const key = yield* cached.read(apiKeyCacheKey(keyHash), KeyRow, API_KEY_TTL, () => repo.findKeyByHash(keyHash), {
-        sharedOnly: true
-      })
-      if (Option.isNone(key)) return yield* invalid
-      if (key.value.revoked_at !== null) return yield* revoked("This API key has been revoked.")
-      return principalOf(key.value, "api_key")
-    })
+      return Effect.flatMap(
+        cached.read(apiKeyCacheKey(keyHash), KeyRow, API_KEY_TTL, () => repo.findKeyByHash(keyHash), { sharedOnly: true }),
+        (key) => {
+          if (Option.isNone(key)) return invalid
+          if (key.value.revoked_at !== null) return revoked("This API key has been revoked.")
+          return Effect.succeed(principalOf(key.value, "api_key"))
+        }
+      )
+    }
 
     /**
      * An access token is checked against the database on every request: its key must still exist,
@@ -73,16 +76,16 @@ export class Auth extends Effect.Service<Auth>()("bulwark/Auth", {
 
     // Not a span of its own: it runs on every request, mostly from memory, and a span would cost more
     // than the check; its tenant and key are set on the request's span, its database reads have theirs.
-    const authenticateKey = Effect.fnUntraced(function*(credential: Redacted.Redacted<string>) {
+    const authenticateKey = (credential: Redacted.Redacted<string>) => {
       const secret = Redacted.value(credential)
       const principal = secret.startsWith(API_KEY_PREFIX)
-        ? yield* authenticateApiKey(secret)
+        ? authenticateApiKey(secret)
         : JWT_SHAPE.test(secret)
-        ? yield* authenticateAccessToken(secret)
-        : yield* invalid
-      yield* Effect.annotateCurrentSpan({ [TENANT_ATTRIBUTE]: principal.tenantId, "bulwark.key_id": principal.keyId })
-      return principal
-    })
+        ? authenticateAccessToken(secret)
+        : invalid
+      return Effect.tap(principal, (caller) =>
+        Effect.annotateCurrentSpan({ [TENANT_ATTRIBUTE]: caller.tenantId, "bulwark.key_id": caller.keyId }))
+    }
 
     const authenticateOperator = Effect.fn("Auth.authenticateOperator")(function*(credential: Redacted.Redacted<string>) {
       if (secretsEqual(Redacted.value(credential), Redacted.value(adminToken))) {

@@ -4,7 +4,7 @@
  * cannot count: with the cache required the request fails 503; otherwise it is counted in process
  * (limits never switch off), ledgered at warning and counted in `bulwark_rate_limit_fallbacks_total`.
  */
-import { Clock, Context, Effect, Layer, Metric } from "effect"
+import { Context, Effect, Layer, Metric } from "effect"
 import { Cache } from "../layers/cache/Cache.js"
 import type { RateLimit } from "../src/Config.js"
 import { type CacheUnavailable, RateLimited } from "../src/errors.js"
@@ -42,20 +42,25 @@ const make = Effect.gen(function*() {
         Effect.succeed(countLocally(key, now))
       )
 
+  /** The window's count as `RateLimit-*` headers for the edge, and the verdict. */
+  const settle = (count: number, now: number, window: number) =>
+    Effect.flatMap(currentRequest, (request) => {
+      const reset = Math.max(1, Math.ceil(((window + 1) * windowMillis - now) / 1000))
+      const headers: RateLimitHeaders = { limit, remaining: Math.max(0, limit - count), reset }
+      if (request !== undefined) request.rateLimit = headers
+      return count > limit ? Effect.fail(new RateLimited({ retryAfterSeconds: reset })) : Effect.void
+    })
+
   /** Counts one request against `bucket`; fails `RateLimited` past the limit. */
-  // Every request passes here: not a span of its own; a shared counter's Redis call has its span.
-  const hit = Effect.fnUntraced(function*(bucket: string) {
-    const now = yield* Clock.currentTimeMillis
-    const window = Math.floor(now / windowMillis)
-    const key = `ratelimit:${bucket}:${window}`
-    const count = yield* cache.increment(key, windowMillis).pipe(Effect.catchAll(fallBack(key, now)))
-    const reset = Math.max(1, Math.ceil(((window + 1) * windowMillis - now) / 1000))
-    const headers: RateLimitHeaders = { limit, remaining: Math.max(0, limit - count), reset }
-    // Left for the edge, which sends it as `RateLimit-*` headers.
-    const request = yield* currentRequest
-    if (request !== undefined) request.rateLimit = headers
-    if (count > limit) return yield* new RateLimited({ retryAfterSeconds: reset })
-  })
+  // Every request passes here: not a span of its own, and as few steps as it can be; a shared
+  // counter's Redis call has its span.
+  const hit = (bucket: string): Effect.Effect<void, RateLimited | CacheUnavailable> =>
+    Effect.clockWith((clock) => {
+      const now = clock.unsafeCurrentTimeMillis()
+      const window = Math.floor(now / windowMillis)
+      const key = `ratelimit:${bucket}:${window}`
+      return Effect.flatMap(Effect.catchAll(cache.increment(key, windowMillis), fallBack(key, now)), (count) => settle(count, now, window))
+    })
 
   return { hit } as const
 })

@@ -68,13 +68,11 @@ export class Sessions extends Effect.Service<Sessions>()("bulwark/Sessions", {
 
     // The hot read: not a span of its own (a span costs more than a read served from the cache); the
     // cache and database calls below it have theirs.
-    const get = Effect.fnUntraced(function*(tenantId: string, id: string) {
-      const row = yield* cached.read(sessionCacheKey(tenantId, id), SessionRow, SESSION_TTL, () => repo.find(tenantId, id), {
-        missTtl: MISSING_SESSION_TTL
-      })
-      if (Option.isNone(row)) return yield* sessionNotFound(id)
-      return toSession(row.value)
-    })
+    const get = (tenantId: string, id: string) =>
+      Effect.flatMap(
+        cached.read(sessionCacheKey(tenantId, id), SessionRow, SESSION_TTL, () => repo.find(tenantId, id), { missTtl: MISSING_SESSION_TTL }),
+        (row) => (Option.isNone(row) ? sessionNotFound(id) : Effect.succeed(toSession(row.value)))
+      )
 
     const list = Effect.fn("Sessions.list")(function*(
       tenantId: string,

@@ -5,7 +5,7 @@
  * are typed (`CacheUnavailable`); what to do about them (degrade or refuse) is the caller's rule.
  */
 import { RedisClient } from "bun"
-import { Clock, Context, Deferred, Duration, Effect, Exit, Layer, Option, Ref, Schedule, type Scope } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Layer, Option, Ref, Schedule, type Scope } from "effect"
 import { StartupError } from "../../src/Config.js"
 import { CacheUnavailable } from "../../src/errors.js"
 import * as CircuitBreaker from "../resilience/CircuitBreaker.js"
@@ -71,37 +71,39 @@ export const inProcess = (options: { readonly maxEntries: number } & CacheBreake
     Effect.gen(function*() {
       const entries = new Map<string, { readonly value: string; readonly expiresAt: number }>()
       const breaker = yield* makeBreaker(options)
-      const get = (key: string) =>
-        Effect.map(Clock.currentTimeMillis, (now) => {
-          const entry = entries.get(key)
-          if (entry === undefined) return Option.none<string>()
-          entries.delete(key)
-          if (entry.expiresAt <= now) return Option.none<string>()
-          entries.set(key, entry)
-          return Option.some(entry.value)
-        })
+      // Each call reads the clock once and does its work in one step: these run on every request.
+      const lookup = (key: string, now: number): Option.Option<string> => {
+        const entry = entries.get(key)
+        if (entry === undefined) return Option.none()
+        entries.delete(key)
+        if (entry.expiresAt <= now) return Option.none()
+        entries.set(key, entry)
+        return Option.some(entry.value)
+      }
+      const store = (key: string, value: string, expiresAt: number) => {
+        entries.delete(key)
+        entries.set(key, { value, expiresAt })
+        while (entries.size > options.maxEntries) {
+          const oldest = entries.keys().next()
+          if (oldest.done === true) break
+          entries.delete(oldest.value)
+        }
+      }
+      const get = (key: string) => Effect.clockWith((clock) => Effect.succeed(lookup(key, clock.unsafeCurrentTimeMillis())))
       const set = (key: string, value: string, ttl: Duration.DurationInput) =>
-        Effect.map(Clock.currentTimeMillis, (now) => {
-          entries.delete(key)
-          entries.set(key, { value, expiresAt: now + Duration.toMillis(ttl) })
-          while (entries.size > options.maxEntries) {
-            const oldest = entries.keys().next()
-            if (oldest.done === true) break
-            entries.delete(oldest.value)
-          }
-        })
+        Effect.clockWith((clock) => Effect.sync(() => store(key, value, clock.unsafeCurrentTimeMillis() + Duration.toMillis(ttl))))
       const remove = (key: string) => Effect.sync(() => void entries.delete(key))
       const increment = (key: string, ttl: Duration.DurationInput) =>
-        Effect.flatMap(get(key), (current) => {
-          const count = Option.match(current, { onNone: () => 1, onSome: (value) => Number(value) + 1 })
-          // Keep the first expiry: a counter's window does not slide with each hit.
-          const expiresAt = entries.get(key)?.expiresAt
-          return Effect.map(Clock.currentTimeMillis, (now) => {
-            entries.delete(key)
-            entries.set(key, { value: String(count), expiresAt: expiresAt ?? now + Duration.toMillis(ttl) })
+        Effect.clockWith((clock) =>
+          Effect.sync(() => {
+            const now = clock.unsafeCurrentTimeMillis()
+            const current = lookup(key, now)
+            const count = Option.isSome(current) ? Number(current.value) + 1 : 1
+            // Keep the first expiry: a counter's window does not slide with each hit.
+            store(key, String(count), Option.isSome(current) ? entries.get(key)!.expiresAt : now + Duration.toMillis(ttl))
             return count
           })
-        })
+        )
       return Cache.of({
         kind: "memory",
         get,

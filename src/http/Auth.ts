@@ -13,19 +13,23 @@ import { Unauthenticated } from "../errors.js"
 
 const BEARER = /^Bearer[ \t]+(\S.*)$/i
 
-/** The bearer credential of the current request, or `AUTH_MISSING`. */
-export const bearerCredential = Effect.gen(function*() {
-  const request = yield* HttpServerRequest.HttpServerRequest
+/** The bearer credential of a request, or `AUTH_MISSING`. */
+const credentialOf = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<Redacted.Redacted<string>, Unauthenticated> => {
   const header = request.headers.authorization?.trim() ?? ""
   const match = BEARER.exec(header)
   if (match?.[1] === undefined) {
-    return yield* new Unauthenticated({
-      code: "AUTH_MISSING",
-      detail: header === "" ? "No Authorization header was sent." : "The Authorization header must be `Bearer <credential>`."
-    })
+    return Effect.fail(
+      new Unauthenticated({
+        code: "AUTH_MISSING",
+        detail: header === "" ? "No Authorization header was sent." : "The Authorization header must be `Bearer <credential>`."
+      })
+    )
   }
-  return Redacted.make(match[1].trim())
-})
+  return Effect.succeed(Redacted.make(match[1].trim()))
+}
+
+/** The bearer credential of the current request, or `AUTH_MISSING`. */
+export const bearerCredential = Effect.flatMap(HttpServerRequest.HttpServerRequest, credentialOf)
 
 /** A key and the access tokens issued for it share one limit. */
 const keyBucket = (principal: Principal) => `key:${principal.keyId}`

@@ -12,7 +12,7 @@ import { ErrorLedger } from "../../services/ErrorLedger.js"
 import { RateLimiter } from "../../services/RateLimiter.js"
 import { type AppError, FieldIssue, PayloadTooLarge, Timeout, UnsupportedMediaType, ValidationFailed } from "../errors.js"
 import { sanitizePayload } from "../telemetry/Sanitize.js"
-import { type InFlightRequest, track } from "./InFlight.js"
+import { type InFlightRequest, type RateLimitHeaders, track } from "./InFlight.js"
 import { classify, problemResponse } from "./Problem.js"
 
 export const MAX_BODY_BYTES = 1024 * 1024
@@ -44,15 +44,15 @@ const isJsonMediaType = (contentType: string): boolean => {
  * The router ends a path at `;` (as at `?`), so `/memory/a;b` would silently address key `a`. No
  * route of ours takes a `;`: such a path is refused rather than misread.
  */
-const guardPath = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<void, ValidationFailed> => {
+const semicolonInPath = (request: HttpServerRequest.HttpServerRequest): ValidationFailed | undefined => {
   const query = request.url.indexOf("?")
   const path = query === -1 ? request.url : request.url.slice(0, query)
   return path.includes(";")
-    ? Effect.fail(new ValidationFailed({
+    ? new ValidationFailed({
       detail: "The path contains a ';', which no route accepts.",
       errors: [new FieldIssue({ pointer: "", detail: "the path must not contain ';'" })]
-    }))
-    : Effect.void
+    })
+    : undefined
 }
 
 const guardBody = (request: HttpServerRequest.HttpServerRequest, read: { body: string | undefined }): Effect.Effect<void, AppError> =>
@@ -167,35 +167,54 @@ export const problemBoundary = (options: { readonly requestTimeoutMillis: number
     const ledger = yield* ErrorLedger
     const limiter = yield* RateLimiter
     const deadline = withDeadline(options.requestTimeoutMillis)
-    return <E>(app: HttpApp.Default<E>): HttpApp.Default =>
-      Effect.gen(function*() {
-        const request = yield* HttpServerRequest.HttpServerRequest
+    const around = <E>(app: HttpApp.Default<E>): HttpApp.Default =>
+      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
         const requestId = requestIdOf(request)
         const read: { body: string | undefined } = { body: undefined }
         const inFlight: InFlightRequest = { requestId, userAgent: request.headers["user-agent"], rateLimit: undefined }
         track(request, inFlight)
-        const anonymousLimit = request.headers.authorization === undefined && !isHealthProbe(request.url)
-          ? limiter.hit(`ip:${Option.getOrElse(request.remoteAddress, () => "unknown")}`)
-          : Effect.void
-        const response = yield* anonymousLimit.pipe(
-          Effect.zipRight(guardPath(request)),
-          Effect.zipRight(guardBody(request, read)),
-          Effect.zipRight(app),
+        const checks = preflight(request, read)
+        return (checks === undefined ? app : Effect.zipRight(checks, app)).pipe(
           deadline,
-          Effect.catchAllCause((cause) => renderFailure(ledger, classify(cause), request, requestId, read.body))
+          Effect.catchAllCause((cause) => renderFailure(ledger, classify(cause), request, requestId, read.body)),
+          Effect.map((response) => withEdgeHeaders(response, requestId, inFlight.rateLimit))
         )
-        const limited = inFlight.rateLimit
-        return HttpServerResponse.setHeaders(response, {
-          [REQUEST_ID_HEADER]: requestId,
-          ...(limited === undefined
-            ? {}
-            : {
-              "ratelimit-limit": String(limited.limit),
-              "ratelimit-remaining": String(limited.remaining),
-              "ratelimit-reset": String(limited.reset)
-            })
-        })
       })
+
+    /**
+     * What runs before the route, in this order: the anonymous rate limit, then the path and body
+     * rules; each only where it applies, so a GET with credentials (the hot read) has no step here.
+     */
+    const preflight = (
+      request: HttpServerRequest.HttpServerRequest,
+      read: { body: string | undefined }
+    ): Effect.Effect<void, AppError> | undefined => {
+      const badPath = semicolonInPath(request)
+      const rules = badPath !== undefined
+        ? Effect.fail(badPath)
+        : HttpMethod.hasBody(request.method)
+        ? guardBody(request, read)
+        : undefined
+      if (request.headers.authorization !== undefined || isHealthProbe(request.url)) return rules
+      const limit = limiter.hit(`ip:${Option.getOrElse(request.remoteAddress, () => "unknown")}`)
+      return rules === undefined ? limit : Effect.zipRight(limit, rules)
+    }
+
+    return around
   })
+
+/** `X-Request-Id` on every response, and `RateLimit-*` on those that were counted. */
+const withEdgeHeaders = (response: HttpServerResponse.HttpServerResponse, requestId: string, limited: RateLimitHeaders | undefined) =>
+  HttpServerResponse.setHeaders(
+    response,
+    limited === undefined
+      ? { [REQUEST_ID_HEADER]: requestId }
+      : {
+        [REQUEST_ID_HEADER]: requestId,
+        "ratelimit-limit": String(limited.limit),
+        "ratelimit-remaining": String(limited.remaining),
+        "ratelimit-reset": String(limited.reset)
+      }
+  )
 
 export const layer = (options: { readonly requestTimeoutMillis: number }) => HttpApiBuilder.middleware(problemBoundary(options))
