@@ -6,12 +6,13 @@
  */
 import { HttpApiBuilder, HttpMethod, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { HttpApp } from "@effect/platform"
-import { Effect, Exit, Option, type Tracer } from "effect"
+import { Cause, Effect, Exit, FiberId, HashSet, Option, type Tracer } from "effect"
 import { TENANT_ATTRIBUTE } from "../../services/Auth.js"
 import { ErrorLedger } from "../../services/ErrorLedger.js"
 import { RateLimiter } from "../../services/RateLimiter.js"
 import { type AppError, FieldIssue, PayloadTooLarge, Timeout, UnsupportedMediaType, ValidationFailed } from "../errors.js"
 import { sanitizePayload } from "../telemetry/Sanitize.js"
+import { isClientAbort } from "../telemetry/ServerSpan.js"
 import { type InFlightRequest, type RateLimitHeaders, track } from "./InFlight.js"
 import { classify, problemResponse } from "./Problem.js"
 
@@ -137,7 +138,9 @@ const renderFailure = (
  * is a mutable value set before the fork, and no route sets a pre-response handler. The timer is
  * the wall clock's, not Effect's `Clock`: the deadline is the client's, and is tested in real time.
  */
-const withDeadline = (millis: number) => <A, E, R>(work: Effect.Effect<A, E, R>): Effect.Effect<A, E | Timeout, R> =>
+type Deadline = <A, E, R>(work: Effect.Effect<A, E, R>) => Effect.Effect<A, E | Timeout, R>
+
+const withDeadline = (millis: number): Deadline => <A, E, R>(work: Effect.Effect<A, E, R>): Effect.Effect<A, E | Timeout, R> =>
   Effect.flatMap(Effect.fork(work), (fiber) =>
     Effect.async<A, E | Timeout>((resume) => {
       let late = false
@@ -156,6 +159,23 @@ const withDeadline = (millis: number) => <A, E, R>(work: Effect.Effect<A, E, R>)
       })
     }))
 
+/** What a hot route's own deadline interrupts its fiber with, so that it can be told from a client leaving. */
+export const deadlineFiberId = FiberId.runtime(-504, 0)
+
+/**
+ * The deadline of a route whose fiber is started by plain code (the hot routes), without the fork
+ * `withDeadline` needs: that code interrupts the fiber itself with `deadlineFiberId` when the time
+ * is up, and runs the whole request uninterruptibly but for `restore`, which lets the work (and
+ * only the work) be interrupted. The interruption is then the `Timeout` it stands for. The hot
+ * routes are reads: no committed write can be mistaken for a timeout here.
+ */
+export const restoredDeadline = (millis: number, restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>) =>
+<A, E, R>(work: Effect.Effect<A, E, R>): Effect.Effect<A, E | Timeout, R> =>
+  Effect.catchAllCause(restore(work), (cause): Effect.Effect<never, E | Timeout> =>
+    Cause.isInterruptedOnly(cause) && HashSet.has(Cause.interruptors(cause), deadlineFiberId)
+      ? Effect.fail(new Timeout({ afterMillis: millis }))
+      : Effect.failCause(cause))
+
 /**
  * The boundary as API middleware. The request deadline is the outermost policy: past it the
  * request's work is interrupted (not left running) and the client gets 504 `TIMEOUT`. Requests
@@ -166,8 +186,8 @@ export const problemBoundary = (options: { readonly requestTimeoutMillis: number
   Effect.gen(function*() {
     const ledger = yield* ErrorLedger
     const limiter = yield* RateLimiter
-    const deadline = withDeadline(options.requestTimeoutMillis)
-    const around = <E>(app: HttpApp.Default<E>): HttpApp.Default =>
+    const forkedDeadline: Deadline = withDeadline(options.requestTimeoutMillis)
+    const around = <E>(app: HttpApp.Default<E>, deadline: Deadline = forkedDeadline): HttpApp.Default =>
       Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
         const requestId = requestIdOf(request)
         const read: { body: string | undefined } = { body: undefined }
@@ -176,7 +196,10 @@ export const problemBoundary = (options: { readonly requestTimeoutMillis: number
         const checks = preflight(request, read)
         return (checks === undefined ? app : Effect.zipRight(checks, app)).pipe(
           deadline,
-          Effect.catchAllCause((cause) => renderFailure(ledger, classify(cause), request, requestId, read.body)),
+          // A client that left is not answered (only a hot route's uninterruptible fiber gets here with one).
+          Effect.catchAllCause((cause) =>
+            isClientAbort(cause) ? Effect.failCause(cause) : renderFailure(ledger, classify(cause), request, requestId, read.body)
+          ),
           Effect.map((response) => withEdgeHeaders(response, requestId, inFlight.rateLimit))
         )
       })

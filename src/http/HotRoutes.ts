@@ -15,7 +15,7 @@ import { SessionId } from "../domain/Session.js"
 import type { RouteLookup } from "../telemetry/ServerSpan.js"
 import { plainServerSpan, withTraceId } from "../telemetry/ServerSpan.js"
 import { authenticateCaller } from "./Auth.js"
-import { problemBoundary } from "./Boundary.js"
+import { deadlineFiberId, problemBoundary, restoredDeadline } from "./Boundary.js"
 
 export interface HotRoutesOptions {
   readonly requestTimeoutMillis: number
@@ -43,17 +43,21 @@ export const make = (options: HotRoutesOptions) =>
     const sessions = yield* Sessions
     const runtime = yield* Effect.runtime<never>()
     const runFork = Runtime.runFork(runtime)
-    const startSpan = plainServerSpan(options.routeOf, yield* Effect.tracer, yield* Effect.clock)
+    const startSpan = plainServerSpan(yield* Effect.tracer, yield* Effect.clock)
+    const timeoutMillis = options.requestTimeoutMillis
 
     /**
      * One route's app under the same server span and boundary as every `HttpApi` route. Each request
      * runs in a fiber of its own that starts with the request and its server span already in its
      * context: providing them inside the fiber would copy its context and references twice each.
-     * The platform's `toHandled` is not needed: the boundary renders every failure, so what is left
-     * (a defect while rendering one) is answered with a bare 500. A client that goes away
-     * interrupts the work, as on every other route.
+     * The fiber runs uninterruptibly but for the route's work, which the deadline (a timer here, not
+     * a forked fiber: see `restoredDeadline`) or a client that goes away interrupts, as on every
+     * other route. The platform's `toHandled` is not needed: the boundary renders every failure, so
+     * what is left (a defect while rendering one) is answered with a bare 500.
      */
-    const serve = <E>(app: (params: Record<string, string>) => HttpApp.Default<E, never>): BunRouteHandler => {
+    const serve = <E>(path: `/${string}`, app: (params: Record<string, string>) => HttpApp.Default<E, never>): BunRouteHandler => {
+      const route = options.routeOf("GET", path.replaceAll(/:[a-z]+/g, "00000000-0000-4000-8000-000000000000"))
+      if (route === undefined) throw new Error(`the hot route ${path} is not a route of the API`)
       return (request, server) =>
         new Promise<Response>((resolve) => {
           // The peer's address is only used to rate limit requests without credentials (asking Bun
@@ -62,11 +66,11 @@ export const make = (options: HotRoutesOptions) =>
           const serverRequest = address === undefined
             ? HttpServerRequest.fromWeb(request)
             : HttpServerRequest.fromWeb(request).modify({ remoteAddress: address })
-          const { end, span } = startSpan(serverRequest)
-          let responded = false
+          const { end, span } = startSpan(serverRequest, route)
+          let sent: HttpServerResponse.HttpServerResponse | undefined
           const respond = (response: HttpServerResponse.HttpServerResponse) =>
             Effect.sync(() => {
-              responded = true
+              sent = response
               resolve(HttpServerResponse.toWeb(withTraceId(response, span), { withoutBody: request.method === "HEAD", runtime }))
             })
           const fiber = Runtime.runFork(
@@ -78,10 +82,13 @@ export const make = (options: HotRoutesOptions) =>
               fiberRefs: runtime.fiberRefs,
               runtimeFlags: runtime.runtimeFlags
             })
-          )(Effect.tap(boundary(Effect.interruptible(app(request.params))), respond))
+          )(Effect.uninterruptibleMask((restore) => Effect.tap(boundary(app(request.params), restoredDeadline(timeoutMillis, restore)), respond)))
+          const deadline = setTimeout(() => fiber.unsafeInterruptAsFork(deadlineFiberId), timeoutMillis)
           fiber.addObserver((exit) => {
+            clearTimeout(deadline)
+            // Answered: the fiber's own exit may still be an interruption that came too late to matter.
+            if (sent !== undefined) return end(Exit.succeed(sent))
             end(exit)
-            if (responded) return
             resolve(lastResort())
             // Not a client abort: the boundary itself failed. The span has it; so does the log.
             if (Exit.isFailure(exit) && !Exit.isInterrupted(exit)) {
@@ -95,7 +102,7 @@ export const make = (options: HotRoutesOptions) =>
     }
 
     // A Session's encoded form is its fields as they are (no transformations), so it is sent as is.
-    const getSession = serve((params) =>
+    const getSession = serve("/v1/sessions/:id", (params) =>
       Effect.flatMap(decodeSessionPath(params), ({ id }) =>
         Effect.flatMap(authenticate, (caller) => Effect.map(sessions.get(caller.tenantId, id), HttpServerResponse.unsafeJson)))
     )

@@ -7,7 +7,7 @@
  */
 import { HttpApi, HttpApp, HttpMiddleware, HttpServerError, HttpServerRequest, HttpServerResponse, HttpTraceContext } from "@effect/platform"
 import type { HttpApiGroup } from "@effect/platform"
-import { Clock, Context, Data, Effect, Exit, Metric, Option, type Tracer } from "effect"
+import { Cause, Clock, Context, Data, Effect, Exit, HashSet, Metric, Option, type Tracer } from "effect"
 import * as FindMyWay from "find-my-way-ts"
 import { httpServerRequestDuration, labelled } from "./Metrics.js"
 
@@ -71,8 +71,18 @@ const spanOf = (request: HttpServerRequest.HttpServerRequest, route: string | un
  * What a finished request leaves on its span: the status code, and for a 5xx the failure the span
  * ends with. `error.type` was set on the span by the boundary when it rendered a failure.
  */
+/** A client that went away: the request was abandoned, there is nobody to answer and nothing to ledger. */
+export const isClientAbort = (cause: Cause.Cause<unknown>): cause is Cause.Cause<never> =>
+  Cause.isInterruptedOnly(cause) && HashSet.has(Cause.interruptors(cause), HttpServerError.clientAbortFiberId)
+
+/** 499 for a client that went away (as the platform answers it), not the 500 `exitResponse` would make of any interruption. */
+const statusOfExit = <E>(exit: Exit.Exit<HttpServerResponse.HttpServerResponse, E>): number =>
+  Exit.isFailure(exit) && isClientAbort(exit.cause) ? CLIENT_CLOSED_REQUEST : HttpServerError.exitResponse(exit).status
+
+const CLIENT_CLOSED_REQUEST = 499
+
 const settle = <E>(span: Tracer.Span, exit: Exit.Exit<HttpServerResponse.HttpServerResponse, E>) => {
-  const status = HttpServerError.exitResponse(exit).status
+  const status = statusOfExit(exit)
   span.attribute("http.response.status_code", status)
   const errorType = stringAttribute(span.attributes.get("error.type"))
   const failure = status >= 500 ? new ServerErrorResponse({ message: `HTTP ${status} ${errorType}`.trim(), exit }) : undefined
@@ -113,11 +123,10 @@ export const serverSpan = (routeOf: RouteLookup) => <E, R>(app: HttpApp.Default<
  * The same server span and duration metric for a request whose fiber is started by plain code (the
  * hot routes): begun before the fiber, so that the fiber can start with the span already in its
  * context, and ended when the fiber exits. Providing the span inside the fiber would copy its
- * context and references twice per request.
+ * context and references twice per request. The caller knows its route template.
  */
-export const plainServerSpan = (routeOf: RouteLookup, tracer: Tracer.Tracer, clock: Clock.Clock) =>
-(request: HttpServerRequest.HttpServerRequest) => {
-  const route = routeOf(request.method, request.url)
+export const plainServerSpan = (tracer: Tracer.Tracer, clock: Clock.Clock) =>
+(request: HttpServerRequest.HttpServerRequest, route: string) => {
   const started = clock.unsafeCurrentTimeNanos()
   const { name, options } = spanOf(request, route)
   const span = tracer.span(name, Option.fromNullable(options.parent), Context.empty(), [], started, "server", options)
