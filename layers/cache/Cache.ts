@@ -151,12 +151,13 @@ export const redis = (url: string, required: boolean, options: CacheBreakerOptio
       )
       const breaker = yield* makeBreaker(options)
       const command = <A>(operation: string, run: () => Promise<A>) =>
-        // The span is for calls that reach Redis; a call the open breaker refuses never did.
-        breaker.run(
+        // The span is for calls that reach Redis; a call the open breaker refuses never did (and,
+        // built only when admitted, costs nothing while Redis is down).
+        breaker.run(Effect.suspend(() =>
           Effect.tryPromise({ try: run, catch: (cause) => unavailable(operation, "redis_error", cause) }).pipe(
             Effect.withSpan(`cache.${operation}`, { attributes: { "db.system.name": "redis" } })
           )
-        )
+        ))
       return Cache.of({
         kind: "redis",
         get: (key) => Effect.map(command("get", () => client.get(key)), Option.fromNullable),

@@ -158,9 +158,24 @@ export const make = <E>(options: BreakerOptions<E>) =>
     const releaseProbe = Ref.update(state, (current) =>
       current._tag === "half_open" ? { ...current, probes: Math.max(0, current.probes - 1) } : current)
 
+    /**
+     * A rejection's stack would name the breaker, every time (the ledger takes a dependency error's
+     * stack from its cause, which a rejection has none of); capturing it was the largest cost of a
+     * rejected call, made on every call to a dependency that is down.
+     */
+    const withoutStackTrace = <A>(build: () => A): A => {
+      const limit = Error.stackTraceLimit
+      Error.stackTraceLimit = 0
+      try {
+        return build()
+      } finally {
+        Error.stackTraceLimit = limit
+      }
+    }
+
     const run = <A, E2, R>(effect: Effect.Effect<A, E2, R>): Effect.Effect<A, E | E2, R> =>
       Effect.flatMap(admit, (admission): Effect.Effect<A, E | E2, R> => {
-        if (admission._tag === "reject") return Effect.fail(options.rejected(admission.retryAfterSeconds))
+        if (admission._tag === "reject") return Effect.fail(withoutStackTrace(() => options.rejected(admission.retryAfterSeconds)))
         const attempt = effect.pipe(Effect.timeoutFail({ duration: options.callTimeout, onTimeout: options.timedOut }))
         if (!admission.tracked) return attempt
         return Effect.flatMap(Clock.currentTimeMillis, (started) =>
