@@ -4,7 +4,7 @@
  * logged, never the secret.
  */
 import { Context, Effect, Layer, Option, Redacted } from "effect"
-import { randomBytes } from "node:crypto"
+import { randomBase64Url } from "../src/Digests.js"
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { StartupError } from "../src/Config.js"
@@ -26,7 +26,7 @@ export const storedSecret = (variable: string, dataDirectory: string, fileName: 
           return { value: stored, created: false }
         }
         mkdirSync(dataDirectory, { recursive: true })
-        const value = randomBytes(32).toString("base64url")
+        const value = randomBase64Url(32)
         writeFileSync(path, value + "\n", { mode: 0o600, flag: "wx" })
         chmodSync(path, 0o600)
         return { value, created: true }

@@ -8,8 +8,8 @@
  */
 import { Cause, Chunk, Clock, Context, Duration, Effect, FiberRef, Layer, LogLevel, Metric, Option, Queue, Schedule } from "effect"
 import { identity } from "effect/Function"
-import { createHash } from "node:crypto"
 import type { ErrorRecord, ListErrorsFilter } from "../src/domain/ErrorRecord.js"
+import { sha256Hex } from "../src/Digests.js"
 import { type AppError, DbOperational, NotFound, serverMessageOf, stackOf, statusOf } from "../src/errors.js"
 import { errorsTotal, labelled, ledgerDroppedTotal } from "../src/telemetry/Metrics.js"
 import { sanitizeText } from "../src/telemetry/Sanitize.js"
@@ -78,7 +78,7 @@ export const fingerprintOf = (code: string, route: string | undefined, stack: st
   const source = `${code}|${route ?? "-"}|${topFrameOf(stack)}`
   let fingerprint = fingerprints.get(source)
   if (fingerprint === undefined) {
-    fingerprint = createHash("sha256").update(source).digest("hex").slice(0, 16)
+    fingerprint = sha256Hex(source).slice(0, 16)
     fingerprints.set(source, fingerprint)
     if (fingerprints.size > MAX_FINGERPRINTS) fingerprints.delete(fingerprints.keys().next().value!)
   }

@@ -7,7 +7,7 @@
  * Only successes are stored: a request that failed may be retried with the same key.
  */
 import { Clock, Effect, Option, Schema } from "effect"
-import { createHash } from "node:crypto"
+import { sha256Hex } from "../src/Digests.js"
 import { Database } from "../layers/database/Database.js"
 import { Conflict } from "../src/errors.js"
 import { nowIso } from "./Clock.js"
@@ -23,7 +23,7 @@ const canonical = (value: unknown): string =>
     : JSON.stringify(value) ?? "null"
 
 export const requestHash = (operation: string, body: unknown): string =>
-  createHash("sha256").update(`${operation}\n${canonical(body)}`).digest("hex")
+  sha256Hex(`${operation}\n${canonical(body)}`)
 
 const reused = new Conflict({
   code: "IDEMPOTENCY_KEY_REUSED",
