@@ -105,7 +105,7 @@ const make = Effect.gen(function*() {
     // The shared cache cannot serve (tolerated): this process's own copy, which is exactly as fresh
     // as the database, so that a dead Redis costs no more database reads than a live one.
     const degraded = (error: CacheUnavailable) => Effect.zipRight(tolerate(undefined)(error), untilChangedElsewhere(key, ttl, load))
-    return Effect.matchEffect(cache.get(key), {
+    const asked = Effect.matchEffect(cache.get(key), {
       onFailure: degraded,
       onSuccess: (hit) => {
         if (Option.isNone(hit)) return fromDatabase
@@ -119,6 +119,11 @@ const make = Effect.gen(function*() {
         )
       }
     })
+    if (required || cache.kind === "memory") return asked
+    // While the shared cache's breaker rejects every call, the process's own copy serves without
+    // asking it: the same answer as a rejection tolerated above, without building and catching one
+    // per read (rejections are not ledgered either way; `/health` and the breaker report the outage).
+    return Effect.clockWith((clock) => (cache.breaker.rejectsAt(clock.unsafeCurrentTimeMillis()) ? untilChangedElsewhere(key, ttl, load) : asked))
   }
 
   /**

@@ -59,6 +59,10 @@ const make = Effect.gen(function*() {
       const now = clock.unsafeCurrentTimeMillis()
       const window = Math.floor(now / windowMillis)
       const key = `ratelimit:${bucket}:${window}`
+      // The shared store's breaker rejects every call: count here at once, as a rejection would.
+      if (!required && cache.breaker.rejectsAt(now)) {
+        return Effect.zipRight(Metric.increment(rateLimitFallbacksTotal), settle(countLocally(key, now), now, window))
+      }
       return Effect.flatMap(Effect.catchAll(cache.increment(key, windowMillis), fallBack(key, now)), (count) => settle(count, now, window))
     })
 

@@ -1,5 +1,5 @@
 /**
- * A circuit breaker per dependency (SPEC §5), built on `Ref` and `Clock` so tests drive it with
+ * A circuit breaker per dependency (SPEC §5), built on `Clock` so tests drive it with
  * `TestClock`. States: closed, open, half-open, and the operators' forced-open and disabled.
  *
  * Trips on any of: N consecutive failures; a failure rate over the last `windowSize` calls once
@@ -11,7 +11,7 @@
  * which `isFailure` holds count: a 404, a constraint violation or a defect (our bug) means the
  * dependency answered.
  */
-import { Clock, Duration, Effect, Metric, MetricLabel, Ref } from "effect"
+import { Clock, Duration, Effect, Metric, MetricLabel } from "effect"
 import { breakerState, breakerTransitionsTotal, dependencyUp } from "../../src/telemetry/Metrics.js"
 
 export type BreakerStateName = "closed" | "open" | "half_open" | "forced_open" | "disabled"
@@ -67,7 +67,15 @@ const closedState: State = { _tag: "closed", consecutiveFailures: 0, window: [] 
 
 export const make = <E>(options: BreakerOptions<E>) =>
   Effect.gen(function*() {
-    const state = yield* Ref.make<State>(closedState)
+    // A plain cell rather than a `Ref`: every change is one synchronous step either way, and
+    // `rejectsAt` must read it without running an effect.
+    let state: State = closedState
+    const modify = <A>(f: (current: State) => readonly [A, State]): Effect.Effect<A> =>
+      Effect.sync(() => {
+        const [result, next] = f(state)
+        state = next
+        return result
+      })
     const baseOpenMillis = Duration.toMillis(options.openDuration)
     const maxOpenMillis = Duration.toMillis(options.maxOpenDuration)
     const slowMillis = Duration.toMillis(options.slowCallDuration)
@@ -100,7 +108,7 @@ export const make = <E>(options: BreakerOptions<E>) =>
     }
 
     const admit = Effect.flatMap(Clock.currentTimeMillis, (now) =>
-      Ref.modify(state, (current): [readonly [Admission, BreakerStateName, BreakerStateName], State] => {
+      modify((current): [readonly [Admission, BreakerStateName, BreakerStateName], State] => {
         switch (current._tag) {
           case "disabled":
             return [[{ _tag: "run", probe: false, tracked: false }, "disabled", "disabled"], current]
@@ -128,7 +136,7 @@ export const make = <E>(options: BreakerOptions<E>) =>
 
     const record = (outcome: Outcome, probe: boolean) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        Ref.modify(state, (current): [readonly [BreakerStateName, BreakerStateName], State] => {
+        modify((current): [readonly [BreakerStateName, BreakerStateName], State] => {
           switch (current._tag) {
             case "closed": {
               const window = [...current.window, outcome].slice(-options.windowSize)
@@ -155,8 +163,8 @@ export const make = <E>(options: BreakerOptions<E>) =>
       )
 
     /** A probe that was interrupted frees its slot without judging the dependency. */
-    const releaseProbe = Ref.update(state, (current) =>
-      current._tag === "half_open" ? { ...current, probes: Math.max(0, current.probes - 1) } : current)
+    const releaseProbe = modify((current) =>
+      [undefined, current._tag === "half_open" ? { ...current, probes: Math.max(0, current.probes - 1) } : current])
 
     /**
      * A rejection's stack would name the breaker, every time (the ledger takes a dependency error's
@@ -195,25 +203,35 @@ export const make = <E>(options: BreakerOptions<E>) =>
       })
 
     const status = Effect.flatMap(Clock.currentTimeMillis, (now) =>
-      Effect.map(Ref.get(state), (current): BreakerStatus => ({
-        state: current._tag === "open" && now >= current.until ? "open" : current._tag,
-        retryAfterSeconds: current._tag === "open" ? Math.max(0, Math.ceil((current.until - now) / 1000)) : 0,
-        consecutiveFailures: current._tag === "closed" ? current.consecutiveFailures : 0,
-        windowCalls: current._tag === "closed" ? current.window.length : 0,
-        windowFailures: current._tag === "closed" ? current.window.filter((outcome) => outcome.failed).length : 0
-      })))
+      Effect.sync((): BreakerStatus => {
+        const current = state
+        return {
+          state: current._tag === "open" && now >= current.until ? "open" : current._tag,
+          retryAfterSeconds: current._tag === "open" ? Math.max(0, Math.ceil((current.until - now) / 1000)) : 0,
+          consecutiveFailures: current._tag === "closed" ? current.consecutiveFailures : 0,
+          windowCalls: current._tag === "closed" ? current.window.length : 0,
+          windowFailures: current._tag === "closed" ? current.window.filter((outcome) => outcome.failed).length : 0
+        }
+      }))
+
+    /**
+     * Whether a call made at `now` would be rejected at once (open and not yet due for a probe, or
+     * forced open). For callers with a fallback of their own, which can take it without building,
+     * failing and catching a rejection (as `run` would) on every call while the dependency is down.
+     */
+    const rejectsAt = (now: number): boolean => state._tag === "forced_open" || (state._tag === "open" && now < state.until)
 
     /** Operators: force the breaker open, close it (reset), or disable it (calls pass untracked). */
     const force = (target: "open" | "close" | "disable") =>
       Effect.flatMap(
-        Ref.modify(state, (current): [readonly [BreakerStateName, BreakerStateName], State] => {
+        modify((current): [readonly [BreakerStateName, BreakerStateName], State] => {
           const next: State = target === "open" ? { _tag: "forced_open" } : target === "disable" ? { _tag: "disabled" } : closedState
           return [[current._tag, next._tag], next]
         }),
         ([from, to]) => transitioned(from, to)
       )
 
-    return { run, status, force } as const
+    return { run, rejectsAt, status, force } as const
   })
 
 export type CircuitBreaker<E> = Effect.Effect.Success<ReturnType<typeof make<E>>>
