@@ -20,6 +20,7 @@ import type { AppConfigShape } from "../src/Config.js"
 import type { CreateSession } from "../src/domain/Session.js"
 import { problemBoundary } from "../src/http/Boundary.js"
 import * as HotRoutes from "../src/http/HotRoutes.js"
+import { serverScheduler } from "../src/Scheduler.js"
 import { ServicesLive } from "../src/Server.js"
 import * as Logging from "../src/telemetry/Logging.js"
 import { routeTemplates, serverSpan } from "../src/telemetry/ServerSpan.js"
@@ -53,9 +54,9 @@ const effectMicroseconds = async (effect: Effect.Effect<unknown, unknown, never>
   const repeated = Effect.gen(function*() {
     for (let i = 0; i < ROUNDS; i++) yield* effect
   })
-  await runtime.runPromise(repeated)
+  await runtime.runPromise(Effect.withScheduler(repeated, serverScheduler))
   const started = performance.now()
-  await runtime.runPromise(repeated)
+  await runtime.runPromise(Effect.withScheduler(repeated, serverScheduler))
   return ((performance.now() - started) * 1000) / ROUNDS
 }
 
@@ -64,7 +65,8 @@ try {
   const principal = await runtime.runPromise(Effect.flatMap(Auth, (auth) => auth.authenticateKey(Redacted.make(tenant.api_key))))
   const session = await runtime.runPromise(Effect.flatMap(Sessions, (sessions) => sessions.create(principal.tenantId, {} as CreateSession)))
   const routeOf = routeTemplates(Api)
-  const routes = await runtime.runPromise(HotRoutes.make({ requestTimeoutMillis: 10_000, routeOf }))
+  // On the scheduler the server runs every fiber on (its fibers inherit it from here).
+  const routes = await runtime.runPromise(Effect.withScheduler(HotRoutes.make({ requestTimeoutMillis: 10_000, routeOf }), serverScheduler))
   const server = { requestIP: () => ({ address: "127.0.0.1", family: "IPv4", port: 1 }) } as never
   const hotRead = (id: string) => () => {
     const request = Object.assign(new Request(`http://localhost/v1/sessions/${id}`, { headers: { authorization: `Bearer ${tenant.api_key}` } }), {
