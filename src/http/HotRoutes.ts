@@ -31,7 +31,7 @@ const decodePath = <A, I>(schema: Schema.Schema<A, I>) => {
 
 const decodeSessionPath = decodePath(Schema.Struct({ id: SessionId }))
 
-type BunRouteHandler = (request: Request & { readonly params: Record<string, string> }, server: Server<unknown>) => Promise<Response>
+type BunRouteHandler = (request: Request & { readonly params: Record<string, string> }, server: Server<unknown>) => Response | Promise<Response>
 
 /** What is sent when even the boundary failed (a defect while rendering a failure); it is logged. */
 const lastResort = () => new Response(null, { status: 500 })
@@ -58,47 +58,64 @@ export const make = (options: HotRoutesOptions) =>
     const serve = <E>(path: `/${string}`, app: (params: Record<string, string>) => HttpApp.Default<E, never>): BunRouteHandler => {
       const route = options.routeOf("GET", path.replaceAll(/:[a-z]+/g, "00000000-0000-4000-8000-000000000000"))
       if (route === undefined) throw new Error(`the hot route ${path} is not a route of the API`)
-      return (request, server) =>
-        new Promise<Response>((resolve) => {
-          // The peer's address is only used to rate limit requests without credentials (asking Bun
-          // for it cost about 4 µs a request).
-          const address = request.headers.has("authorization") ? undefined : server.requestIP(request)?.address
-          const serverRequest = address === undefined
-            ? HttpServerRequest.fromWeb(request)
-            : HttpServerRequest.fromWeb(request).modify({ remoteAddress: address })
-          const { end, span } = startSpan(serverRequest, route)
-          let sent: HttpServerResponse.HttpServerResponse | undefined
-          const respond = (response: HttpServerResponse.HttpServerResponse) =>
-            Effect.sync(() => {
-              sent = response
-              resolve(HttpServerResponse.toWeb(withTraceId(response, span), { withoutBody: request.method === "HEAD", runtime }))
-            })
-          const fiber = Runtime.runFork(
-            Runtime.make({
-              context: runtime.context.pipe(
-                Context.add(HttpServerRequest.HttpServerRequest, serverRequest),
-                Context.add(Tracer.ParentSpan, span)
-              ),
-              fiberRefs: runtime.fiberRefs,
-              runtimeFlags: runtime.runtimeFlags
-            })
-          )(Effect.uninterruptibleMask((restore) => Effect.tap(boundary(app(request.params), restoredDeadline(timeoutMillis, restore)), respond)))
-          const deadline = setTimeout(() => fiber.unsafeInterruptAsFork(deadlineFiberId), timeoutMillis)
+      return (request, server) => {
+        const startedAt = Date.now()
+        // The peer's address is only used to rate limit requests without credentials (asking Bun
+        // for it cost about 4 µs a request).
+        const address = request.headers.has("authorization") ? undefined : server.requestIP(request)?.address
+        const serverRequest = address === undefined
+          ? HttpServerRequest.fromWeb(request)
+          : HttpServerRequest.fromWeb(request).modify({ remoteAddress: address })
+        const { end, span } = startSpan(serverRequest, route)
+        let sent: HttpServerResponse.HttpServerResponse | undefined
+        let answer: Response | undefined
+        let answered: ((response: Response) => void) | undefined
+        const respond = (response: HttpServerResponse.HttpServerResponse) =>
+          Effect.sync(() => {
+            sent = response
+            answer = HttpServerResponse.toWeb(withTraceId(response, span), { withoutBody: request.method === "HEAD", runtime })
+            answered?.(answer)
+          })
+        const settle = (exit: Exit.Exit<unknown, unknown>): Response => {
+          // Answered: the fiber's own exit may still be an interruption that came too late to matter.
+          if (sent !== undefined) {
+            end(Exit.succeed(sent))
+            return answer!
+          }
+          end(exit as Exit.Exit<HttpServerResponse.HttpServerResponse, unknown>)
+          // Not a client abort: the boundary itself failed. The span has it; so does the log.
+          if (Exit.isFailure(exit) && !Exit.isInterrupted(exit)) {
+            runFork(Effect.logError("a hot route failed while answering; sent a bare 500", exit.cause))
+          }
+          return lastResort()
+        }
+        const fiber = Runtime.runFork(
+          Runtime.make({
+            context: runtime.context.pipe(
+              Context.add(HttpServerRequest.HttpServerRequest, serverRequest),
+              Context.add(Tracer.ParentSpan, span)
+            ),
+            fiberRefs: runtime.fiberRefs,
+            runtimeFlags: runtime.runtimeFlags
+          })
+        )(Effect.uninterruptibleMask((restore) => Effect.tap(boundary(app(request.params), restoredDeadline(timeoutMillis, restore)), respond)))
+        // A fiber starts at once and runs until it waits on something: a read served from memory
+        // is answered before it returns, with no timer, listener or promise to set up.
+        const done = fiber.unsafePoll()
+        if (done !== null) return settle(done)
+        return new Promise<Response>((resolve) => {
+          answered = resolve
+          const deadline = setTimeout(() => fiber.unsafeInterruptAsFork(deadlineFiberId), Math.max(0, startedAt + timeoutMillis - Date.now()))
           fiber.addObserver((exit) => {
             clearTimeout(deadline)
-            // Answered: the fiber's own exit may still be an interruption that came too late to matter.
-            if (sent !== undefined) return end(Exit.succeed(sent))
-            end(exit)
-            resolve(lastResort())
-            // Not a client abort: the boundary itself failed. The span has it; so does the log.
-            if (Exit.isFailure(exit) && !Exit.isInterrupted(exit)) {
-              runFork(Effect.logError("a hot route failed while answering; sent a bare 500", exit.cause))
-            }
+            const response = settle(exit)
+            if (response !== answer) resolve(response)
           })
           // As the platform's adapter does: the interruption is marked as the client's, so the span and
           // the metrics record a client abort rather than a server failure.
           request.signal.addEventListener("abort", () => fiber.unsafeInterruptAsFork(HttpServerError.clientAbortFiberId), { once: true })
         })
+      }
     }
 
     // A Session's encoded form is its fields as they are (no transformations), so it is sent as is.
