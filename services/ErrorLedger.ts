@@ -156,14 +156,15 @@ const make = (options: ErrorLedgerOptions) =>
     // Runs before the writer is interrupted: whatever is still queued at shutdown is written.
     yield* Effect.addFinalizer(() => Effect.flatMap(Queue.takeAll(queue), (rest) => writeBatch(Chunk.toReadonlyArray(rest), false)))
 
+    // Every error response passes here: plain steps, and the log line only built at its level.
     const record = (error: AppError, context: ErrorContext = {}): Effect.Effect<string> =>
-      Effect.gen(function*() {
+      Effect.clockWith((clock) => {
         const errorId = context.errorId ?? crypto.randomUUID()
         const status = statusOf(error)
         const stack = stackOf(error)
         const row: LedgerRow = {
           error_id: errorId,
-          occurred_at: yield* nowIso,
+          occurred_at: new Date(clock.unsafeCurrentTimeMillis()).toISOString(),
           type: context.type ?? typeOf(error),
           code: error.code,
           status,
@@ -181,23 +182,28 @@ const make = (options: ErrorLedgerOptions) =>
           request_payload: context.requestPayload ?? null
         }
         const level = row.severity === "warning" ? LogLevel.Warning : LogLevel.Error
-        // Below the configured level the line is not built at all (its annotations are not free).
-        if (LogLevel.greaterThanEqual(level, yield* FiberRef.get(FiberRef.currentMinimumLogLevel))) {
-          yield* Effect.logWithLevel(level, row.message).pipe(
-            Effect.annotateLogs({
-              error_id: errorId,
-              code: row.code,
-              status,
-              severity: row.severity,
-              trace_id: row.trace_id,
-              request_id: row.request_id,
-              route: row.route
-            })
-          )
-        }
-        yield* Metric.increment(errorsByCode(row.code, String(status)))
-        if (!(yield* Queue.offer(queue, row))) yield* drop([row], "the ledger queue is full")
-        return errorId
+        const kept = Effect.zipRight(
+          Metric.increment(errorsByCode(row.code, String(status))),
+          Effect.flatMap(Queue.offer(queue, row), (accepted) => (accepted ? Effect.succeed(errorId) : Effect.as(drop([row], "the ledger queue is full"), errorId)))
+        )
+        return Effect.flatMap(FiberRef.get(FiberRef.currentMinimumLogLevel), (minimum) =>
+          // Below the configured level the line is not built at all (its annotations are not free).
+          LogLevel.greaterThanEqual(level, minimum)
+            ? Effect.zipRight(
+              Effect.logWithLevel(level, row.message).pipe(
+                Effect.annotateLogs({
+                  error_id: errorId,
+                  code: row.code,
+                  status,
+                  severity: row.severity,
+                  trace_id: row.trace_id,
+                  request_id: row.request_id,
+                  route: row.route
+                })
+              ),
+              kept
+            )
+            : kept)
       })
 
     /** Deletes rows past the retention period; its own failure goes through `record` like any other. */

@@ -12,6 +12,7 @@
  * dependency answered.
  */
 import { Clock, Duration, Effect, Metric, MetricLabel } from "effect"
+import { withoutStackTrace } from "../../src/errors.js"
 import { breakerState, breakerTransitionsTotal, dependencyUp } from "../../src/telemetry/Metrics.js"
 
 export type BreakerStateName = "closed" | "open" | "half_open" | "forced_open" | "disabled"
@@ -166,23 +167,10 @@ export const make = <E>(options: BreakerOptions<E>) =>
     const releaseProbe = modify((current) =>
       [undefined, current._tag === "half_open" ? { ...current, probes: Math.max(0, current.probes - 1) } : current])
 
-    /**
-     * A rejection's stack would name the breaker, every time (the ledger takes a dependency error's
-     * stack from its cause, which a rejection has none of); capturing it was the largest cost of a
-     * rejected call, made on every call to a dependency that is down.
-     */
-    const withoutStackTrace = <A>(build: () => A): A => {
-      const limit = Error.stackTraceLimit
-      Error.stackTraceLimit = 0
-      try {
-        return build()
-      } finally {
-        Error.stackTraceLimit = limit
-      }
-    }
-
     const run = <A, E2, R>(effect: Effect.Effect<A, E2, R>): Effect.Effect<A, E | E2, R> =>
       Effect.flatMap(admit, (admission): Effect.Effect<A, E | E2, R> => {
+        // A rejection's stack would name the breaker, every time (the ledger takes a dependency
+        // error's stack from its cause, which a rejection has none of).
         if (admission._tag === "reject") return Effect.fail(withoutStackTrace(() => options.rejected(admission.retryAfterSeconds)))
         const attempt = effect.pipe(Effect.timeoutFail({ duration: options.callTimeout, onTimeout: options.timedOut }))
         if (!admission.tracked) return attempt

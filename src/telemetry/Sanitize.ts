@@ -65,13 +65,32 @@ const CREDENTIAL_PATTERNS: ReadonlyArray<RegExp> = [
  */
 const KEY_VALUE = /([A-Za-z0-9_-]{1,64})(["']?\s*[:=]\s*["']?)([^\s"'&,;}]+)/g
 
-/** Cuts credentials out of free text: known token shapes, and `key=value`/`"key": "value"` pairs. */
-export const sanitizeText = (text: string): string => {
+const sanitizeUncached = (text: string): string => {
   let out = text
   for (const pattern of CREDENTIAL_PATTERNS) {
     out = out.replace(pattern, (match) => (/^(bearer|basic)\s/i.test(match) ? `${match.split(/\s+/)[0]} ${FILTERED}` : FILTERED))
   }
   return out.replace(KEY_VALUE, (match, key: string, separator: string) => (isSecretKey(key) ? `${key}${separator}${FILTERED}` : match))
+}
+
+/**
+ * Short texts already found clean: an error storm repeats a handful of messages and user agents,
+ * and the patterns cost more than the rest of recording the error. Only texts with nothing to cut
+ * are remembered, so no credential is kept here. Bounded (oldest out first).
+ */
+const clean = new Set<string>()
+const MAX_REMEMBERED = 1_000
+const MAX_REMEMBERED_LENGTH = 512
+
+/** Cuts credentials out of free text: known token shapes, and `key=value`/`"key": "value"` pairs. */
+export const sanitizeText = (text: string): string => {
+  if (clean.has(text)) return text
+  const out = sanitizeUncached(text)
+  if (out === text && text.length <= MAX_REMEMBERED_LENGTH) {
+    clean.add(text)
+    if (clean.size > MAX_REMEMBERED) clean.delete(clean.values().next().value!)
+  }
+  return out
 }
 
 export const MAX_PAYLOAD_BYTES = 8 * 1024
