@@ -6,13 +6,13 @@
  */
 import { HttpApiBuilder, HttpMethod, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { HttpApp } from "@effect/platform"
-import { Cause, Effect, Exit, FiberId, HashSet, Option, type Tracer } from "effect"
+import { Effect, Exit, FiberId, Option, type Tracer } from "effect"
 import { TENANT_ATTRIBUTE } from "../../services/Auth.js"
 import { ErrorLedger } from "../../services/ErrorLedger.js"
 import { RateLimiter } from "../../services/RateLimiter.js"
 import { type AppError, FieldIssue, PayloadTooLarge, Timeout, UnsupportedMediaType, ValidationFailed } from "../errors.js"
 import { sanitizePayload } from "../telemetry/Sanitize.js"
-import { isClientAbort } from "../telemetry/ServerSpan.js"
+import { interruptedOnlyBy, isClientAbort } from "../telemetry/ServerSpan.js"
 import { type InFlightRequest, type RateLimitHeaders, track } from "./InFlight.js"
 import { classify, problemResponse } from "./Problem.js"
 
@@ -172,7 +172,7 @@ export const deadlineFiberId = FiberId.runtime(-504, 0)
 export const restoredDeadline = (millis: number, restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>) =>
 <A, E, R>(work: Effect.Effect<A, E, R>): Effect.Effect<A, E | Timeout, R> =>
   Effect.catchAllCause(restore(work), (cause): Effect.Effect<never, E | Timeout> =>
-    Cause.isInterruptedOnly(cause) && HashSet.has(Cause.interruptors(cause), deadlineFiberId)
+    interruptedOnlyBy(cause, deadlineFiberId)
       ? Effect.fail(new Timeout({ afterMillis: millis }))
       : Effect.failCause(cause))
 

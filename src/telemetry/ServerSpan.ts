@@ -7,7 +7,7 @@
  */
 import { HttpApi, HttpApp, HttpMiddleware, HttpServerError, HttpServerRequest, HttpServerResponse, HttpTraceContext } from "@effect/platform"
 import type { HttpApiGroup } from "@effect/platform"
-import { Cause, Clock, Context, Data, Effect, Exit, HashSet, Metric, Option, type Tracer } from "effect"
+import { Cause, Clock, Context, Data, Effect, Exit, type FiberId, HashSet, Metric, Option, type Tracer } from "effect"
 import * as FindMyWay from "find-my-way-ts"
 import { httpServerRequestDuration, labelled } from "./Metrics.js"
 
@@ -71,9 +71,13 @@ const spanOf = (request: HttpServerRequest.HttpServerRequest, route: string | un
  * What a finished request leaves on its span: the status code, and for a 5xx the failure the span
  * ends with. `error.type` was set on the span by the boundary when it rendered a failure.
  */
+/** A cause that is nothing but an interruption by `fiberId`. */
+export const interruptedOnlyBy = (cause: Cause.Cause<unknown>, fiberId: FiberId.FiberId): cause is Cause.Cause<never> =>
+  Cause.isInterruptedOnly(cause) && HashSet.has(Cause.interruptors(cause), fiberId)
+
 /** A client that went away: the request was abandoned, there is nobody to answer and nothing to ledger. */
 export const isClientAbort = (cause: Cause.Cause<unknown>): cause is Cause.Cause<never> =>
-  Cause.isInterruptedOnly(cause) && HashSet.has(Cause.interruptors(cause), HttpServerError.clientAbortFiberId)
+  interruptedOnlyBy(cause, HttpServerError.clientAbortFiberId)
 
 /** 499 for a client that went away (as the platform answers it), not the 500 `exitResponse` would make of any interruption. */
 const statusOfExit = <E>(exit: Exit.Exit<HttpServerResponse.HttpServerResponse, E>): number =>
