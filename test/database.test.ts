@@ -2,7 +2,12 @@
 import { SqlError } from "@effect/sql/SqlError"
 import { Database } from "bun:sqlite"
 import { describe, expect, test } from "bun:test"
+import { Context, Effect, Either, Layer } from "effect"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { classifyDriverError } from "../layers/database/errors.js"
+import * as Sqlite from "../layers/database/Sqlite.js"
 
 const driverError = (statement: (db: Database) => void): SqlError => {
   const db = new Database(":memory:")
@@ -62,5 +67,35 @@ describe("classifyDriverError", () => {
     expect(pg("08006")).toMatchObject({ _tag: "Operational", transient: true })
     expect(pg("40P01")).toMatchObject({ _tag: "Operational", transient: true })
     expect(pg("42601")._tag).toBe("Bug")
+  })
+})
+
+describe("the change counter (DataVersion)", () => {
+  test("sees another connection's commit from the next turn of the event loop, and is read once per turn", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "bulwark-version-"))
+    const filename = join(directory, "bulwark.db")
+    try {
+      await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+        const context = yield* Layer.build(Sqlite.layer({ filename, busyTimeoutMillis: 25 }))
+        const changeCounter = Context.get(context, Sqlite.DataVersion)
+        const read = () => Either.getOrThrow(changeCounter())
+        const other = new Database(filename)
+        other.run("CREATE TABLE IF NOT EXISTS t (x)")
+        yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+        const before = read()
+        other.run("INSERT INTO t VALUES (1)")
+        // Same turn: the value read at its start still stands (requests of this turn were sent before the commit).
+        expect(read()).toBe(before)
+        yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+        const after = read()
+        expect(after).not.toBe(before)
+        // Nothing committed since: the next turn reads the same value again.
+        yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+        expect(read()).toBe(after)
+        other.close()
+      })))
+    } finally {
+      rmSync(directory, { recursive: true, force: true })
+    }
   })
 })

@@ -129,4 +129,22 @@ describe("CircuitBreaker", () => {
       expect(yield* breaker.run(ok)).toBe("ok")
       expect((yield* breaker.status).state).toBe("closed")
     })))
+
+  test("rejectsAt answers, without a call, whether a call would be rejected at once", () =>
+    run(Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make(options())
+      const now = () => Effect.map(TestClock.currentTimeMillis, (millis) => breaker.rejectsAt(millis))
+      expect(yield* now()).toBe(false)
+      for (let i = 0; i < 3; i++) yield* Effect.either(breaker.run(failing))
+      expect(yield* now()).toBe(true)
+      // Due for a probe: a call would be admitted, so the caller must ask.
+      yield* TestClock.adjust("5 seconds")
+      expect(yield* now()).toBe(false)
+      yield* breaker.force("open")
+      expect(yield* now()).toBe(true)
+      yield* breaker.force("disable")
+      expect(yield* now()).toBe(false)
+      yield* breaker.force("close")
+      expect(yield* now()).toBe(false)
+    })))
 })
