@@ -31,16 +31,17 @@ const make = Effect.gen(function*() {
     return next.count
   }
 
+  /** Counted in process instead of in the shared store: each such count is a fallback. */
+  const countHere = (key: string, now: number) =>
+    Effect.zipRight(Metric.increment(rateLimitFallbacksTotal), Effect.sync(() => countLocally(key, now)))
+
+  // The breaker's fast rejections are not ledgered one by one (the transition that opened it was).
   const fallBack = (key: string, now: number) => (error: CacheUnavailable) =>
     required
       ? Effect.fail(error)
-      : Effect.zipRight(
-        Effect.all([
-          Metric.increment(rateLimitFallbacksTotal),
-          error.reason === "breaker_open" ? Effect.void : Effect.asVoid(ledger.record(error, { severity: "warning" }))
-        ], { discard: true }),
-        Effect.succeed(countLocally(key, now))
-      )
+      : error.reason === "breaker_open"
+      ? countHere(key, now)
+      : Effect.zipRight(ledger.record(error, { severity: "warning" }), countHere(key, now))
 
   /** The window's count as `RateLimit-*` headers for the edge, and the verdict. */
   const settle = (count: number, now: number, window: number) =>
@@ -60,9 +61,7 @@ const make = Effect.gen(function*() {
       const window = Math.floor(now / windowMillis)
       const key = `ratelimit:${bucket}:${window}`
       // The shared store's breaker rejects every call: count here at once, as a rejection would.
-      if (!required && cache.breaker.rejectsAt(now)) {
-        return Effect.zipRight(Metric.increment(rateLimitFallbacksTotal), settle(countLocally(key, now), now, window))
-      }
+      if (!required && cache.breaker.rejectsAt(now)) return Effect.flatMap(countHere(key, now), (count) => settle(count, now, window))
       return Effect.flatMap(Effect.catchAll(cache.increment(key, windowMillis), fallBack(key, now)), (count) => settle(count, now, window))
     })
 

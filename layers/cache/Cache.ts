@@ -72,13 +72,14 @@ export const inProcess = (options: { readonly maxEntries: number } & CacheBreake
       const entries = new Map<string, { readonly value: string; readonly expiresAt: number }>()
       const breaker = yield* makeBreaker(options)
       // Each call reads the clock once and does its work in one step: these run on every request.
-      const lookup = (key: string, now: number): Option.Option<string> => {
+      /** The live entry, moved to the recent end; an expired one is dropped. */
+      const lookup = (key: string, now: number) => {
         const entry = entries.get(key)
-        if (entry === undefined) return Option.none()
+        if (entry === undefined) return undefined
         entries.delete(key)
-        if (entry.expiresAt <= now) return Option.none()
+        if (entry.expiresAt <= now) return undefined
         entries.set(key, entry)
-        return Option.some(entry.value)
+        return entry
       }
       const store = (key: string, value: string, expiresAt: number) => {
         entries.delete(key)
@@ -89,7 +90,11 @@ export const inProcess = (options: { readonly maxEntries: number } & CacheBreake
           entries.delete(oldest.value)
         }
       }
-      const get = (key: string) => Effect.clockWith((clock) => Effect.succeed(lookup(key, clock.unsafeCurrentTimeMillis())))
+      const get = (key: string) =>
+        Effect.clockWith((clock) => {
+          const entry = lookup(key, clock.unsafeCurrentTimeMillis())
+          return Effect.succeed(entry === undefined ? Option.none<string>() : Option.some(entry.value))
+        })
       const set = (key: string, value: string, ttl: Duration.DurationInput) =>
         Effect.clockWith((clock) => Effect.sync(() => store(key, value, clock.unsafeCurrentTimeMillis() + Duration.toMillis(ttl))))
       const remove = (key: string) => Effect.sync(() => void entries.delete(key))
@@ -98,9 +103,9 @@ export const inProcess = (options: { readonly maxEntries: number } & CacheBreake
           Effect.sync(() => {
             const now = clock.unsafeCurrentTimeMillis()
             const current = lookup(key, now)
-            const count = Option.isSome(current) ? Number(current.value) + 1 : 1
+            const count = current === undefined ? 1 : Number(current.value) + 1
             // Keep the first expiry: a counter's window does not slide with each hit.
-            store(key, String(count), Option.isSome(current) ? entries.get(key)!.expiresAt : now + Duration.toMillis(ttl))
+            store(key, String(count), current === undefined ? now + Duration.toMillis(ttl) : current.expiresAt)
             return count
           })
         )

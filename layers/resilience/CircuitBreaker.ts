@@ -204,7 +204,7 @@ export const make = <E>(options: BreakerOptions<E>) =>
 
     /**
      * Whether a call made at `now` would be rejected at once (open and not yet due for a probe, or
-     * forced open). For callers with a fallback of their own, which can take it without building,
+     * forced open: `admit`'s rule for those states; a half-open breaker is left to `admit`). For callers with a fallback of their own, which can take it without building,
      * failing and catching a rejection (as `run` would) on every call while the dependency is down.
      */
     const rejectsAt = (now: number): boolean => state._tag === "forced_open" || (state._tag === "open" && now < state.until)
