@@ -131,6 +131,9 @@ export const onPostgres = async (file: string, load: () => Promise<unknown>) => 
     }
     return
   }
+  // Set from the file's evaluation on (Bun evaluates and runs test files one at a time), so that
+  // `sqliteOnly` decides when tests are registered, also inside `describe` blocks.
+  harness.dialect = "postgres"
   beforeAll(() => {
     harness.dialect = "postgres"
   })
@@ -138,4 +141,13 @@ export const onPostgres = async (file: string, load: () => Promise<unknown>) => 
     harness.dialect = "sqlite"
   })
   await load()
+}
+
+/**
+ * `test`, or `test.skip` on PostgreSQL, for a test that works on SQLite's own file (takes its lock,
+ * renames a table through a second connection, reads the file after close). `reason` says which.
+ */
+export const sqliteOnly = (reason: string): typeof test => {
+  if (harness.dialect !== "postgres") return test
+  return ((name: string, ...rest: Array<unknown>) => test.skip(`${name} (SQLite only: ${reason})`, ...(rest as []))) as unknown as typeof test
 }
