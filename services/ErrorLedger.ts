@@ -52,6 +52,7 @@ export const typeOf = (error: AppError): ErrorRecord["type"] => {
     case "Internal":
       return "internal"
     case "NotFound":
+    case "MethodNotAllowed":
     case "Conflict":
     case "RateLimited":
     case "Overloaded":

@@ -1,6 +1,6 @@
 import { Schema } from "effect"
 import { PayloadKinds } from "../telemetry/Sanitize.js"
-import { Timestamp, Uuid } from "./Ids.js"
+import { DateTimeFromString, IntegerFromString, Timestamp, Uuid } from "./Ids.js"
 
 export const ErrorType = Schema.Literal("http", "stream", "database", "cache", "memory", "validation", "auth", "internal")
 export const Severity = Schema.Literal("critical", "error", "warning")
@@ -54,13 +54,13 @@ export const ListErrorsParams = Schema.Struct({
   severity: Schema.optional(Severity),
   session_id: Schema.optional(Uuid),
   resolved: Schema.optional(BooleanFromString),
-  since: Schema.optional(Schema.DateFromString.pipe(Schema.validDate())),
-  limit: Schema.optional(Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 500)))
+  since: Schema.optional(DateTimeFromString),
+  limit: Schema.optional(IntegerFromString({ minimum: 1, maximum: 500 }))
 })
 export type ListErrorsFilter = Schema.Schema.Type<typeof ListErrorsParams>
 
 export const StatsParams = Schema.Struct({
-  since: Schema.optional(Schema.DateFromString.pipe(Schema.validDate()))
+  since: Schema.optional(DateTimeFromString)
 })
 
 export class ErrorStats extends Schema.Class<ErrorStats>("ErrorStats")({
