@@ -148,7 +148,7 @@ export const MainLive = (options: ServerOptions) =>
     Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
     Layer.provide(options.extraRoutes ?? Layer.empty),
-    Layer.provide(Boundary.layer({ requestTimeoutMillis: options.config.requestTimeoutMillis })),
+    Layer.provide(Boundary.layer({ requestTimeoutMillis: options.config.requestTimeoutMillis, routeOf })),
     Layer.provide(ApiLive),
     HttpServer.withLogAddress,
     Layer.provideMerge(listen(options.config)),
