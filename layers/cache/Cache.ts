@@ -9,6 +9,7 @@ import { Context, Deferred, Duration, Effect, Exit, Layer, Option, Ref, Schedule
 import { StartupError } from "../../src/Config.js"
 import { CacheUnavailable } from "../../src/errors.js"
 import * as CircuitBreaker from "../resilience/CircuitBreaker.js"
+import { describeOverrun } from "../resilience/Timeout.js"
 
 export interface CacheShape {
   readonly kind: "memory" | "redis"
@@ -55,13 +56,15 @@ const unavailable = (operation: string, reason: string, cause: unknown, retryAft
   // Built on every rejected call while the breaker is open; its fields are ours, so not re-validated.
   new CacheUnavailable({ operation, reason, retryAfterSeconds, cause }, true)
 
+const BREAKER_OPEN = CircuitBreaker.breakerOpenCause("cache")
+
 const makeBreaker = (options: CacheBreakerOptions) =>
   CircuitBreaker.make<CacheUnavailable>({
     ...options.breaker,
     dependency: "cache",
     isFailure: (error) => error instanceof CacheUnavailable,
-    rejected: (retryAfterSeconds) => unavailable("cache", "breaker_open", null, retryAfterSeconds),
-    timedOut: () => unavailable("cache", "timeout", null)
+    rejected: (retryAfterSeconds) => unavailable("cache", "breaker_open", BREAKER_OPEN, retryAfterSeconds),
+    timedOut: (overrun, operation) => unavailable(operation ?? "cache", "timeout", describeOverrun(overrun))
   })
 
 /** In-process: a bounded map in insertion (least recently set or read) order, expiring by `Clock`. */
@@ -158,11 +161,14 @@ export const redis = (url: string, required: boolean, options: CacheBreakerOptio
       const command = <A>(operation: string, run: () => Promise<A>) =>
         // The span is for calls that reach Redis; a call the open breaker refuses never did (and,
         // built only when admitted, costs nothing while Redis is down).
-        breaker.run(Effect.suspend(() =>
-          Effect.tryPromise({ try: run, catch: (cause) => unavailable(operation, "redis_error", cause) }).pipe(
-            Effect.withSpan(`cache.${operation}`, { attributes: { "db.system.name": "redis" } })
-          )
-        ))
+        breaker.run(
+          Effect.suspend(() =>
+            Effect.tryPromise({ try: run, catch: (cause) => unavailable(operation, "redis_error", cause) }).pipe(
+              Effect.withSpan(`cache.${operation}`, { attributes: { "db.system.name": "redis" } })
+            )
+          ),
+          operation
+        )
       return Cache.of({
         kind: "redis",
         get: (key) => Effect.map(command("get", () => client.get(key)), Option.fromNullable),
