@@ -77,7 +77,7 @@ export const InfrastructureLive = (options: Omit<ServerOptions, "extraRoutes">) 
     Layer.provideMerge(ErrorLedger.layer({ retentionDays: options.config.errorRetentionDays })),
     Layer.provideMerge(ErrorsRepo.Default),
     Layer.provideMerge(
-      Option.match(options.config.redisUrl, { onNone: () => Cache.inProcess(), onSome: (url) => Cache.redis(url, options.config.cacheRequired, options.cacheResilience) })
+      Option.match(options.config.redisUrl, { onNone: () => Cache.inProcess(), onSome: (url) => Cache.redis(url, options.cacheResilience) })
     ),
     Layer.provideMerge(Layer.succeed(CachePolicy, { required: options.config.cacheRequired })),
     Layer.provideMerge(
