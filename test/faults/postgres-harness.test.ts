@@ -5,7 +5,7 @@
  */
 import { SQL } from "bun"
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { type OwnPostgres, requirePostgresServer, startOwnPostgres } from "../support/postgres.js"
+import { type OwnPostgres, requirePostgresServer, startOwnPostgres } from "../support/ownPostgres.js"
 import { startTcpProxy, type TcpProxy } from "../support/tcpProxy.js"
 
 const available = requirePostgresServer("the PostgreSQL fault-tool tests")
