@@ -1,7 +1,7 @@
 import { Schema } from "effect"
 import { Timestamp, Uuid } from "./Ids.js"
 
-export const ErrorType = Schema.Literal("http", "stream", "database", "cache", "memory", "validation", "auth", "internal")
+export const ErrorType = Schema.Literal("http", "stream", "mcp", "database", "cache", "memory", "validation", "auth", "internal")
 export const Severity = Schema.Literal("critical", "error", "warning")
 
 /** One row of the error ledger (SPEC §6) as operators see it. */
