@@ -80,6 +80,16 @@ export const observed = <A, E, R>(
     )
   })
 
+const MAX_LEDGERED_STRING = 1024
+
+/** Long strings in the arguments are cut one by one, so what is kept is still JSON and fits the row. */
+const shortened = (value: unknown, depth = 0): unknown => {
+  if (typeof value === "string") return value.length > MAX_LEDGERED_STRING ? `${value.slice(0, MAX_LEDGERED_STRING)}…[truncated]` : value
+  if (value === null || typeof value !== "object" || depth > 16) return value
+  if (Array.isArray(value)) return value.slice(0, 64).map((item) => shortened(item, depth + 1))
+  return Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, shortened(inner, depth + 1)]))
+}
+
 /** Ledgers an MCP failure (type `mcp`) and returns its problem object. */
 export const recordFailure = (
   error: AppError,
@@ -99,7 +109,7 @@ export const recordFailure = (
       userAgent: context.userAgent,
       tenantId: context.caller.tenantId,
       sessionId: details.sessionId,
-      requestPayload: details.payload === undefined ? null : sanitizePayload(JSON.stringify(details.payload))
+      requestPayload: details.payload === undefined ? null : sanitizePayload(JSON.stringify(shortened(details.payload)))
     })
     yield* Effect.annotateCurrentSpan({ "error.type": error._tag, "error.id": errorId })
     return problemBody(error, errorId)
