@@ -61,6 +61,7 @@ interface LegacySession {
 }
 
 const SCOPE_KEY = "bulwark"
+const OPENED = new TextEncoder().encode(": open\n\n")
 
 const scopeOf = (authInfo: AuthInfo | undefined): RequestScope => {
   const scope = authInfo?.extra?.[SCOPE_KEY] as RequestScope | undefined
@@ -184,6 +185,8 @@ export const makeLegacy = (run: McpRunner, limits: LegacySessionLimits) => {
     }
     const reader = response.body.getReader()
     const body = new ReadableStream<Uint8Array>({
+      // A comment at once, so the client has the response's headers before the first event.
+      start: (controller) => controller.enqueue(OPENED),
       pull: async (controller) => {
         const chunk = await reader.read().catch(() => ({ done: true as const, value: undefined }))
         if (chunk.done) {
