@@ -47,7 +47,7 @@ describe("one instance", () => {
     const sessionId = await restSession(server, tenant.api_key)
     for (let i = 1; i <= 55; i++) await restPost(server, tenant.api_key, sessionId, `m${i}`)
     const read = await client.readResource({ uri: messagesUri(sessionId) })
-    const page = JSON.parse(read.contents[0]!.text as string) as { data: Array<{ seq: number }> }
+    const page = JSON.parse((read.contents[0] as { text: string }).text) as { data: Array<{ seq: number }> }
     expect(page.data.map((m) => m.seq)).toEqual(Array.from({ length: 50 }, (_, i) => i + 6))
     await client.close()
   })
