@@ -27,7 +27,7 @@ import { MessagesRepo } from "../services/MessagesRepo.js"
 import { Sessions } from "../services/Sessions.js"
 import { Tenants } from "../services/Tenants.js"
 import { Api } from "./Api.js"
-import { type AppConfigShape, dataDirectoryOf, StartupError } from "./Config.js"
+import { type AppConfigShape, StartupError } from "./Config.js"
 import { AdminAuthenticationLive, AuthenticationLive, OptionalOperatorLive } from "./http/Auth.js"
 import * as Boundary from "./http/Boundary.js"
 import * as HotRoutes from "./http/HotRoutes.js"
@@ -97,15 +97,17 @@ const SharedContextLive = (options: ServerOptions) =>
     Layer.provideMerge(Events.layer(options.eventHeartbeat === undefined ? {} : { heartbeat: options.eventHeartbeat })),
     Layer.provideMerge(Layer.merge(EventBus.layer, MessagesRepo.Default)),
     Layer.provideMerge(Idempotency.Default),
-    Layer.provideMerge(MemoryStore.layer(options.memoryResilience))
+    Layer.provideMerge(
+      MemoryStore.layer(Database.sizedToPool(options.memoryResilience ?? Database.defaultResilience, options.config.database, "memory"))
+    )
   )
 
 export const ServicesLive = (options: ServerOptions) =>
   Layer.mergeAll(Tenants.Default, Auth.Default, Health.Default, RateLimiter.layer).pipe(
     Layer.provideMerge(SharedContextLive(options)),
     Layer.provideMerge(Layer.succeed(RateLimitConfig, options.config.rateLimit)),
-    Layer.provideMerge(adminTokenLayer(options.config.adminToken, dataDirectoryOf(options.config.database))),
-    Layer.provideMerge(jwtSecretLayer(options.config.jwtSecret, dataDirectoryOf(options.config.database))),
+    Layer.provideMerge(adminTokenLayer(options.config.adminToken, options.config.database)),
+    Layer.provideMerge(jwtSecretLayer(options.config.jwtSecret, options.config.database)),
     Layer.provideMerge(InfrastructureLive(options))
   )
 
