@@ -55,6 +55,8 @@ export const discountingLoopDelay = <A, E, R, E2>(
       const untilDue = Math.min(timeoutMillis - dependencyMillis, timeoutMillis * MAX_STRETCH - waitedMillis)
       return Effect.zipRight(Effect.sleep(Duration.millis(untilDue)), deadline)
     })
-    return Effect.raceFirst(self, Effect.zipRight(Effect.sleep(Duration.millis(timeoutMillis)), deadline))
+    // The timer is interruptible even when the call is not (the ledger's writes are): else the race
+    // would wait the whole timeout for its losing timer after the call had answered.
+    return Effect.raceFirst(self, Effect.interruptible(Effect.zipRight(Effect.sleep(Duration.millis(timeoutMillis)), deadline)))
   })
 }
