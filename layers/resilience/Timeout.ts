@@ -55,8 +55,8 @@ export const discountingLoopDelay = <A, E, R, E2>(
       const untilDue = Math.min(timeoutMillis - dependencyMillis, timeoutMillis * MAX_STRETCH - waitedMillis)
       return Effect.zipRight(Effect.sleep(Duration.millis(untilDue)), deadline)
     })
-    // The timer is interruptible even when the call is not (the ledger's writes are): else the race
-    // would wait the whole timeout for its losing timer after the call had answered.
+    // Interruptible even where the call is not (a finalizer's ledger drain): else the race would
+    // wait for the whole timeout before it could interrupt the losing timer, as `Effect.timeout` avoids.
     return Effect.raceFirst(self, Effect.interruptible(Effect.zipRight(Effect.sleep(Duration.millis(timeoutMillis)), deadline)))
   })
 }

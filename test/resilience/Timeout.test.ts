@@ -1,23 +1,30 @@
-/** The per-call timeout around an uninterruptible call (the ledger's writes are): it ends with the call. */
-import { expect, test } from "bun:test"
+/** The per-call timeout that discounts this process's own loop delay, under `TestClock`. */
+import { describe, expect, test } from "bun:test"
 import { Effect, Fiber, TestClock, TestContext } from "effect"
 import { discountingLoopDelay } from "../../layers/resilience/Timeout.js"
 
-test("an uninterruptible call that answers in 10 ms returns then, not when its 2 s timer would have fired", async () => {
-  const finishedAt = await Effect.runPromise(
-    Effect.gen(function*() {
-      const call = discountingLoopDelay(Effect.uninterruptible(Effect.sleep("10 millis")), {
-        timeout: "2 seconds",
-        loop: { heldUpBetween: () => 0 },
-        onTimeout: () => "timed out" as const
-      })
-      const fiber = yield* Effect.fork(Effect.uninterruptible(call))
-      yield* TestClock.adjust("10 millis")
-      // Had the race waited for its timer, the call would still be running here.
-      const done = yield* Fiber.poll(yield* Effect.succeed(fiber))
-      yield* Fiber.join(fiber)
-      return { done: done._tag === "Some", at: yield* TestClock.currentTimeMillis }
-    }).pipe(Effect.provide(TestContext.TestContext))
-  )
-  expect(finishedAt).toEqual({ done: true, at: 10 })
+const notHeldUp = { heldUpBetween: () => 0 }
+
+const run = <A, E>(effect: Effect.Effect<A, E>) => Effect.runPromise(Effect.provide(effect, TestContext.TestContext))
+
+describe("discountingLoopDelay", () => {
+  test("a call that finishes inside an uninterruptible region (a finalizer's drain) returns at once, not after the timeout", () =>
+    run(Effect.gen(function*() {
+      const fiber = yield* Effect.fork(Effect.uninterruptible(
+        discountingLoopDelay(Effect.succeed("written"), { timeout: "2 seconds", loop: notHeldUp, onTimeout: () => "timed out" as const })
+      ))
+      // The test clock never moves: were the race to wait for its losing timer, this would hang.
+      expect(yield* Fiber.join(fiber)).toBe("written")
+    })))
+
+  test("a call that does not answer fails with its overrun once the dependency's time is up", () =>
+    run(Effect.gen(function*() {
+      const fiber = yield* Effect.fork(Effect.either(
+        discountingLoopDelay(Effect.never, { timeout: "100 millis", loop: notHeldUp, onTimeout: (overrun) => overrun })
+      ))
+      yield* TestClock.adjust("100 millis")
+      const outcome = yield* Fiber.join(fiber)
+      expect(outcome._tag).toBe("Left")
+      if (outcome._tag === "Left") expect(outcome.left).toMatchObject({ timeoutMillis: 100, waitedMillis: 100, dependencySlow: true })
+    })))
 })

@@ -13,6 +13,7 @@ import type { CacheBreakerOptions } from "../../layers/cache/Cache.js"
 import type { DatabaseResilience } from "../../layers/database/Database.js"
 import type { AppConfigShape } from "../../src/Config.js"
 import type { ErrorRecord } from "../../src/domain/ErrorRecord.js"
+import type { McpOptions } from "../../src/mcp/Endpoint.js"
 import { MainLive } from "../../src/Server.js"
 import { cloneDatabase, harness, TEST_POOL_SIZE } from "./postgres.js"
 
@@ -54,6 +55,8 @@ export interface TestServerOptions {
   readonly databaseFile?: string
   /** Generous by default so that only the rate-limit tests meet it. */
   readonly rateLimit?: { readonly limit: number; readonly windowMillis: number }
+  /** MCP session bounds and allowed origins. */
+  readonly mcp?: McpOptions
 }
 
 /** How many times the work of `/__test/hang` was interrupted (its finalizer ran). */
@@ -115,7 +118,8 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
       ...(options.databaseResilience === undefined ? {} : { databaseResilience: options.databaseResilience }),
       ...(options.cacheResilience === undefined ? {} : { cacheResilience: options.cacheResilience }),
       ...(options.memoryResilience === undefined ? {} : { memoryResilience: options.memoryResilience }),
-      ...(options.eventHeartbeat === undefined ? {} : { eventHeartbeat: options.eventHeartbeat })
+      ...(options.eventHeartbeat === undefined ? {} : { eventHeartbeat: options.eventHeartbeat }),
+      ...(options.mcp === undefined ? {} : { mcp: options.mcp })
     })
   )
   const address = await runtime.runPromise(Effect.map(HttpServer.HttpServer, (server) => server.address))
