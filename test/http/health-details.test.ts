@@ -79,7 +79,7 @@ describe("bun run cli -- breaker", () => {
           HOME: process.env.HOME ?? "",
           BULWARK_URL: server.url,
           BULWARK_ADMIN_TOKEN: server.adminToken,
-          DATABASE_URL: `file:${server.databaseFile}`
+          DATABASE_URL: server.databaseUrl
         },
         stdout: "pipe",
         stderr: "pipe"

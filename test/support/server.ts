@@ -24,6 +24,8 @@ export interface TestServer {
   readonly jwtSecret: string
   readonly directory: string
   readonly databaseFile: string
+  /** `DATABASE_URL` for another process (the CLI) on this server's database. */
+  readonly databaseUrl: string
   readonly fetch: (path: string, init?: RequestInit) => Promise<Response>
   readonly admin: (path: string, init?: RequestInit) => Promise<Response>
   readonly createTenant: (name?: string) => Promise<{ id: string; api_key: string; api_key_id: string }>
@@ -151,6 +153,7 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
     jwtSecret,
     directory,
     databaseFile,
+    databaseUrl: onPostgres ? databaseFile : `file:${databaseFile}`,
     fetch: fetchPath,
     admin,
     createTenant,
