@@ -89,7 +89,8 @@ export class HealthGroup extends HttpApiGroup.make("health", { topLevel: true })
       .annotate(OpenApi.Summary, "Readiness probe")
       .addSuccess(Status)
       .addError(ApiError.DbOperational)
-      .annotate(OpenApi.Description, "The database can serve requests.")
+      .addError(ApiError.CacheUnavailable)
+      .annotate(OpenApi.Description, "The database can serve requests, and so can the cache when it is required (`BULWARK_CACHE_REQUIRED=true`).")
   )
 {}
 
