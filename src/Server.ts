@@ -28,10 +28,11 @@ import { MessagesRepo } from "../services/MessagesRepo.js"
 import { Sessions } from "../services/Sessions.js"
 import { Tenants } from "../services/Tenants.js"
 import { Api } from "./Api.js"
-import { type AppConfigShape, dataDirectoryOf, StartupError } from "./Config.js"
+import { type AppConfigShape, StartupError } from "./Config.js"
 import { AdminAuthenticationLive, AuthenticationLive, OptionalOperatorLive } from "./http/Auth.js"
 import * as Boundary from "./http/Boundary.js"
 import * as HotRoutes from "./http/HotRoutes.js"
+import * as McpEndpoint from "./mcp/Endpoint.js"
 import { HandlersLive } from "./http/Handlers.js"
 import * as Logging from "./telemetry/Logging.js"
 import { serverScheduler } from "./Scheduler.js"
@@ -57,6 +58,8 @@ export interface ServerOptions {
   readonly memoryResilience?: Database.DatabaseResilience
   /** How often an event stream pings and checks its session (SPEC: 15 s; tests shorten it). */
   readonly eventHeartbeat?: Duration.DurationInput
+  /** MCP session bounds and allowed origins (tests shorten the idle expiry). */
+  readonly mcp?: McpEndpoint.McpOptions
 }
 
 /** OTLP export when an endpoint is configured; without one nothing is exported. */
@@ -97,15 +100,17 @@ const SharedContextLive = (options: ServerOptions) =>
     Layer.provideMerge(Events.layer(options.eventHeartbeat === undefined ? {} : { heartbeat: options.eventHeartbeat })),
     Layer.provideMerge(Layer.merge(EventBus.layer, MessagesRepo.Default)),
     Layer.provideMerge(Idempotency.Default),
-    Layer.provideMerge(MemoryStore.layer(options.memoryResilience))
+    Layer.provideMerge(
+      MemoryStore.layer(Database.sizedToPool(options.memoryResilience ?? Database.defaultResilience, options.config.database, "memory"))
+    )
   )
 
 export const ServicesLive = (options: ServerOptions) =>
   Layer.mergeAll(Tenants.Default, Auth.Default, Health.Default, RateLimiter.layer).pipe(
     Layer.provideMerge(SharedContextLive(options)),
     Layer.provideMerge(Layer.succeed(RateLimitConfig, options.config.rateLimit)),
-    Layer.provideMerge(adminTokenLayer(options.config.adminToken, dataDirectoryOf(options.config.database))),
-    Layer.provideMerge(jwtSecretLayer(options.config.jwtSecret, dataDirectoryOf(options.config.database))),
+    Layer.provideMerge(adminTokenLayer(options.config.adminToken, options.config.database)),
+    Layer.provideMerge(jwtSecretLayer(options.config.jwtSecret, options.config.database)),
     Layer.provideMerge(InfrastructureLive(options))
   )
 
@@ -125,10 +130,10 @@ const serverContext = Layer.mergeAll(BunHttpPlatform.layer, Etag.layerWeak).pipe
   Layer.provideMerge(Layer.mergeAll(BunFileSystem.layer, BunPath.layer))
 )
 
-/** Bun serves the hot routes itself; every other request goes to the HttpApi app. */
-const listen = (config: AppConfigShape) =>
+/** Bun serves the hot routes and `/mcp` itself; every other request goes to the HttpApi app. */
+const listen = (config: AppConfigShape, mcp: McpEndpoint.McpOptions | undefined) =>
   Layer.unwrapScoped(
-    Effect.map(HotRoutes.make({ requestTimeoutMillis: config.requestTimeoutMillis, routeOf }), (routes) =>
+    Effect.map(Effect.zipWith(HotRoutes.make({ requestTimeoutMillis: config.requestTimeoutMillis, routeOf }), McpEndpoint.make(mcp), (hot, mcpRoutes) => ({ ...hot, ...mcpRoutes })), (routes) =>
       BunHttpServer.layerServer({
         port: config.port,
         hostname: config.host,
@@ -149,10 +154,10 @@ export const MainLive = (options: ServerOptions) =>
     Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
     Layer.provide(options.extraRoutes ?? Layer.empty),
-    Layer.provide(Boundary.layer({ requestTimeoutMillis: options.config.requestTimeoutMillis })),
+    Layer.provide(Boundary.layer({ requestTimeoutMillis: options.config.requestTimeoutMillis, routeOf })),
     Layer.provide(ApiLive),
     HttpServer.withLogAddress,
-    Layer.provideMerge(listen(options.config)),
+    Layer.provideMerge(listen(options.config, options.mcp)),
     Layer.provide(ServicesLive(options)),
     Layer.provide(Logging.layer({ format: options.config.logFormat, level: options.config.logLevel })),
     Layer.provide(TelemetryLive(options)),

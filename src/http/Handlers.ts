@@ -105,7 +105,7 @@ export const MessagesLive = HttpApiBuilder.group(Api, "messages", (handlers) =>
             userAgent: inFlight?.userAgent,
             traceId: Option.getOrUndefined(Option.map(span, (s) => s.traceId))
           }
-          return eventStreamResponse(events.stream(caller.tenantId, path.id, after, request))
+          return yield* eventStreamResponse((sink) => events.open(caller.tenantId, path.id, after, request, sink))
         }))
   }))
 
