@@ -56,6 +56,8 @@ export interface ServerOptions {
   readonly memoryResilience?: Database.DatabaseResilience
   /** How often an event stream pings and checks its session (SPEC: 15 s; tests shorten it). */
   readonly eventHeartbeat?: Duration.DurationInput
+  /** Seconds a connection may send nothing before Bun closes it (Bun's default, 10; tests shorten it). */
+  readonly idleTimeoutSeconds?: number
 }
 
 /** OTLP export when an endpoint is configured; without one nothing is exported. */
@@ -123,7 +125,7 @@ const serverContext = Layer.mergeAll(BunHttpPlatform.layer, Etag.layerWeak).pipe
 )
 
 /** Bun serves the hot routes itself; every other request goes to the HttpApi app. */
-const listen = (config: AppConfigShape) =>
+const listen = (config: AppConfigShape, idleTimeoutSeconds = 10) =>
   Layer.unwrapScoped(
     Effect.map(HotRoutes.make({ requestTimeoutMillis: config.requestTimeoutMillis, routeOf }), (routes) =>
       BunHttpServer.layerServer({
@@ -131,6 +133,7 @@ const listen = (config: AppConfigShape) =>
         hostname: config.host,
         // Above our own 1 MiB rule, so that the boundary (not Bun) answers oversized bodies.
         maxRequestBodySize: 16 * 1024 * 1024,
+        idleTimeout: idleTimeoutSeconds,
         routes
       }))
   ).pipe(
@@ -149,7 +152,7 @@ export const MainLive = (options: ServerOptions) =>
     Layer.provide(Boundary.layer({ requestTimeoutMillis: options.config.requestTimeoutMillis })),
     Layer.provide(ApiLive),
     HttpServer.withLogAddress,
-    Layer.provideMerge(listen(options.config)),
+    Layer.provideMerge(listen(options.config, options.idleTimeoutSeconds)),
     Layer.provide(ServicesLive(options)),
     Layer.provide(Logging.layer({ format: options.config.logFormat, level: options.config.logLevel })),
     Layer.provide(TelemetryLive(options)),

@@ -8,7 +8,8 @@
  * fiber per client: a message shared by a thousand streams is encoded once, and an open stream
  * costs its connection and a few small objects.
  */
-import { HttpServerResponse } from "@effect/platform"
+import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import * as BunHttpServerRequest from "@effect/platform-bun/BunHttpServerRequest"
 import { Effect, Runtime, Schema } from "effect"
 import type { StreamItem, StreamSink, Subscription } from "../../services/Events.js"
 import { Message } from "../domain/Message.js"
@@ -53,11 +54,22 @@ const bytesOf = (item: StreamItem): Uint8Array => {
 }
 
 /**
+ * Bun closes a connection that sends nothing for its idle timeout (10 s by default), shorter than
+ * the heartbeat (15 s): a stream's connection is exempt. The platform keeps the Bun server on its
+ * request object without exporting it, hence the narrow cast; the SSE tests fail if it is ever gone.
+ */
+const exemptFromIdleTimeout = (request: HttpServerRequest.HttpServerRequest) => {
+  const server = (request as unknown as { readonly bunServer?: { readonly timeout: (request: Request, seconds: number) => void } }).bunServer
+  server?.timeout(BunHttpServerRequest.toRequest(request), 0)
+}
+
+/**
  * The response for a stream that `open` starts once the client reads the body (never for a
  * response that is not sent, or a HEAD). The stream ends when the client leaves (`cancel`).
  */
 export const eventStreamResponse = (open: (sink: StreamSink) => Effect.Effect<Subscription>) =>
-  Effect.map(Effect.runtime<never>(), (runtime) => {
+  Effect.map(Effect.zip(Effect.runtime<never>(), HttpServerRequest.HttpServerRequest), ([runtime, request]) => {
+    exemptFromIdleTimeout(request)
     let subscription: Subscription | undefined
     let ended = false
     const body = new ReadableStream<Uint8Array>(

@@ -43,6 +43,8 @@ export interface TestServerOptions {
   readonly memoryResilience?: DatabaseResilience
   /** How often event streams ping and check their session; 15 s by default, as in production. */
   readonly eventHeartbeat?: Duration.DurationInput
+  /** Bun's idle timeout for connections, in seconds (10 by default, as in production). */
+  readonly idleTimeoutSeconds?: number
   /** Another server's database file, to run a second instance on the same data (it is not deleted on close). */
   readonly databaseFile?: string
   /** Generous by default so that only the rate-limit tests meet it. */
@@ -104,7 +106,8 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
       ...(options.databaseResilience === undefined ? {} : { databaseResilience: options.databaseResilience }),
       ...(options.cacheResilience === undefined ? {} : { cacheResilience: options.cacheResilience }),
       ...(options.memoryResilience === undefined ? {} : { memoryResilience: options.memoryResilience }),
-      ...(options.eventHeartbeat === undefined ? {} : { eventHeartbeat: options.eventHeartbeat })
+      ...(options.eventHeartbeat === undefined ? {} : { eventHeartbeat: options.eventHeartbeat }),
+      ...(options.idleTimeoutSeconds === undefined ? {} : { idleTimeoutSeconds: options.idleTimeoutSeconds })
     })
   )
   const address = await runtime.runPromise(Effect.map(HttpServer.HttpServer, (server) => server.address))
