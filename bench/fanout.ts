@@ -17,8 +17,11 @@ import type { Socket } from "bun"
 import { mkdtempSync, rmSync } from "node:fs"
 import { availableParallelism, tmpdir } from "node:os"
 import { join } from "node:path"
-import { rssMegabytes, runToEnd, stopAll } from "./processes.js"
+import { freePort, rssMegabytes, runToEnd, spawnServer, stopAll, stopProcess, waitForReady } from "./processes.js"
 import { startBulwark, type Target } from "./targets.js"
+
+/** What the scenarios need of a server. */
+type FanoutTarget = Pick<Target, "baseUrl" | "apiKey" | "sessionId" | "process" | "adminToken">
 
 const number = (name: string, fallback: number) => {
   const raw = process.env[name]
@@ -94,7 +97,7 @@ const inBatches = async <A, B>(items: ReadonlyArray<A>, concurrency: number, wor
   return results
 }
 
-const api = (target: Target) => async (path: string, init: RequestInit = {}) => {
+const api = (target: FanoutTarget) => async (path: string, init: RequestInit = {}) => {
   const response = await fetch(`${target.baseUrl}${path}`, {
     ...init,
     headers: { authorization: `Bearer ${target.apiKey}`, "content-type": "application/json", ...init.headers }
@@ -103,7 +106,7 @@ const api = (target: Target) => async (path: string, init: RequestInit = {}) => 
   return { status: response.status, body }
 }
 
-const openStreams = async (target: Target) => {
+const openStreams = async (target: FanoutTarget) => {
   const text = await (await fetch(`${target.baseUrl}/metrics`, { headers: { authorization: `Bearer ${target.adminToken}` } })).text()
   return Number(/^bulwark_event_streams_open (\d+)/m.exec(text)?.[1] ?? "0")
 }
@@ -117,7 +120,7 @@ const waitFor = async (what: string, condition: () => Promise<boolean> | boolean
 }
 
 /** Hot reads (`GET /v1/sessions/{id}`), 8 at a time, while `during` runs (or `count` of them): their latencies. */
-const hotReads = async (target: Target, count: number, during?: Promise<unknown>) => {
+const hotReads = async (target: FanoutTarget, count: number, during?: Promise<unknown>) => {
   const call = api(target)
   const latencies: Array<number> = []
   let done = false
@@ -137,7 +140,7 @@ export interface FanoutResult {
   readonly markdown: string
 }
 
-const oneSession = async (target: Target, subscribers: number, messages: number, lines: Array<string>) => {
+const oneSession = async (label: string, target: FanoutTarget, subscribers: number, messages: number, lines: Array<string>) => {
   const call = api(target)
   const base = new URL(target.baseUrl)
   const created = await call("/v1/sessions", { method: "POST", body: JSON.stringify({ title: "fan-out" }) })
@@ -180,14 +183,14 @@ const oneSession = async (target: Target, subscribers: number, messages: number,
   const each = summary(all)
   const whole = summary(reachAll)
   lines.push(
-    `| one session, ${subscribers} subscribers, ${messages} messages | post → each subscriber: p50 ${ms(each.p50)}, p99 ${ms(each.p99)}, max ${ms(each.max)}; ` +
+    `| ${label} | one session, ${subscribers} subscribers, ${messages} messages | post → each subscriber: p50 ${ms(each.p50)}, p99 ${ms(each.p99)}, max ${ms(each.max)}; ` +
       `post → last subscriber: median ${ms(whole.p50)}, worst ${ms(whole.max)} | RSS ${rssBefore.toFixed(0)} MB before, ${rssOpen.toFixed(0)} MB open, ` +
       `${rssAfterMessages.toFixed(0)} MB after the messages |`
   )
   return { p99: each.p99 }
 }
 
-const manySessions = async (target: Target, streams: number, sessions: number, lines: Array<string>) => {
+const manySessions = async (label: string, target: FanoutTarget, streams: number, sessions: number, lines: Array<string>) => {
   const call = api(target)
   const base = new URL(target.baseUrl)
   const sessionIds = await inBatches(Array.from({ length: sessions }), 16, async () => {
@@ -226,7 +229,7 @@ const manySessions = async (target: Target, streams: number, sessions: number, l
   const rssClosed = rssMegabytes(target.process.pid)
   const perStream = ((rssOpen - rssBefore) * 1024) / streams
   lines.push(
-    `| ${streams} streams over ${sessions} sessions | RSS ${rssBefore.toFixed(0)} MB before, ${rssOpen.toFixed(0)} MB open (${perStream.toFixed(1)} KB per stream), ` +
+    `| ${label} | ${streams} streams over ${sessions} sessions | RSS ${rssBefore.toFixed(0)} MB before, ${rssOpen.toFixed(0)} MB open (${perStream.toFixed(1)} KB per stream), ` +
       `${rssClosed.toFixed(0)} MB 3 s after all closed; one message to each of ${targeted.length} sessions reached their ${expected.length} streams in ${ms(deliveredMillis)}` +
       `${strays === 0 ? "" : `, ${strays} streams of other sessions got one`} | hot read p50 / p99: ${ms(quiet.p50)} / ${ms(quiet.p99)} before, ` +
       `${ms(whileConnecting.p50)} / ${ms(whileConnecting.p99)} while they connected (${ms(connectMillis)}), ${ms(whileOpen.p50)} / ${ms(whileOpen.p99)} with them open |`
@@ -234,26 +237,50 @@ const manySessions = async (target: Target, streams: number, sessions: number, l
   return { perStream }
 }
 
-/** Runs both scenarios against a Bulwark of its own, built from `bulwarkDir`, and answers the markdown table. */
+/** The broadcaster floor (`bench/reference/broadcast.ts`) on the same core. */
+const startBroadcaster = async (repoRoot: string, workDir: string, core: number | null): Promise<FanoutTarget> => {
+  const port = freePort()
+  const startedAt = performance.now()
+  const child = spawnServer([process.execPath, join(repoRoot, "bench/reference/broadcast.ts")], {
+    env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin", PORT: String(port) },
+    logFile: join(workDir, "broadcast.log"),
+    core
+  })
+  await waitForReady(`http://127.0.0.1:${port}/health/ready`, child, startedAt)
+  return { baseUrl: `http://127.0.0.1:${port}`, apiKey: "none", sessionId: crypto.randomUUID(), process: child, adminToken: "none" }
+}
+
+/** Runs both scenarios against a Bulwark of its own, built from `bulwarkDir`, then the broadcaster; answers the markdown. */
 export const runFanout = async (options: { readonly repoRoot: string; readonly bulwarkDir: string; readonly core: number | null }): Promise<string> => {
   const workDir = mkdtempSync(join(tmpdir(), "bulwark-fanout-"))
+  const subscribers = number("FANOUT_SUBSCRIBERS", 1000)
+  const messages = number("FANOUT_MESSAGES", 20)
+  const streams = number("FANOUT_STREAMS", 10_000)
+  const sessions = number("FANOUT_SESSIONS", 1000)
   try {
-    const target = await startBulwark({ ...options, workDir, sessionId: crypto.randomUUID() }, { id: "bulwark" })
     const lines = [
-      "| fan-out (SQLite, no Redis) | delivery | memory and other requests |",
-      "| --- | --- | --- |"
+      "| server | scenario | delivery | memory and other requests |",
+      "| --- | --- | --- | --- |"
     ]
-    const one = await oneSession(target, number("FANOUT_SUBSCRIBERS", 1000), number("FANOUT_MESSAGES", 20), lines)
-    const many = await manySessions(target, number("FANOUT_STREAMS", 10_000), number("FANOUT_SESSIONS", 1000), lines)
+    const bulwark = await startBulwark({ ...options, workDir, sessionId: crypto.randomUUID() }, { id: "bulwark" })
+    const one = await oneSession("Bulwark", bulwark, subscribers, messages, lines)
+    const many = await manySessions("Bulwark", bulwark, streams, sessions, lines)
+    await stopProcess(bulwark.process)
+    const floor = await startBroadcaster(options.repoRoot, workDir, options.core)
+    await oneSession("Bun.serve broadcaster", floor, subscribers, messages, lines)
+    await manySessions("Bun.serve broadcaster", floor, streams, sessions, lines)
+    await stopProcess(floor.process)
     lines.push(
       "",
-      `Targets: p99 post → subscriber ≤ 100 ms (${one.p99 <= 100 ? "met" : "not met"}: ${ms(one.p99)}); ` +
-        `≤ 25 KB per open stream (${many.perStream <= 25 ? "met" : "not met"}: ${many.perStream.toFixed(1)} KB). ` +
-        "Clients are raw sockets in the harness process; the server is pinned to its own core when taskset is there."
+      `Bulwark against the targets: p99 post → subscriber ≤ 100 ms: ${one.p99 <= 100 ? "met" : "not met"} (${ms(one.p99)}); ` +
+        `≤ 25 KB per open stream: ${many.perStream <= 25 ? "met" : "not met"} (${many.perStream.toFixed(1)} KB). ` +
+        "Bulwark: SQLite, in-process cache, `bun start`'s build. The broadcaster does no authentication, storage or catch-up: the transport's floor. " +
+        "Clients are raw sockets in the harness process; servers are pinned to their own core when taskset is there. " +
+        "Memory is the server's RSS, so it includes garbage not yet collected."
     )
-    await stopAll()
     return lines.join("\n")
   } finally {
+    await stopAll()
     rmSync(workDir, { recursive: true, force: true })
   }
 }

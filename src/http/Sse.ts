@@ -10,7 +10,7 @@
  */
 import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import * as BunHttpServerRequest from "@effect/platform-bun/BunHttpServerRequest"
-import { Effect, Runtime, Schema } from "effect"
+import { Effect, Schema } from "effect"
 import type { StreamItem, StreamSink, Subscription } from "../../services/Events.js"
 import { Message } from "../domain/Message.js"
 import { clientDetail } from "./Problem.js"
@@ -68,7 +68,7 @@ const exemptFromIdleTimeout = (request: HttpServerRequest.HttpServerRequest) => 
  * response that is not sent, or a HEAD). The stream ends when the client leaves (`cancel`).
  */
 export const eventStreamResponse = (open: (sink: StreamSink) => Effect.Effect<Subscription>) =>
-  Effect.map(Effect.zip(Effect.runtime<never>(), HttpServerRequest.HttpServerRequest), ([runtime, request]) => {
+  Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
     exemptFromIdleTimeout(request)
     let subscription: Subscription | undefined
     let ended = false
@@ -80,7 +80,8 @@ export const eventStreamResponse = (open: (sink: StreamSink) => Effect.Effect<Su
         // The first pull is the first read: only then is the subscription taken.
         pull: (controller) => {
           if (subscription === undefined) {
-            subscription = Runtime.runSync(runtime)(open(sinkOf(controller)))
+            // Not the request's runtime: the stream would keep its context, span and fiber refs alive.
+            subscription = Effect.runSync(open(sinkOf(controller)))
           } else {
             subscription.resume()
           }
