@@ -14,7 +14,7 @@
  * FANOUT_SESSIONS (1000).
  */
 import type { Socket } from "bun"
-import { mkdtempSync, rmSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { availableParallelism, tmpdir } from "node:os"
 import { join } from "node:path"
 import { freePort, rssMegabytes, runToEnd, spawnServer, stopAll, stopProcess, waitForReady } from "./processes.js"
@@ -40,6 +40,12 @@ const summary = (values: ReadonlyArray<number>) => {
 }
 
 const ms = (value: number) => `${value.toFixed(1)} ms`
+
+/** CPU time (user + system) a process has used, in ms, from /proc (Linux): unlike wall time, not inflated by a busy machine. */
+const cpuMillis = (pid: number) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /, "").split(" ")
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100
+}
 
 /** An SSE client on a raw socket: calls `onEvent` with each event's `id` as it arrives. */
 interface StreamClient {
@@ -206,9 +212,11 @@ const manySessions = async (label: string, target: FanoutTarget, streams: number
   const connecting = inBatches(Array.from({ length: streams }, (_, index) => sessionIds[index % sessions]!), 100, (sessionId) =>
     openStream(base, `/v1/sessions/${sessionId}/events`, target.apiKey, onEvent).then((client) => ({ client, sessionId })))
   const connectStartedAt = performance.now()
+  const cpuBefore = cpuMillis(target.process.pid)
   const whileConnecting = await hotReads(target, 0, connecting)
   const clients = await connecting
   const connectMillis = performance.now() - connectStartedAt
+  const cpuPerOpen = (cpuMillis(target.process.pid) - cpuBefore) / streams
   await waitFor(`${streams} streams open`, async () => (await openStreams(target)) >= streams)
   await Bun.sleep(1000)
   const rssOpen = rssMegabytes(target.process.pid)
@@ -232,7 +240,7 @@ const manySessions = async (label: string, target: FanoutTarget, streams: number
     `| ${label} | ${streams} streams over ${sessions} sessions | RSS ${rssBefore.toFixed(0)} MB before, ${rssOpen.toFixed(0)} MB open (${perStream.toFixed(1)} KB per stream), ` +
       `${rssClosed.toFixed(0)} MB 3 s after all closed; one message to each of ${targeted.length} sessions reached their ${expected.length} streams in ${ms(deliveredMillis)}` +
       `${strays === 0 ? "" : `, ${strays} streams of other sessions got one`} | hot read p50 / p99: ${ms(quiet.p50)} / ${ms(quiet.p99)} before, ` +
-      `${ms(whileConnecting.p50)} / ${ms(whileConnecting.p99)} while they connected (${ms(connectMillis)}), ${ms(whileOpen.p50)} / ${ms(whileOpen.p99)} with them open |`
+      `${ms(whileConnecting.p50)} / ${ms(whileConnecting.p99)} while they connected (${ms(connectMillis)}, ${cpuPerOpen.toFixed(2)} ms of server CPU per stream opened, hot reads included), ${ms(whileOpen.p50)} / ${ms(whileOpen.p99)} with them open |`
   )
   return { perStream }
 }
