@@ -13,6 +13,7 @@ import { adminTokenLayer, jwtSecretLayer } from "../layers/Secrets.js"
 import * as Cache from "../layers/cache/Cache.js"
 import { EventBus } from "../layers/events/EventBus.js"
 import { MemoryStore } from "../layers/memory/MemoryStore.js"
+import * as LoopDelay from "../layers/resilience/LoopDelay.js"
 import { Auth } from "../services/Auth.js"
 import { Health } from "../services/Health.js"
 import { Idempotency } from "../services/Idempotency.js"
@@ -27,10 +28,11 @@ import { MessagesRepo } from "../services/MessagesRepo.js"
 import { Sessions } from "../services/Sessions.js"
 import { Tenants } from "../services/Tenants.js"
 import { Api } from "./Api.js"
-import { type AppConfigShape, dataDirectoryOf, StartupError } from "./Config.js"
+import { type AppConfigShape, StartupError } from "./Config.js"
 import { AdminAuthenticationLive, AuthenticationLive, OptionalOperatorLive } from "./http/Auth.js"
 import * as Boundary from "./http/Boundary.js"
 import * as HotRoutes from "./http/HotRoutes.js"
+import * as McpEndpoint from "./mcp/Endpoint.js"
 import { HandlersLive } from "./http/Handlers.js"
 import * as Logging from "./telemetry/Logging.js"
 import { serverScheduler } from "./Scheduler.js"
@@ -58,6 +60,8 @@ export interface ServerOptions {
   readonly eventHeartbeat?: Duration.DurationInput
   /** Seconds a connection may send nothing before Bun closes it (Bun's default, 10; tests shorten it). */
   readonly idleTimeoutSeconds?: number
+  /** MCP session bounds and allowed origins (tests shorten the idle expiry). */
+  readonly mcp?: McpEndpoint.McpOptions
 }
 
 /** OTLP export when an endpoint is configured; without one nothing is exported. */
@@ -78,7 +82,7 @@ export const InfrastructureLive = (options: Omit<ServerOptions, "extraRoutes">) 
     Layer.provideMerge(ErrorLedger.layer({ retentionDays: options.config.errorRetentionDays })),
     Layer.provideMerge(ErrorsRepo.Default),
     Layer.provideMerge(
-      Option.match(options.config.redisUrl, { onNone: () => Cache.inProcess(), onSome: (url) => Cache.redis(url, options.config.cacheRequired, options.cacheResilience) })
+      Option.match(options.config.redisUrl, { onNone: () => Cache.inProcess(), onSome: (url) => Cache.redis(url, options.cacheResilience) })
     ),
     Layer.provideMerge(Layer.succeed(CachePolicy, { required: options.config.cacheRequired })),
     Layer.provideMerge(
@@ -87,7 +91,9 @@ export const InfrastructureLive = (options: Omit<ServerOptions, "extraRoutes">) 
         sqliteBusyTimeoutMillis: options.sqliteBusyTimeoutMillis ?? SQLITE_BUSY_TIMEOUT_MILLIS,
         ...(options.databaseResilience === undefined ? {} : { resilience: options.databaseResilience })
       })
-    )
+    ),
+    // Every dependency's breaker reads it, so that a busy process is not taken for a slow dependency.
+    Layer.provideMerge(LoopDelay.layer())
   )
 
 /** Messages, memory and their live events: what agents use Bulwark for. */
@@ -96,15 +102,17 @@ const SharedContextLive = (options: ServerOptions) =>
     Layer.provideMerge(Events.layer(options.eventHeartbeat === undefined ? {} : { heartbeat: options.eventHeartbeat })),
     Layer.provideMerge(Layer.merge(EventBus.layer, MessagesRepo.Default)),
     Layer.provideMerge(Idempotency.Default),
-    Layer.provideMerge(MemoryStore.layer(options.memoryResilience))
+    Layer.provideMerge(
+      MemoryStore.layer(Database.sizedToPool(options.memoryResilience ?? Database.defaultResilience, options.config.database, "memory"))
+    )
   )
 
 export const ServicesLive = (options: ServerOptions) =>
   Layer.mergeAll(Tenants.Default, Auth.Default, Health.Default, RateLimiter.layer).pipe(
     Layer.provideMerge(SharedContextLive(options)),
     Layer.provideMerge(Layer.succeed(RateLimitConfig, options.config.rateLimit)),
-    Layer.provideMerge(adminTokenLayer(options.config.adminToken, dataDirectoryOf(options.config.database))),
-    Layer.provideMerge(jwtSecretLayer(options.config.jwtSecret, dataDirectoryOf(options.config.database))),
+    Layer.provideMerge(adminTokenLayer(options.config.adminToken, options.config.database)),
+    Layer.provideMerge(jwtSecretLayer(options.config.jwtSecret, options.config.database)),
     Layer.provideMerge(InfrastructureLive(options))
   )
 
@@ -124,10 +132,10 @@ const serverContext = Layer.mergeAll(BunHttpPlatform.layer, Etag.layerWeak).pipe
   Layer.provideMerge(Layer.mergeAll(BunFileSystem.layer, BunPath.layer))
 )
 
-/** Bun serves the hot routes itself; every other request goes to the HttpApi app. */
-const listen = (config: AppConfigShape, idleTimeoutSeconds = 10) =>
+/** Bun serves the hot routes and `/mcp` itself; every other request goes to the HttpApi app. */
+const listen = (config: AppConfigShape, mcp: McpEndpoint.McpOptions | undefined, idleTimeoutSeconds = 10) =>
   Layer.unwrapScoped(
-    Effect.map(HotRoutes.make({ requestTimeoutMillis: config.requestTimeoutMillis, routeOf }), (routes) =>
+    Effect.map(Effect.zipWith(HotRoutes.make({ requestTimeoutMillis: config.requestTimeoutMillis, routeOf }), McpEndpoint.make(mcp), (hot, mcpRoutes) => ({ ...hot, ...mcpRoutes })), (routes) =>
       BunHttpServer.layerServer({
         port: config.port,
         hostname: config.host,
@@ -149,10 +157,10 @@ export const MainLive = (options: ServerOptions) =>
     Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
     Layer.provide(options.extraRoutes ?? Layer.empty),
-    Layer.provide(Boundary.layer({ requestTimeoutMillis: options.config.requestTimeoutMillis })),
+    Layer.provide(Boundary.layer({ requestTimeoutMillis: options.config.requestTimeoutMillis, routeOf })),
     Layer.provide(ApiLive),
     HttpServer.withLogAddress,
-    Layer.provideMerge(listen(options.config, options.idleTimeoutSeconds)),
+    Layer.provideMerge(listen(options.config, options.mcp, options.idleTimeoutSeconds)),
     Layer.provide(ServicesLive(options)),
     Layer.provide(Logging.layer({ format: options.config.logFormat, level: options.config.logLevel })),
     Layer.provide(TelemetryLive(options)),

@@ -5,16 +5,18 @@
  */
 import { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
-import { Context, type Duration, Effect, type Either, FiberRef, Layer, ParseResult, Schema } from "effect"
+import { Context, type Duration, Effect, Either, FiberRef, Layer, Option, ParseResult, Schema } from "effect"
 import { globalValue } from "effect/GlobalValue"
 import { StartupError, type DatabaseUrl } from "../../src/Config.js"
 import { type Conflict, DbOperational, Overloaded } from "../../src/errors.js"
 import * as Bulkhead from "../resilience/Bulkhead.js"
 import * as CircuitBreaker from "../resilience/CircuitBreaker.js"
+import { describeOverrun } from "../resilience/Timeout.js"
 import { makeBudget, retrying, type RetryBudgetOptions } from "../resilience/Retry.js"
 import { translateSqlError, type TranslateOptions } from "./errors.js"
 import * as Migrations from "./Migrations.js"
-import * as Sqlite from "./Sqlite.js"
+import * as Postgres from "./postgres/Postgres.js"
+import * as Sqlite from "./sqlite/Sqlite.js"
 
 export type CallKind = "read" | "write"
 
@@ -103,8 +105,9 @@ export const makeGuards = <E extends { readonly transient: boolean }>(options: G
       dependency,
       isFailure: options.isUnavailable,
       rejected: (retryAfterSeconds) =>
-        unavailable({ operation: dependency, reason: "breaker_open", transient: false, retryAfterSeconds, cause: null }),
-      timedOut: () => unavailable({ operation: dependency, reason: "timeout", transient: true, retryAfterSeconds: 1, cause: null })
+        unavailable({ operation: dependency, reason: "breaker_open", transient: false, retryAfterSeconds, cause: CircuitBreaker.breakerOpenCause(dependency) }),
+      timedOut: (overrun, operation) =>
+        unavailable({ operation: operation ?? dependency, reason: "timeout", transient: true, retryAfterSeconds: 1, cause: describeOverrun(overrun) })
     })
     const retry = retrying({
       dependency,
@@ -153,6 +156,10 @@ export class Database extends Context.Tag("bulwark/Database")<Database, Database
       const transaction: DatabaseShape["transaction"] = (operation, effect) =>
         guardedWrite(
           sql.withTransaction(Effect.locally(effect, insideTransaction, true)).pipe(
+            // `withTransaction` runs COMMIT and ROLLBACK under `orDie`: a serialization failure or a
+            // deferred constraint at COMMIT, or a connection lost mid-transaction, is the database's
+            // answer, not a bug, so it is failed with and translated like any other.
+            Effect.catchSomeDefect((defect) => defect instanceof SqlError ? Option.some(Effect.fail(defect)) : Option.none()),
             Effect.catchIf((error): error is SqlError => error instanceof SqlError, translateSqlError(operation))
           )
         ).pipe(span(operation, "write"))
@@ -174,17 +181,46 @@ export interface DatabaseOptions {
   readonly url: DatabaseUrl
   readonly sqliteBusyTimeoutMillis: number
   readonly resilience?: DatabaseResilience
+  /** How long a PostgreSQL start keeps trying to reach the server (SPEC §5). */
+  readonly connectRetryFor?: Duration.DurationInput
 }
 
-export const clientLayer = (options: DatabaseOptions) => {
+/** Until a change signal exists for PostgreSQL, every read counts as changed: never trust in-process copies. */
+const alwaysChanged = (): Sqlite.DataVersionShape => {
+  let version = 0
+  return () => Either.right(++version)
+}
+
+export const clientLayer = (
+  options: DatabaseOptions
+): Layer.Layer<SqlClient.SqlClient | Sqlite.DataVersion, StartupError> => {
   switch (options.url._tag) {
     case "SqliteFile":
       return Sqlite.layer({ filename: options.url.filename, busyTimeoutMillis: options.sqliteBusyTimeoutMillis })
     case "SqliteMemory":
       return Sqlite.layer({ filename: ":memory:", busyTimeoutMillis: options.sqliteBusyTimeoutMillis })
     case "Postgres":
-      return Layer.fail(new StartupError("DATABASE_URL", "PostgreSQL is not supported yet; use file:PATH or :memory:"))
+      return Layer.merge(
+        Postgres.layer({
+          url: options.url.url,
+          poolSize: options.url.poolSize,
+          ...(options.connectRetryFor === undefined ? {} : { connectRetryFor: options.connectRetryFor })
+        }),
+        Layer.sync(Sqlite.DataVersion, alwaysChanged)
+      )
   }
+}
+
+/**
+ * The share of the PostgreSQL pool a dependency's writes may hold at once, so that writes queue in
+ * the bulkhead (and are refused with `OVERLOADED` past it) instead of in the driver, and reads
+ * always find a connection. The database takes three quarters, the memory store the rest.
+ */
+export const sizedToPool = (resilience: DatabaseResilience, url: DatabaseUrl, share: "database" | "memory"): DatabaseResilience => {
+  if (url._tag !== "Postgres") return resilience
+  const memory = Math.max(1, Math.floor(url.poolSize / 4))
+  const writers = share === "memory" ? memory : Math.max(1, url.poolSize - memory)
+  return { ...resilience, writes: { ...resilience.writes, maxConcurrent: Math.min(resilience.writes.maxConcurrent, writers) } }
 }
 
 const migrated = Layer.effectDiscard(
@@ -195,4 +231,7 @@ const migrated = Layer.effectDiscard(
 
 /** The database for the whole process: client, migrations applied, the `Database` door. */
 export const layer = (options: DatabaseOptions) =>
-  Layer.merge(Layer.effect(Database, Database.make(options.resilience)), migrated).pipe(Layer.provideMerge(clientLayer(options)))
+  Layer.merge(
+    Layer.effect(Database, Database.make(sizedToPool(options.resilience ?? defaultResilience, options.url, "database"))),
+    migrated
+  ).pipe(Layer.provideMerge(clientLayer(options)))

@@ -1,6 +1,7 @@
 /**
- * A real Bulwark on a random port with a real, temporary SQLite file: the `MainLive` layer with
- * the database swapped for a fresh file. Every HTTP test talks to one of these.
+ * A real Bulwark on a random port with a real, temporary SQLite file (or, under `test/postgres/`, a
+ * fresh PostgreSQL database): the `MainLive` layer with the database swapped for a fresh one. Every
+ * HTTP test talks to one of these.
  */
 import { HttpApiBuilder, HttpServer } from "@effect/platform"
 import { type Duration, Effect, Layer, LogLevel, ManagedRuntime, Option, Redacted } from "effect"
@@ -12,7 +13,9 @@ import type { CacheBreakerOptions } from "../../layers/cache/Cache.js"
 import type { DatabaseResilience } from "../../layers/database/Database.js"
 import type { AppConfigShape } from "../../src/Config.js"
 import type { ErrorRecord } from "../../src/domain/ErrorRecord.js"
+import type { McpOptions } from "../../src/mcp/Endpoint.js"
 import { MainLive } from "../../src/Server.js"
+import { cloneDatabase, harness, TEST_POOL_SIZE } from "./postgres.js"
 
 export interface TestServer {
   readonly url: string
@@ -45,10 +48,15 @@ export interface TestServerOptions {
   readonly eventHeartbeat?: Duration.DurationInput
   /** Bun's idle timeout for connections, in seconds (10 by default, as in production). */
   readonly idleTimeoutSeconds?: number
-  /** Another server's database file, to run a second instance on the same data (it is not deleted on close). */
+  /**
+   * Another server's database file (on PostgreSQL its database URL), to run a second instance on the
+   * same data (it is not deleted on close).
+   */
   readonly databaseFile?: string
   /** Generous by default so that only the rate-limit tests meet it. */
   readonly rateLimit?: { readonly limit: number; readonly windowMillis: number }
+  /** MCP session bounds and allowed origins. */
+  readonly mcp?: McpOptions
 }
 
 /** How many times the work of `/__test/hang` was interrupted (its finalizer ran). */
@@ -71,15 +79,19 @@ export const defectRoute = HttpApiBuilder.Router.use((router) =>
 )
 
 export const startServer = async (options: TestServerOptions = {}): Promise<TestServer> => {
-  const directory = options.databaseFile === undefined ? mkdtempSync(join(tmpdir(), "bulwark-test-")) : dirname(options.databaseFile)
-  const databaseFile = options.databaseFile ?? join(directory, "bulwark.db")
-  const ownsFiles = options.databaseFile === undefined
+  const onPostgres = harness.dialect === "postgres"
+  const directory = options.databaseFile === undefined || onPostgres ? mkdtempSync(join(tmpdir(), "bulwark-test-")) : dirname(options.databaseFile)
+  const clone = onPostgres && options.databaseFile === undefined ? await cloneDatabase() : undefined
+  const databaseFile = options.databaseFile ?? clone?.url ?? join(directory, "bulwark.db")
+  const ownsFiles = options.databaseFile === undefined || onPostgres
   const adminToken = randomBytes(24).toString("base64url")
   const jwtSecret = randomBytes(32).toString("base64url")
   const config: AppConfigShape = {
     port: 0,
     host: "127.0.0.1",
-    database: { _tag: "SqliteFile", filename: databaseFile },
+    database: onPostgres
+      ? { _tag: "Postgres", url: Redacted.make(databaseFile), poolSize: TEST_POOL_SIZE }
+      : { _tag: "SqliteFile", filename: databaseFile },
     adminToken: Option.some(Redacted.make(adminToken)),
     jwtSecret: Option.some(Redacted.make(jwtSecret)),
     redisUrl: options.redisUrl === undefined ? Option.none() : Option.some(options.redisUrl),
@@ -107,7 +119,8 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
       ...(options.cacheResilience === undefined ? {} : { cacheResilience: options.cacheResilience }),
       ...(options.memoryResilience === undefined ? {} : { memoryResilience: options.memoryResilience }),
       ...(options.eventHeartbeat === undefined ? {} : { eventHeartbeat: options.eventHeartbeat }),
-      ...(options.idleTimeoutSeconds === undefined ? {} : { idleTimeoutSeconds: options.idleTimeoutSeconds })
+      ...(options.idleTimeoutSeconds === undefined ? {} : { idleTimeoutSeconds: options.idleTimeoutSeconds }),
+      ...(options.mcp === undefined ? {} : { mcp: options.mcp })
     })
   )
   const address = await runtime.runPromise(Effect.map(HttpServer.HttpServer, (server) => server.address))
@@ -147,6 +160,7 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
     close: async (closeOptions) => {
       await runtime.dispose()
       if (ownsFiles && closeOptions?.keepFiles !== true) rmSync(directory, { recursive: true, force: true })
+      if (clone !== undefined && closeOptions?.keepFiles !== true) await clone.drop()
     }
   }
 }
