@@ -98,7 +98,14 @@ export const eventStreamResponse = (open: (sink: StreamSink) => Effect.Effect<Su
     const sinkOf = (controller: ReadableStreamDefaultController<Uint8Array>): StreamSink => ({
       write: (item) => {
         if (ended) return false
-        controller.enqueue(bytesOf(item))
+        try {
+          controller.enqueue(bytesOf(item))
+        } catch {
+          // The body was closed under us (the client is gone): the stream is released like a cancel.
+          ended = true
+          subscription?.cancel()
+          return false
+        }
         return (controller.desiredSize ?? 0) > -UNREAD_LIMIT
       },
       end: () => {
