@@ -13,7 +13,7 @@
  * every second instead of trusting silence. An event that could not be published is published again
  * with the next probe that gets through (the newest per session: it is a hint to read, not data).
  */
-import { Clock, Context, Duration, Effect, Either, Layer, Runtime, Schedule, Schema, type Scope } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Either, Layer, Runtime, Schedule, Schema, type Scope } from "effect"
 import { Cache } from "../cache/Cache.js"
 import { Message } from "../../src/domain/Message.js"
 import type { CacheUnavailable } from "../../src/errors.js"
@@ -122,7 +122,11 @@ export class EventBus extends Context.Tag("bulwark/EventBus")<EventBus, EventBus
             ))
           } else if (decoded.right.origin !== origin) {
             // Our own events were delivered in process when they were published.
-            listener.event(decoded.right.event)
+            try {
+              listener.event(decoded.right.event)
+            } catch (defect) {
+              runFork(Effect.logError("delivering a session event from another process failed", Cause.die(defect)))
+            }
           }
         }
         yield* cache.subscribe(CHANNEL, hear)
@@ -169,7 +173,10 @@ export class EventBus extends Context.Tag("bulwark/EventBus")<EventBus, EventBus
         const publish = (event: SessionEvent) => {
           const text = encodeEnvelope({ origin, event })
           return Effect.zipRight(
-            Effect.sync(() => listener.event(event)),
+            // The message is stored: a defect among this process's streams must not fail its post.
+            Effect.sync(() => listener.event(event)).pipe(
+              Effect.catchAllDefect((defect) => Effect.logError("delivering a session event in process failed", Cause.die(defect)))
+            ),
             cache.publish(CHANNEL, text).pipe(Effect.tapError(() => Effect.sync(() => keepUnsent(event, text))))
           )
         }

@@ -49,6 +49,8 @@ export interface TestServerOptions {
   readonly memoryResilience?: DatabaseResilience
   /** How often event streams ping and check their session; 15 s by default, as in production. */
   readonly eventHeartbeat?: Duration.DurationInput
+  /** Bun's idle timeout for connections, in seconds (10 by default, as in production). */
+  readonly idleTimeoutSeconds?: number
   /**
    * Another server's database file (on PostgreSQL its database URL), to run a second instance on the
    * same data (it is not deleted on close).
@@ -120,6 +122,7 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
       ...(options.cacheResilience === undefined ? {} : { cacheResilience: options.cacheResilience }),
       ...(options.memoryResilience === undefined ? {} : { memoryResilience: options.memoryResilience }),
       ...(options.eventHeartbeat === undefined ? {} : { eventHeartbeat: options.eventHeartbeat }),
+      ...(options.idleTimeoutSeconds === undefined ? {} : { idleTimeoutSeconds: options.idleTimeoutSeconds }),
       ...(options.mcp === undefined ? {} : { mcp: options.mcp })
     })
   )
