@@ -55,6 +55,8 @@ export const discountingLoopDelay = <A, E, R, E2>(
       const untilDue = Math.min(timeoutMillis - dependencyMillis, timeoutMillis * MAX_STRETCH - waitedMillis)
       return Effect.zipRight(Effect.sleep(Duration.millis(untilDue)), deadline)
     })
-    return Effect.raceFirst(self, Effect.zipRight(Effect.sleep(Duration.millis(timeoutMillis)), deadline))
+    // The timer is interruptible even when the caller is not (a ledger batch, a commit): otherwise the
+    // race waits for the losing timer, and every call takes its whole timeout (as `Effect.timeout` does).
+    return Effect.raceFirst(self, Effect.interruptible(Effect.zipRight(Effect.sleep(Duration.millis(timeoutMillis)), deadline)))
   })
 }
