@@ -128,8 +128,12 @@ export class ErrorsRepo extends Effect.Service<ErrorsRepo>()("bulwark/ErrorsRepo
     const db = yield* Database
     const sql = db.sql
 
+    // A retry after a commit whose reply was lost (a dropped connection) finds its rows there already.
     const insertBatch = (rows: ReadonlyArray<LedgerRow>) =>
-      db.write("errors.insert_batch", sql`INSERT INTO errors ${sql.insert(rows.map((row) => ({ ...storable(row), resolved: 0 })))}`)
+      db.write(
+        "errors.insert_batch",
+        sql`INSERT INTO errors ${sql.insert(rows.map((row) => ({ ...storable(row), resolved: 0 })))} ON CONFLICT (error_id) DO NOTHING`
+      )
 
     const find = (errorId: string) =>
       db.read("errors.find", sql<Record<string, unknown>>`SELECT * FROM errors WHERE error_id = ${errorId}`).pipe(
