@@ -8,7 +8,6 @@ import { Database } from "bun:sqlite"
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { sqliteOnly } from "../support/postgres.js"
 import { eventually, expectProblem, ledgerRecord, type LedgerRecord, startServer, type TestServer, withKey } from "../support/server.js"
-import { sqliteOnly } from "../support/postgres.js"
 
 let server: TestServer
 let tenant: { id: string; api_key: string }
