@@ -45,6 +45,10 @@ const operationDurationBy = labelled(operationDuration, ["mcp.method.name", "gen
 
 const UUID_SHAPE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
+/** A resource failure carries its error; its tag is what the metric's `error.type` says. */
+const tagOfFailure = (failure: unknown): string =>
+  failure instanceof ResourceFailure ? failure.error._tag : "_OTHER"
+
 /**
  * One MCP request under a server span named as OpenTelemetry's MCP conventions name it, timed into
  * `mcp.server.operation.duration`; `errorTypeOf` tells the metric which failure a result carries.
@@ -61,11 +65,9 @@ export const observed = <A, E, R>(
     const record = (errorType: string | undefined) =>
       Metric.update(operationDurationBy(method, target ?? "", errorType ?? "", context.protocolVersion), (clock.unsafeCurrentTimeMillis() - started) / 1000)
     return work.pipe(
-      Effect.tap((result) => {
-        const errorType = errorTypeOf(result)
-        return Effect.zipRight(errorType === undefined ? Effect.void : Effect.annotateCurrentSpan("error.type", errorType), record(errorType))
-      }),
-      Effect.tapErrorCause(() => record("_OTHER")),
+      // The span's own `error.type` and `error.id` are set where the failure is ledgered.
+      Effect.tap((result) => record(errorTypeOf(result))),
+      Effect.tapErrorCause((cause) => record(Option.getOrElse(Option.map(Cause.failureOption(cause), tagOfFailure), () => "_OTHER"))),
       Effect.withSpan(target === undefined ? method : `${method} ${target}`, {
         kind: "server",
         attributes: {
@@ -134,12 +136,13 @@ const sessionOf = (args: unknown): string | undefined => {
  * `tools/call` of a known tool. Every failure, bad arguments and defects included, is a result
  * with `isError: true`; nothing here fails.
  */
-export const callTool = (tool: Tool, args: unknown, context: CallContext) =>
-  observed(
+export const callTool = (tool: Tool, args: unknown, context: CallContext) => {
+  let failedWith: string | undefined
+  return observed(
     "tools/call",
     tool.name,
     context,
-    (result: CallToolResult) => (result.isError ? String(result.structuredContent["code"]) : undefined),
+    () => failedWith,
     decodeArguments(tool, args).pipe(
       Effect.flatMap((decoded) => tool.run(context.caller, decoded)),
       Effect.flatMap((value) => Schema.encode(tool.output)(value).pipe(Effect.orDieWith(() => new Error(`${tool.name}: a result did not encode with its own schema`)))),
@@ -148,18 +151,21 @@ export const callTool = (tool: Tool, args: unknown, context: CallContext) =>
         structuredContent: encoded as Record<string, unknown>,
         isError: false
       })),
-      Effect.catchAllCause((cause) =>
-        Effect.map(
-          recordFailure(classify(cause), `mcp tools/call ${tool.name}`, context, { sessionId: sessionOf(args), payload: args }),
+      Effect.catchAllCause((cause) => {
+        const error = classify(cause)
+        failedWith = error._tag
+        return Effect.map(
+          recordFailure(error, `mcp tools/call ${tool.name}`, context, { sessionId: sessionOf(args), payload: args }),
           (problem): CallToolResult => ({
             content: [{ type: "text", text: problemLine(problem) }],
             structuredContent: problem as unknown as Record<string, unknown>,
             isError: true
           })
         )
-      )
+      })
     )
   )
+}
 
 export const lookupTool = (name: unknown): Tool | undefined => (typeof name === "string" ? toolsByName.get(name) : undefined)
 
