@@ -137,10 +137,11 @@ export const make = (options: McpOptions = {}) =>
       if (Number(request.headers.get("content-length") ?? "0") > MAX_BODY_BYTES) return answer(await failed(tooLarge, request, inFlight))
 
       // The same credentials and limits as `/v1`: without a credential the client's address is counted.
-      const address = server.requestIP(request)?.address
+      const anonymous = request.headers.get("authorization") === null
+      // The peer's address only counts requests without credentials (asking Bun for it costs a few µs).
+      const address = anonymous ? server.requestIP(request)?.address : undefined
       const serverRequest = address === undefined ? HttpServerRequest.fromWeb(request) : HttpServerRequest.fromWeb(request).modify({ remoteAddress: address })
       track(serverRequest, inFlight)
-      const anonymous = request.headers.get("authorization") === null
       const who = await Runtime.runPromiseExit(runtime)(
         (anonymous
           ? Effect.zipRight(limiter.hit(`ip:${Option.getOrElse(serverRequest.remoteAddress, () => "unknown")}`), authenticate)

@@ -120,8 +120,11 @@ export const recordFailure = (
 /** The line a model reads first: `CODE: detail (error_id ...)`. */
 export const problemLine = (problem: ProblemJson): string => `${problem.code}: ${problem.detail} (error_id ${problem.error_id})`
 
+/** Each tool's argument decoder, compiled once. */
+const decoders = new Map([...toolsByName.values()].map((tool) => [tool.name, Schema.decodeUnknown(tool.input, { errors: "all" })]))
+
 const decodeArguments = (tool: Tool, args: unknown) =>
-  Schema.decodeUnknown(tool.input)(args ?? {}, { errors: "all" }).pipe(
+  decoders.get(tool.name)!(args ?? {}).pipe(
     Effect.catchTag("ParseError", (error) =>
       Effect.mapError(HttpApiError.HttpApiDecodeError.refailParseError(error), (decodeError) =>
         new ValidationFailed({ detail: "The arguments do not match the tool's input schema.", errors: fromDecodeError(decodeError).errors })))
@@ -145,10 +148,12 @@ export const callTool = (tool: Tool, args: unknown, context: CallContext) => {
     () => failedWith,
     decodeArguments(tool, args).pipe(
       Effect.flatMap((decoded) => tool.run(context.caller, decoded)),
-      Effect.flatMap((value) => Schema.encode(tool.output)(value).pipe(Effect.orDieWith(() => new Error(`${tool.name}: a result did not encode with its own schema`)))),
-      Effect.map((encoded): CallToolResult => ({
-        content: [{ type: "text", text: JSON.stringify(encoded) }],
-        structuredContent: encoded as Record<string, unknown>,
+      // The results are `Schema.Class`es without transformations: their encoded form is their fields
+      // as they are (as the REST hot route sends a session), so they are sent without re-encoding.
+      Effect.map((value): CallToolResult => ({
+        content: [{ type: "text", text: JSON.stringify(value) }],
+        // A plain object: the protocol's result schema wants a record, not a class instance.
+        structuredContent: { ...(value as object) },
         isError: false
       })),
       Effect.catchAllCause((cause) => {
