@@ -89,6 +89,17 @@ export class MessagesRepo extends Effect.Service<MessagesRepo>()("bulwark/Messag
         sql<{ last_seq: number }>`SELECT last_seq FROM sessions WHERE tenant_id = ${tenantId} AND id = ${sessionId}`
       ).pipe(Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), (row) => row.last_seq)))
 
-    return { append, listAfter, lastSeq } as const
+    /**
+     * The last `seq` of each of these sessions that exists, with its tenant: one read for many
+     * sessions, so the tenant is returned for the caller to match rather than taken.
+     */
+    const lastSeqs = (sessionIds: ReadonlyArray<string>) =>
+      db.read(
+        "sessions.last_seqs",
+        sql<{ tenant_id: string; id: string; last_seq: number | string }>`SELECT tenant_id, id, last_seq FROM sessions
+            WHERE ${sql.in("id", sessionIds)}`
+      ).pipe(Effect.map((rows) => rows.map((row) => ({ tenantId: row.tenant_id, sessionId: row.id, lastSeq: Number(row.last_seq) }))))
+
+    return { append, listAfter, lastSeq, lastSeqs } as const
   })
 }) {}

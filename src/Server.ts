@@ -13,6 +13,7 @@ import { adminTokenLayer, jwtSecretLayer } from "../layers/Secrets.js"
 import * as Cache from "../layers/cache/Cache.js"
 import { EventBus } from "../layers/events/EventBus.js"
 import { MemoryStore } from "../layers/memory/MemoryStore.js"
+import * as LoopDelay from "../layers/resilience/LoopDelay.js"
 import { Auth } from "../services/Auth.js"
 import { Health } from "../services/Health.js"
 import { Idempotency } from "../services/Idempotency.js"
@@ -79,7 +80,7 @@ export const InfrastructureLive = (options: Omit<ServerOptions, "extraRoutes">) 
     Layer.provideMerge(ErrorLedger.layer({ retentionDays: options.config.errorRetentionDays })),
     Layer.provideMerge(ErrorsRepo.Default),
     Layer.provideMerge(
-      Option.match(options.config.redisUrl, { onNone: () => Cache.inProcess(), onSome: (url) => Cache.redis(url, options.config.cacheRequired, options.cacheResilience) })
+      Option.match(options.config.redisUrl, { onNone: () => Cache.inProcess(), onSome: (url) => Cache.redis(url, options.cacheResilience) })
     ),
     Layer.provideMerge(Layer.succeed(CachePolicy, { required: options.config.cacheRequired })),
     Layer.provideMerge(
@@ -88,7 +89,9 @@ export const InfrastructureLive = (options: Omit<ServerOptions, "extraRoutes">) 
         sqliteBusyTimeoutMillis: options.sqliteBusyTimeoutMillis ?? SQLITE_BUSY_TIMEOUT_MILLIS,
         ...(options.databaseResilience === undefined ? {} : { resilience: options.databaseResilience })
       })
-    )
+    ),
+    // Every dependency's breaker reads it, so that a busy process is not taken for a slow dependency.
+    Layer.provideMerge(LoopDelay.layer())
   )
 
 /** Messages, memory and their live events: what agents use Bulwark for. */
@@ -153,7 +156,7 @@ export const MainLive = (options: ServerOptions) =>
     Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
     Layer.provide(options.extraRoutes ?? Layer.empty),
-    Layer.provide(Boundary.layer({ requestTimeoutMillis: options.config.requestTimeoutMillis })),
+    Layer.provide(Boundary.layer({ requestTimeoutMillis: options.config.requestTimeoutMillis, routeOf })),
     Layer.provide(ApiLive),
     HttpServer.withLogAddress,
     Layer.provideMerge(listen(options.config, options.mcp)),

@@ -11,6 +11,7 @@ import { StartupError, type DatabaseUrl } from "../../src/Config.js"
 import { type Conflict, DbOperational, Overloaded } from "../../src/errors.js"
 import * as Bulkhead from "../resilience/Bulkhead.js"
 import * as CircuitBreaker from "../resilience/CircuitBreaker.js"
+import { describeOverrun } from "../resilience/Timeout.js"
 import { makeBudget, retrying, type RetryBudgetOptions } from "../resilience/Retry.js"
 import { translateSqlError, type TranslateOptions } from "./errors.js"
 import * as Migrations from "./Migrations.js"
@@ -104,8 +105,9 @@ export const makeGuards = <E extends { readonly transient: boolean }>(options: G
       dependency,
       isFailure: options.isUnavailable,
       rejected: (retryAfterSeconds) =>
-        unavailable({ operation: dependency, reason: "breaker_open", transient: false, retryAfterSeconds, cause: null }),
-      timedOut: () => unavailable({ operation: dependency, reason: "timeout", transient: true, retryAfterSeconds: 1, cause: null })
+        unavailable({ operation: dependency, reason: "breaker_open", transient: false, retryAfterSeconds, cause: CircuitBreaker.breakerOpenCause(dependency) }),
+      timedOut: (overrun, operation) =>
+        unavailable({ operation: operation ?? dependency, reason: "timeout", transient: true, retryAfterSeconds: 1, cause: describeOverrun(overrun) })
     })
     const retry = retrying({
       dependency,

@@ -126,6 +126,14 @@ const migrations = {
     yield* sql`DROP INDEX errors_type`
     yield* sql`DROP INDEX errors_severity`
     yield* sql`DROP INDEX errors_resolved`
+  }),
+  /**
+   * What the ledger kept of a request body: `json`, `truncated`, `text` or `binary` (see
+   * `sanitizePayload`), so the payload is read back as what it is. Rows from before have none.
+   */
+  "0006_ledger_payload_kind": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`ALTER TABLE errors ADD COLUMN request_payload_kind TEXT`
   })
 }
 
