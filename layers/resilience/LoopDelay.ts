@@ -5,12 +5,14 @@
  * A timer re-armed every few milliseconds notes how late it fires: a late tick means the loop could
  * not run ready work (a reply already on its socket included) from when the tick was due until it
  * ran. Those held-up intervals are kept for a while, and a call's timeout and slow-call rules
- * subtract the part of its own wait that falls inside them.
+ * subtract the part of its own wait that falls inside them. Every tick's lateness is also the
+ * `bulwark_event_loop_delay_seconds` histogram.
  *
  * The measure is wall time: it reads `Date.now`, as the live `Clock` does. Without the monitor
  * (tests under `TestClock`, the CLI) nothing is subtracted.
  */
 import { Context, Effect, Layer } from "effect"
+import { eventLoopDelay } from "../../src/telemetry/Metrics.js"
 
 export interface LoopDelayShape {
   /** Milliseconds of `[from, to]` (epoch milliseconds) during which the event loop was held up. */
@@ -46,6 +48,7 @@ export const monitor = (options: MonitorOptions = defaultMonitorOptions) =>
         let timer: ReturnType<typeof setTimeout> | undefined
         const tick = () => {
           const now = Date.now()
+          eventLoopDelay.unsafeUpdate(Math.max(0, now - due) / 1000, [])
           if (now - due >= MIN_LATENESS_MILLIS) {
             starts.push(due)
             ends.push(now)
