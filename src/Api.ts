@@ -5,7 +5,7 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, HttpApiSecurity, OpenApi } from "@effect/platform"
 import { Context, Schema } from "effect"
 import { CurrentOperator, CurrentPrincipal } from "./domain/Principal.js"
-import { ErrorList, ErrorRecord, ErrorStats, ListErrorsParams, ResolveError, StatsParams } from "./domain/ErrorRecord.js"
+import { ErrorGroup, ErrorGroupList, ErrorList, ErrorRecord, ErrorStats, Fingerprint, ListErrorsParams, ListGroupsParams, ResolveError, StatsParams } from "./domain/ErrorRecord.js"
 import { AccessToken, TokenRequest } from "./domain/Auth.js"
 import { BreakerAction, BreakerStatus, Dependency, HealthReport } from "./domain/Health.js"
 import { Uuid } from "./domain/Ids.js"
@@ -330,6 +330,28 @@ export class AdminGroup extends HttpApiGroup.make("admin")
       .annotate(OpenApi.Summary, "Count error records")
       .setUrlParams(refusingUnknownFields(StatsParams))
       .addSuccess(ErrorStats)
+  )
+  .add(
+    HttpApiEndpoint.get("errorGroups", "/errors/groups")
+      .annotate(OpenApi.Summary, "List error groups")
+      .setUrlParams(refusingUnknownFields(ListGroupsParams))
+      .addSuccess(ErrorGroupList)
+      .annotate(
+        OpenApi.Description,
+        "Errors grouped by fingerprint (code, route template and top stack frame), busiest first. The filters pick the rows counted; `resolved=false` keeps groups with an unresolved error, `resolved=true` those with none."
+      )
+  )
+  .add(
+    HttpApiEndpoint.post("resolveErrorGroup", "/errors/groups/:fingerprint/resolve")
+      .annotate(OpenApi.Summary, "Resolve an error group")
+      .setPath(Schema.Struct({ fingerprint: Fingerprint }))
+      .setPayload(refusingUnknownFields(ResolveError))
+      .addSuccess(ErrorGroup)
+      .addError(ApiError.NotFound)
+      .annotate(
+        OpenApi.Description,
+        "Resolves every error of the group recorded so far, with the notes; a later error of the same fingerprint reopens the group."
+      )
   )
   .add(
     HttpApiEndpoint.get("getError", "/errors/:error_id")

@@ -137,6 +137,8 @@ export const AdminLive = HttpApiBuilder.group(Api, "admin", (handlers) =>
       .handle("setBreaker", ({ path, payload }) => health.setBreaker(path.dependency, payload.action))
       .handle("listErrors", ({ urlParams }) => Effect.map(errors.list(urlParams), (data) => ({ data })))
       .handle("errorStats", ({ urlParams }) => errors.stats(urlParams.since))
+      .handle("errorGroups", ({ urlParams }) => Effect.map(errors.groups(urlParams), (data) => ({ data })))
+      .handle("resolveErrorGroup", ({ path, payload }) => errors.resolveGroup(path.fingerprint, payload.notes))
       .handle("getError", ({ path }) => errors.get(path.error_id))
       .handle("resolveError", ({ headers, path, payload }) =>
         once(headers["idempotency-key"], "admin.resolveError", { error_id: path.error_id, ...payload }, ErrorRecord, errors.resolve(path.error_id, payload.notes)))
