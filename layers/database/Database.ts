@@ -5,13 +5,14 @@
  */
 import { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
-import { Context, type Duration, Effect, type Either, FiberRef, Layer, ParseResult, Schema } from "effect"
+import { Context, type Duration, Effect, FiberRef, Layer, ParseResult, Schema } from "effect"
 import { globalValue } from "effect/GlobalValue"
 import { StartupError, type DatabaseUrl } from "../../src/Config.js"
 import { type Conflict, DbOperational, Overloaded } from "../../src/errors.js"
 import * as Bulkhead from "../resilience/Bulkhead.js"
 import * as CircuitBreaker from "../resilience/CircuitBreaker.js"
 import { makeBudget, retrying, type RetryBudgetOptions } from "../resilience/Retry.js"
+import { ChangeSignal, type ChangeSignalShape, fromDataVersion } from "./ChangeSignal.js"
 import { translateSqlError, type TranslateOptions } from "./errors.js"
 import * as Migrations from "./Migrations.js"
 import * as Sqlite from "./Sqlite.js"
@@ -60,14 +61,8 @@ export interface DatabaseShape {
     effect: Effect.Effect<A, E, R>
   ) => Effect.Effect<A, E | DbOperational | Overloaded, R>
   readonly breaker: CircuitBreaker.CircuitBreaker<DbOperational>
-  /**
-   * A number that changes whenever the database is committed to by another process (the CLI,
-   * another instance), and also by this one (SQLite's `PRAGMA data_version`, read on a connection
-   * of its own). It lets this process keep what it read until someone else may have written;
-   * this process's own writes invalidate what they change explicitly as well. Unguarded, cheap
-   * and synchronous (it is read inside other steps); a failure only means "cannot tell".
-   */
-  readonly changedElsewhere: () => Either.Either<number, SqlError>
+  /** Whether what this process kept in memory may have changed since it was read (see `ChangeSignal`). */
+  readonly changes: ChangeSignalShape
 }
 
 /** Set inside a transaction: its statements run bare, the transaction as a whole is guarded. */
@@ -125,7 +120,7 @@ export class Database extends Context.Tag("bulwark/Database")<Database, Database
   static readonly make = (resilience: DatabaseResilience = defaultResilience) =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
-      const changedElsewhere = yield* Sqlite.DataVersion
+      const changes = yield* ChangeSignal
       const { breaker, retry, writes } = yield* makeGuards<DbOperational>({
         dependency: "database",
         resilience,
@@ -156,7 +151,7 @@ export class Database extends Context.Tag("bulwark/Database")<Database, Database
             Effect.catchIf((error): error is SqlError => error instanceof SqlError, translateSqlError(operation))
           )
         ).pipe(span(operation, "write"))
-      return Database.of({ sql, read, write, insertUnique, transaction, breaker, changedElsewhere })
+      return Database.of({ sql, read, write, insertUnique, transaction, breaker, changes })
     })
 }
 
@@ -176,12 +171,15 @@ export interface DatabaseOptions {
   readonly resilience?: DatabaseResilience
 }
 
+/** SQLite's change counter answers for every change, this process's and every other's. */
+const sqliteChanges = Layer.effect(ChangeSignal, Effect.map(Sqlite.DataVersion, fromDataVersion))
+
 export const clientLayer = (options: DatabaseOptions) => {
   switch (options.url._tag) {
     case "SqliteFile":
-      return Sqlite.layer({ filename: options.url.filename, busyTimeoutMillis: options.sqliteBusyTimeoutMillis })
+      return Layer.provideMerge(sqliteChanges, Sqlite.layer({ filename: options.url.filename, busyTimeoutMillis: options.sqliteBusyTimeoutMillis }))
     case "SqliteMemory":
-      return Sqlite.layer({ filename: ":memory:", busyTimeoutMillis: options.sqliteBusyTimeoutMillis })
+      return Layer.provideMerge(sqliteChanges, Sqlite.layer({ filename: ":memory:", busyTimeoutMillis: options.sqliteBusyTimeoutMillis }))
     case "Postgres":
       return Layer.fail(new StartupError("DATABASE_URL", "PostgreSQL is not supported yet; use file:PATH or :memory:"))
   }

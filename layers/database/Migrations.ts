@@ -126,6 +126,18 @@ const migrations = {
     yield* sql`DROP INDEX errors_type`
     yield* sql`DROP INDEX errors_severity`
     yield* sql`DROP INDEX errors_resolved`
+  }),
+  /**
+   * One generation per kind of change, bumped by the transaction that makes the change and read by
+   * every instance on a shared server database (`ChangeSignal.polled`).
+   */
+  "0007_change_marks": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE change_marks (
+      name TEXT PRIMARY KEY,
+      generation BIGINT NOT NULL
+    )`
+    yield* sql`INSERT INTO change_marks (name, generation) VALUES ('api_keys', 0)`
   })
 }
 
