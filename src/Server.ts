@@ -16,7 +16,7 @@ import { MemoryStore } from "../layers/memory/MemoryStore.js"
 import { Auth } from "../services/Auth.js"
 import { Health } from "../services/Health.js"
 import { Idempotency } from "../services/Idempotency.js"
-import { RateLimitConfig, RateLimiter } from "../services/RateLimiter.js"
+import { RateLimitConfig, RateLimiter, RateLimitStore } from "../services/RateLimiter.js"
 import { CachedReads, CachePolicy } from "../services/CachedReads.js"
 import { ErrorLedger, ErrorRecords } from "../services/ErrorLedger.js"
 import { ErrorsRepo } from "../services/ErrorsRepo.js"
@@ -56,7 +56,17 @@ export interface ServerOptions {
   readonly memoryResilience?: Database.DatabaseResilience
   /** How often an event stream pings and checks its session (SPEC: 15 s; tests shorten it). */
   readonly eventHeartbeat?: Duration.DurationInput
+  /** Where rate limits are counted, when not as the configuration implies (tests of the database store on SQLite). */
+  readonly rateLimitStore?: "cache" | "database"
 }
+
+/**
+ * Rate limits are counted where every instance sees them: Redis when set; else the database when it
+ * is a server several instances share (PostgreSQL); else in process (SQLite serves one process).
+ */
+const rateLimitStoreOf = (options: ServerOptions): "cache" | "database" =>
+  options.rateLimitStore ??
+    (Option.isNone(options.config.redisUrl) && options.config.database._tag === "Postgres" ? "database" : "cache")
 
 /** OTLP export when an endpoint is configured; without one nothing is exported. */
 const TelemetryLive = (options: ServerOptions) =>
@@ -101,6 +111,7 @@ export const ServicesLive = (options: ServerOptions) =>
   Layer.mergeAll(Tenants.Default, Auth.Default, Health.Default, RateLimiter.layer).pipe(
     Layer.provideMerge(SharedContextLive(options)),
     Layer.provideMerge(Layer.succeed(RateLimitConfig, options.config.rateLimit)),
+    Layer.provideMerge(Layer.succeed(RateLimitStore, rateLimitStoreOf(options))),
     Layer.provideMerge(adminTokenLayer(options.config.adminToken, dataDirectoryOf(options.config.database))),
     Layer.provideMerge(jwtSecretLayer(options.config.jwtSecret, dataDirectoryOf(options.config.database))),
     Layer.provideMerge(InfrastructureLive(options))

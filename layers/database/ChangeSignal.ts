@@ -51,7 +51,7 @@ export const defaultPolled: PolledOptions = { interval: "250 millis", trustFor: 
 
 const KEYS = "api_keys"
 
-/** The generation row's table (migration `0007_change_marks`): one row per kind of change. */
+/** The generation row's table (migration `0007_shared_marks_and_counts`): one row per kind of change. */
 export const polled = (options: PolledOptions = defaultPolled): Effect.Effect<ChangeSignalShape, never, SqlClient.SqlClient | Scope.Scope> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient

@@ -128,16 +128,22 @@ const migrations = {
     yield* sql`DROP INDEX errors_resolved`
   }),
   /**
-   * One generation per kind of change, bumped by the transaction that makes the change and read by
-   * every instance on a shared server database (`ChangeSignal.polled`).
+   * What instances on a shared server database share through it: one generation per kind of change,
+   * bumped by the transaction that makes the change and read by every instance (`ChangeSignal.polled`),
+   * and the rate limits' counts per bucket and window, taken in leases (`services/RateCounts.ts`).
    */
-  "0007_change_marks": Effect.gen(function*() {
+  "0007_shared_marks_and_counts": Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     yield* sql`CREATE TABLE change_marks (
       name TEXT PRIMARY KEY,
       generation BIGINT NOT NULL
     )`
     yield* sql`INSERT INTO change_marks (name, generation) VALUES ('api_keys', 0)`
+    yield* sql`CREATE TABLE rate_counts (
+      bucket TEXT PRIMARY KEY,
+      window_index BIGINT NOT NULL,
+      taken BIGINT NOT NULL
+    )`
   })
 }
 

@@ -45,6 +45,8 @@ export interface TestServerOptions {
   readonly eventHeartbeat?: Duration.DurationInput
   /** Another server's database file, to run a second instance on the same data (it is not deleted on close). */
   readonly databaseFile?: string
+  /** Where rate limits are counted, when not as the configuration implies. */
+  readonly rateLimitStore?: "cache" | "database"
   /** Generous by default so that only the rate-limit tests meet it. */
   readonly rateLimit?: { readonly limit: number; readonly windowMillis: number }
 }
@@ -104,7 +106,8 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
       ...(options.databaseResilience === undefined ? {} : { databaseResilience: options.databaseResilience }),
       ...(options.cacheResilience === undefined ? {} : { cacheResilience: options.cacheResilience }),
       ...(options.memoryResilience === undefined ? {} : { memoryResilience: options.memoryResilience }),
-      ...(options.eventHeartbeat === undefined ? {} : { eventHeartbeat: options.eventHeartbeat })
+      ...(options.eventHeartbeat === undefined ? {} : { eventHeartbeat: options.eventHeartbeat }),
+      ...(options.rateLimitStore === undefined ? {} : { rateLimitStore: options.rateLimitStore })
     })
   )
   const address = await runtime.runPromise(Effect.map(HttpServer.HttpServer, (server) => server.address))
