@@ -9,12 +9,14 @@
  * leased and did not use are lost to the others, so leases shrink to one unit as the count nears
  * the limit. Once a window is used up it is refused here without asking the database again.
  */
-import { Effect } from "effect"
+import { Clock, Effect, Schedule } from "effect"
 import { Database } from "../layers/database/Database.js"
 import type { DbOperational } from "../src/errors.js"
+import { ErrorLedger } from "./ErrorLedger.js"
 
 export interface LeasedCounterOptions {
   readonly limit: number
+  readonly windowMillis: number
   /** The most units one lease takes; fewer as the window fills. */
   readonly maxLease?: number
 }
@@ -32,6 +34,7 @@ const MAX_BUCKETS = 100_000
 export const makeLeasedCounter = (options: LeasedCounterOptions) =>
   Effect.gen(function*() {
     const db = yield* Database
+    const ledger = yield* ErrorLedger
     const sql = db.sql
     const maxLease = options.maxLease ?? 16
     const { limit } = options
@@ -74,6 +77,16 @@ export const makeLeasedCounter = (options: LeasedCounterOptions) =>
         return granted > 0 ? before + 1 : limit + 1
       })
     }
+
+    /** Deletes the rows of windows that are over, so the table holds only the buckets counted lately. */
+    const purgePast = Effect.gen(function*() {
+      const window = Math.floor((yield* Clock.currentTimeMillis) / options.windowMillis)
+      yield* db.write("rate_counts.purge", sql`DELETE FROM rate_counts WHERE window_index < ${window}`)
+    }).pipe(
+      Effect.catchAll((error) => Effect.asVoid(ledger.record(error, { route: "job:rate-count-purge" }))),
+      Effect.withSpan("RateCounts.purgePast")
+    )
+    yield* purgePast.pipe(Effect.repeat(Schedule.spaced("1 minute")), Effect.forkScoped)
 
     return { increment } as const
   })

@@ -27,7 +27,7 @@ const make = Effect.gen(function*() {
   const ledger = yield* ErrorLedger
   const { required } = yield* CachePolicy
   const { limit, windowMillis } = yield* RateLimitConfig
-  const inDatabase = (yield* RateLimitStore) === "database" ? yield* makeLeasedCounter({ limit }) : undefined
+  const inDatabase = (yield* RateLimitStore) === "database" ? yield* makeLeasedCounter({ limit, windowMillis }) : undefined
   // Counts made here when the shared store fails; entries expire with their window.
   const local = new Map<string, { count: number; expiresAt: number }>()
 
@@ -78,5 +78,5 @@ const make = Effect.gen(function*() {
 })
 
 export class RateLimiter extends Context.Tag("bulwark/RateLimiter")<RateLimiter, Effect.Effect.Success<typeof make>>() {
-  static readonly layer = Layer.effect(RateLimiter, make)
+  static readonly layer = Layer.scoped(RateLimiter, make)
 }
