@@ -12,7 +12,7 @@ import { type Conflict, DbOperational, Overloaded } from "../../src/errors.js"
 import * as Bulkhead from "../resilience/Bulkhead.js"
 import * as CircuitBreaker from "../resilience/CircuitBreaker.js"
 import { makeBudget, retrying, type RetryBudgetOptions } from "../resilience/Retry.js"
-import { ChangeSignal, type ChangeSignalShape, fromDataVersion } from "./ChangeSignal.js"
+import * as ChangeSignal from "./ChangeSignal.js"
 import { translateSqlError, type TranslateOptions } from "./errors.js"
 import * as Migrations from "./Migrations.js"
 import * as Sqlite from "./Sqlite.js"
@@ -62,7 +62,7 @@ export interface DatabaseShape {
   ) => Effect.Effect<A, E | DbOperational | Overloaded, R>
   readonly breaker: CircuitBreaker.CircuitBreaker<DbOperational>
   /** Whether what this process kept in memory may have changed since it was read (see `ChangeSignal`). */
-  readonly changes: ChangeSignalShape
+  readonly changes: ChangeSignal.ChangeSignalShape
 }
 
 /** Set inside a transaction: its statements run bare, the transaction as a whole is guarded. */
@@ -120,7 +120,7 @@ export class Database extends Context.Tag("bulwark/Database")<Database, Database
   static readonly make = (resilience: DatabaseResilience = defaultResilience) =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
-      const changes = yield* ChangeSignal
+      const changes = yield* ChangeSignal.ChangeSignal
       const { breaker, retry, writes } = yield* makeGuards<DbOperational>({
         dependency: "database",
         resilience,
@@ -171,15 +171,12 @@ export interface DatabaseOptions {
   readonly resilience?: DatabaseResilience
 }
 
-/** SQLite's change counter answers for every change, this process's and every other's. */
-const sqliteChanges = Layer.effect(ChangeSignal, Effect.map(Sqlite.DataVersion, fromDataVersion))
-
 export const clientLayer = (options: DatabaseOptions) => {
   switch (options.url._tag) {
     case "SqliteFile":
-      return Layer.provideMerge(sqliteChanges, Sqlite.layer({ filename: options.url.filename, busyTimeoutMillis: options.sqliteBusyTimeoutMillis }))
+      return Sqlite.layer({ filename: options.url.filename, busyTimeoutMillis: options.sqliteBusyTimeoutMillis })
     case "SqliteMemory":
-      return Layer.provideMerge(sqliteChanges, Sqlite.layer({ filename: ":memory:", busyTimeoutMillis: options.sqliteBusyTimeoutMillis }))
+      return Sqlite.layer({ filename: ":memory:", busyTimeoutMillis: options.sqliteBusyTimeoutMillis })
     case "Postgres":
       return Layer.fail(new StartupError("DATABASE_URL", "PostgreSQL is not supported yet; use file:PATH or :memory:"))
   }
@@ -191,6 +188,18 @@ const migrated = Layer.effectDiscard(
   )
 )
 
-/** The database for the whole process: client, migrations applied, the `Database` door. */
+/**
+ * How this database tells a process that what it kept may have changed: SQLite's own counter, or on
+ * a server database the change generation every instance reads (its table exists once migrated).
+ */
+const changeSignalLayer = (url: DatabaseUrl): Layer.Layer<ChangeSignal.ChangeSignal, never, SqlClient.SqlClient | Sqlite.DataVersion> =>
+  url._tag === "Postgres"
+    ? ChangeSignal.polledLayer()
+    : Layer.effect(ChangeSignal.ChangeSignal, Effect.map(Sqlite.DataVersion, ChangeSignal.fromDataVersion))
+
+/** The database for the whole process: client, migrations applied, its change signal, the `Database` door. */
 export const layer = (options: DatabaseOptions) =>
-  Layer.merge(Layer.effect(Database, Database.make(options.resilience)), migrated).pipe(Layer.provideMerge(clientLayer(options)))
+  Layer.effect(Database, Database.make(options.resilience)).pipe(
+    Layer.provideMerge(Layer.provideMerge(changeSignalLayer(options.url), migrated)),
+    Layer.provideMerge(clientLayer(options))
+  )
