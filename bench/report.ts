@@ -3,7 +3,7 @@
  * and the markdown written to bench/results/latest.md.
  */
 import type { Scenario, ScenarioId } from "./scenarios.js"
-import { TARGET_LABELS, type TargetId } from "./targets.js"
+import { BULWARK_COMPARED_WITH, isReference, TARGET_LABELS, type TargetId } from "./targets.js"
 import type { WrkResult } from "./wrk.js"
 
 export interface Measurement {
@@ -168,10 +168,10 @@ const describeUnexpected = (unexpected: Readonly<Record<string, number>>): strin
   return entries.length === 0 ? "0" : entries.map(([status, count]) => `${formatCount(count)} × ${status}`).join(", ")
 }
 
-/** Bulwark's ok req/s divided by this server's, for the reference rows of a scenario. */
+/** Bulwark's ok req/s (on the same database) divided by this server's, for the reference rows of a scenario. */
 const bulwarkVersus = (rows: ReadonlyArray<Row>, row: Row): string => {
-  if (row.targetId !== "raw" && row.targetId !== "hono") return "—"
-  const bulwark = rowOf(rows, row.scenarioId, "bulwark")
+  if (!isReference(row.targetId)) return "—"
+  const bulwark = rowOf(rows, row.scenarioId, BULWARK_COMPARED_WITH[row.targetId])
   return bulwark === undefined ? "n/a" : formatRatio(ratio(bulwark.okPerSecond, row.okPerSecond))
 }
 

@@ -1,18 +1,21 @@
 /**
  * `bun run bench` (SPEC §9): starts Bulwark, Bulwark with an unreachable Redis, and the two reference
- * servers; drives them alternately with wrk on loopback, round after round; prints the table and
+ * servers on SQLite, then Bulwark and the two references again on PostgreSQL, each in a database of
+ * its own; drives them alternately with wrk on loopback, round after round; prints the table and
  * writes it to bench/results/latest.md (and every run to latest.json).
  *
  * Settings (environment): BENCH_DURATION seconds per run (5), BENCH_WARMUP seconds before each
  * run (2), BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_BULWARK_DIR the Bulwark checkout to
- * start (this repository; another checkout compares two versions against the same references).
+ * start (this repository; another checkout compares two versions against the same references),
+ * BENCH_DATABASES (`sqlite,postgres`), BENCH_POSTGRES_URL (the loopback PostgreSQL).
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { availableParallelism, cpus, loadavg, tmpdir } from "node:os"
 import { join, resolve } from "node:path"
+import { type BenchPostgres, DEFAULT_POSTGRES_URL, openBenchPostgres } from "./postgres.js"
 import { freePort, runToEnd, rssMegabytes, stopAll } from "./processes.js"
 import { buildReport, type Measurement, type ProcessStats, renderMarkdown } from "./report.js"
-import { type Scenario, scenarios as defineScenarios } from "./scenarios.js"
+import { type BenchDatabase, type Scenario, scenarios as defineScenarios } from "./scenarios.js"
 import {
   BULWARK_LOG_LEVEL,
   describeCacheHealth,
@@ -24,6 +27,7 @@ import {
   type TargetId,
   UNTHROTTLED_RATE_LIMIT
 } from "./targets.js"
+import { POOL_SIZE } from "./reference/pgStore.js"
 import { isWrkInstalled, runWrk, type WrkRequest, type WrkSettings } from "./wrk.js"
 
 const BENCH_DIR = import.meta.dir
@@ -36,6 +40,8 @@ interface Settings {
   readonly rounds: number
   readonly connections: number
   readonly bulwarkDir: string
+  readonly databases: ReadonlyArray<BenchDatabase>
+  readonly postgresUrl: string
   /** Servers on one core, wrk on another, when taskset exists and there are two cores. */
   readonly cores: { readonly server: number; readonly load: number } | null
 }
@@ -52,12 +58,25 @@ const wholeNumberFromEnv = (name: string, fallback: number, minimum: number): nu
   return Number.isInteger(value) && value >= minimum ? value : fail(`${name}: expected a whole number, at least ${minimum}; got "${raw}"`)
 }
 
+const BENCH_DATABASES: ReadonlyArray<BenchDatabase> = ["sqlite", "postgres"]
+
+const databasesFromEnv = (): ReadonlyArray<BenchDatabase> => {
+  const raw = process.env["BENCH_DATABASES"]
+  if (raw === undefined || raw.trim() === "") return BENCH_DATABASES
+  const named = raw.split(",").map((name) => name.trim())
+  const unknown = named.filter((name) => !(BENCH_DATABASES as ReadonlyArray<string>).includes(name))
+  if (unknown.length > 0 || named.length === 0) fail(`BENCH_DATABASES: expected a comma-separated list of sqlite, postgres; got "${raw}"`)
+  return BENCH_DATABASES.filter((database) => named.includes(database))
+}
+
 const readSettings = (): Settings => ({
   durationSeconds: wholeNumberFromEnv("BENCH_DURATION", 5, 1),
   warmupSeconds: wholeNumberFromEnv("BENCH_WARMUP", 2, 0),
   rounds: wholeNumberFromEnv("BENCH_ROUNDS", 3, 1),
   connections: wholeNumberFromEnv("BENCH_CONNECTIONS", 32, 1),
   bulwarkDir: resolve(process.env["BENCH_BULWARK_DIR"] || REPO_ROOT),
+  databases: databasesFromEnv(),
+  postgresUrl: process.env["BENCH_POSTGRES_URL"] || DEFAULT_POSTGRES_URL,
   cores: Bun.which("taskset") !== null && availableParallelism() >= 2 ? { server: 0, load: 1 } : null
 })
 
@@ -66,17 +85,24 @@ const progress = (message: string): void => {
 }
 
 /** One after the other, so that each start-up time is measured on a quiet machine. */
-const startTargets = async (context: StartContext): Promise<Map<TargetId, Target>> => {
+const startTargets = async (context: StartContext, databases: ReadonlyArray<BenchDatabase>): Promise<Map<TargetId, Target>> => {
   const targets = new Map<TargetId, Target>()
   const started = (target: Target) => {
     targets.set(target.id, target)
     progress(`${TARGET_LABELS[target.id]} ready in ${Math.round(target.startupMillis)} ms on ${target.baseUrl}`)
   }
-  started(await startBulwark(context, { id: "bulwark" }))
-  // A port nothing listens on: connections are refused at once, as when Redis is down.
-  started(await startBulwark(context, { id: "bulwark-redis-down", redisUrl: `redis://127.0.0.1:${freePort()}` }))
-  started(await startReference(context, "raw"))
-  started(await startReference(context, "hono"))
+  if (databases.includes("sqlite")) {
+    started(await startBulwark(context, { id: "bulwark" }))
+    // A port nothing listens on: connections are refused at once, as when Redis is down.
+    started(await startBulwark(context, { id: "bulwark-redis-down", redisUrl: `redis://127.0.0.1:${freePort()}` }))
+    started(await startReference(context, "raw"))
+    started(await startReference(context, "hono"))
+  }
+  if (databases.includes("postgres")) {
+    started(await startBulwark(context, { id: "bulwark-pg" }))
+    started(await startReference(context, "raw-pg"))
+    started(await startReference(context, "hono-pg"))
+  }
   return targets
 }
 
@@ -167,7 +193,7 @@ const describeBulwarkVersion = async (bulwarkDir: string): Promise<string> => {
   return `Bulwark${where} at commit ${commit.text}${status.text === "" ? "" : " with uncommitted changes"}`
 }
 
-const describeMachine = async (settings: Settings): Promise<Array<string>> => {
+const describeMachine = async (settings: Settings, postgres: BenchPostgres | null): Promise<Array<string>> => {
   // wrk has no version flag: it prints its version at the top of its usage text.
   const wrkVersion = (await commandOutput(["wrk", "--version"], REPO_ROOT)).text.split("\n")[0] ?? "wrk"
   const cpu = cpus()[0]?.model ?? "unknown CPU"
@@ -180,7 +206,11 @@ const describeMachine = async (settings: Settings): Promise<Array<string>> => {
         ? "no CPU pinning (taskset missing or one core)"
         : `servers pinned to core ${settings.cores.server}, wrk to core ${settings.cores.load}`),
     `Bulwark: SQLite file, in-process cache, auth, rate limit \`${UNTHROTTLED_RATE_LIMIT}\` (counted, never reached), ` +
-      `telemetry (no OTLP endpoint), error ledger, \`LOG_LEVEL=${BULWARK_LOG_LEVEL}\``
+      `telemetry (no OTLP endpoint), error ledger, \`LOG_LEVEL=${BULWARK_LOG_LEVEL}\``,
+    postgres === null
+      ? "PostgreSQL: not run (BENCH_DATABASES)"
+      : `PostgreSQL: ${postgres.description}, a database of its own per server, created for this run; ` +
+        `Bulwark and the references with ${POOL_SIZE} connections each; the PostgreSQL server is not pinned and shares both cores`
   ]
 }
 
@@ -193,7 +223,7 @@ const writeResults = (markdown: string, raw: unknown): void => {
 const STANDING_NOTES = [
   "ok req/s counts only responses with the expected status; anything else is listed under unexpected. non-2xx/3xx is wrk's own count (for the 404 scenario it is every response).",
   "p50 and p99 are wrk's latency percentiles over all responses of a run; the table shows the median over rounds, and the range of ok req/s over rounds.",
-  "The references do the same work per request without middleware: SHA-256 of the key → tenant, tenant-scoped row read (or seq = max + 1 insert in one transaction), JSON; RFC 9457 body for failures."
+  "The references do the same work per request without middleware: SHA-256 of the key → tenant, tenant-scoped row read (or seq = max + 1 insert in one transaction; on PostgreSQL one statement that bumps the session's last_seq and inserts with it), JSON; RFC 9457 body for failures."
 ]
 
 /** Anything else busy on the machine shows here; it makes every number noisier. */
@@ -206,23 +236,24 @@ const buildBulwark = async (bulwarkDir: string): Promise<void> => {
   if (built.exitCode !== 0) fail(`bun run build failed in ${bulwarkDir}: ${built.stderr.trim() || built.stdout.trim()}`)
 }
 
-const run = async (settings: Settings, workDir: string): Promise<void> => {
+const run = async (settings: Settings, workDir: string, postgres: BenchPostgres | null): Promise<void> => {
   await buildBulwark(settings.bulwarkDir)
   const loadBefore = describeLoad()
-  const header = await describeMachine(settings)
-  const scenarios = defineScenarios(crypto.randomUUID())
+  const header = await describeMachine(settings, postgres)
+  const scenarios = defineScenarios(crypto.randomUUID(), settings.databases)
   const targets = await startTargets({
     repoRoot: REPO_ROOT,
     bulwarkDir: settings.bulwarkDir,
     workDir,
     core: settings.cores?.server ?? null,
-    sessionId: crypto.randomUUID()
-  })
-  const redisDown = targetOf(targets, "bulwark-redis-down")
-  const cacheBefore = await describeCacheHealth(redisDown)
+    sessionId: crypto.randomUUID(),
+    postgres
+  }, settings.databases)
+  const redisDown = targets.get("bulwark-redis-down")
+  const cacheBefore = redisDown === undefined ? null : await describeCacheHealth(redisDown)
   const probeNotes = await probeAll(scenarios, targets)
   const measurements = await measureAll(settings, scenarios, targets)
-  const cacheAfter = await describeCacheHealth(redisDown)
+  const cacheAfter = redisDown === undefined ? null : await describeCacheHealth(redisDown)
   const report = buildReport({
     header,
     scenarios,
@@ -230,7 +261,7 @@ const run = async (settings: Settings, workDir: string): Promise<void> => {
     processes: [...targets.values()].map(processStats),
     notes: [
       ...probeNotes,
-      `Bulwark with Redis unreachable, before the runs: ${cacheBefore}; after: ${cacheAfter}.`,
+      ...(cacheBefore === null ? [] : [`Bulwark with Redis unreachable, before the runs: ${cacheBefore}; after: ${cacheAfter}.`]),
       `Load average (1 / 5 / 15 min) before: ${loadBefore}; after: ${describeLoad()}. ` +
         "A server under load and wrk keep it near 2 on this machine; more means something else was running.",
       ...STANDING_NOTES
@@ -245,10 +276,18 @@ const run = async (settings: Settings, workDir: string): Promise<void> => {
 const main = async (): Promise<void> => {
   if (!isWrkInstalled()) fail("wrk is not installed: apt-get install wrk")
   const settings = readSettings()
+  const postgres = settings.databases.includes("postgres")
+    ? await openBenchPostgres(settings.postgresUrl).catch((error: unknown) =>
+      fail(`${error instanceof Error ? error.message : String(error)}\n(BENCH_DATABASES=sqlite runs the SQLite half alone)`)
+    )
+    : null
   const workDir = mkdtempSync(join(tmpdir(), "bulwark-bench-"))
   const cleanUp = async () => {
     await stopAll()
     rmSync(workDir, { recursive: true, force: true })
+    await postgres?.dropAll().catch((error: unknown) =>
+      progress(`could not drop this run's PostgreSQL databases (bench_*): ${error instanceof Error ? error.message : String(error)}`)
+    )
   }
   for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
     process.on(signal, () => {
@@ -257,7 +296,7 @@ const main = async (): Promise<void> => {
     })
   }
   try {
-    await run(settings, workDir)
+    await run(settings, workDir, postgres)
   } finally {
     await cleanUp()
   }

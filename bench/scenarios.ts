@@ -1,11 +1,18 @@
-/** The four scenarios of SPEC §9: which request, against which servers, and the status a right answer has. */
+/**
+ * The scenarios of SPEC §9: which request, against which servers, and the status a right answer has.
+ * The hot read, the 404 and the write run on SQLite and again on PostgreSQL, each against the
+ * references on the same database.
+ */
 import type { Target, TargetId } from "./targets.js"
 import type { WrkRequest } from "./wrk.js"
 
-export type ScenarioId = "hot-read" | "hot-read-redis-down" | "not-found" | "write"
+export type ScenarioId = "hot-read" | "hot-read-redis-down" | "not-found" | "write" | "pg-hot-read" | "pg-not-found" | "pg-write"
+
+export type BenchDatabase = "sqlite" | "postgres"
 
 export interface Scenario {
   readonly id: ScenarioId
+  readonly database: BenchDatabase
   readonly title: string
   readonly targets: ReadonlyArray<TargetId>
   /** Only responses with this status count as throughput. */
@@ -13,7 +20,8 @@ export interface Scenario {
   readonly request: (target: Target) => WrkRequest
 }
 
-const ALL_SERVERS: ReadonlyArray<TargetId> = ["bulwark", "raw", "hono"]
+const SQLITE_SERVERS: ReadonlyArray<TargetId> = ["bulwark", "raw", "hono"]
+const POSTGRES_SERVERS: ReadonlyArray<TargetId> = ["bulwark-pg", "raw-pg", "hono-pg"]
 
 const hotRead = (target: Target): WrkRequest => ({
   url: `${target.baseUrl}/v1/sessions/${target.sessionId}`,
@@ -23,39 +31,66 @@ const hotRead = (target: Target): WrkRequest => ({
 
 export const MESSAGE_BODY = JSON.stringify({ agent_id: "bench", content: "hello" })
 
+const notFound = (missingSessionId: string) => (target: Target): WrkRequest => ({
+  url: `${target.baseUrl}/v1/sessions/${missingSessionId}`,
+  method: "GET",
+  apiKey: target.apiKey
+})
+
+const write = (target: Target): WrkRequest => ({
+  url: `${target.baseUrl}/v1/sessions/${target.sessionId}/messages`,
+  method: "POST",
+  apiKey: target.apiKey,
+  body: MESSAGE_BODY
+})
+
 /** `missingSessionId` is a fresh random UUID: no target has a session with it. */
-export const scenarios = (missingSessionId: string): ReadonlyArray<Scenario> => [
-  {
-    id: "hot-read",
-    title: "hot read `GET /v1/sessions/{id}`",
-    targets: ALL_SERVERS,
-    expectedStatus: 200,
-    request: hotRead
-  },
-  {
-    id: "hot-read-redis-down",
-    title: "hot read, cache's Redis unreachable",
-    targets: ["bulwark-redis-down"],
-    expectedStatus: 200,
-    request: hotRead
-  },
-  {
-    id: "not-found",
-    title: "404 `GET /v1/sessions/{unknown id}`",
-    targets: ALL_SERVERS,
-    expectedStatus: 404,
-    request: (target) => ({ url: `${target.baseUrl}/v1/sessions/${missingSessionId}`, method: "GET", apiKey: target.apiKey })
-  },
-  {
-    id: "write",
-    title: "write `POST /v1/sessions/{id}/messages`",
-    targets: ALL_SERVERS,
-    expectedStatus: 201,
-    request: (target) => ({
-      url: `${target.baseUrl}/v1/sessions/${target.sessionId}/messages`,
-      method: "POST",
-      apiKey: target.apiKey,
-      body: MESSAGE_BODY
-    })
-  }
-]
+export const scenarios = (missingSessionId: string, databases: ReadonlyArray<BenchDatabase>): ReadonlyArray<Scenario> => {
+  const sqlite: ReadonlyArray<Scenario> = [
+    { id: "hot-read", database: "sqlite", title: "hot read `GET /v1/sessions/{id}`", targets: SQLITE_SERVERS, expectedStatus: 200, request: hotRead },
+    {
+      id: "hot-read-redis-down",
+      database: "sqlite",
+      title: "hot read, cache's Redis unreachable",
+      targets: ["bulwark-redis-down"],
+      expectedStatus: 200,
+      request: hotRead
+    },
+    {
+      id: "not-found",
+      database: "sqlite",
+      title: "404 `GET /v1/sessions/{unknown id}`",
+      targets: SQLITE_SERVERS,
+      expectedStatus: 404,
+      request: notFound(missingSessionId)
+    },
+    { id: "write", database: "sqlite", title: "write `POST /v1/sessions/{id}/messages`", targets: SQLITE_SERVERS, expectedStatus: 201, request: write }
+  ]
+  const postgres: ReadonlyArray<Scenario> = [
+    {
+      id: "pg-hot-read",
+      database: "postgres",
+      title: "PostgreSQL: hot read `GET /v1/sessions/{id}`",
+      targets: POSTGRES_SERVERS,
+      expectedStatus: 200,
+      request: hotRead
+    },
+    {
+      id: "pg-not-found",
+      database: "postgres",
+      title: "PostgreSQL: 404 `GET /v1/sessions/{unknown id}`",
+      targets: POSTGRES_SERVERS,
+      expectedStatus: 404,
+      request: notFound(missingSessionId)
+    },
+    {
+      id: "pg-write",
+      database: "postgres",
+      title: "PostgreSQL: write `POST /v1/sessions/{id}/messages`",
+      targets: POSTGRES_SERVERS,
+      expectedStatus: 201,
+      request: write
+    }
+  ]
+  return [...(databases.includes("sqlite") ? sqlite : []), ...(databases.includes("postgres") ? postgres : [])]
+}

@@ -1,22 +1,42 @@
 /**
- * The servers under test: Bulwark as it is deployed (SQLite file, every middleware on), and the two
- * reference servers. Each starts on a free loopback port, is timed from spawn to its first 200 on
- * `/health/ready`, and is seeded with one tenant, one API key and one session.
+ * The servers under test: Bulwark as it is deployed (every middleware on), and the two reference
+ * servers, each once on SQLite and once on PostgreSQL. Each starts on a free loopback port, is timed
+ * from spawn to its first 200 on `/health/ready`, and is seeded with one tenant, one API key and one
+ * session.
  */
 import type { Subprocess } from "bun"
 import { randomBytes } from "node:crypto"
 import { join } from "node:path"
 import { freePort, rssMegabytes, spawnServer, tailOf, waitForReady } from "./processes.js"
+import type { BenchPostgres } from "./postgres.js"
+import { POOL_SIZE, seedPostgres } from "./reference/pgStore.js"
 import { seedDatabase } from "./reference/store.js"
 
-export type TargetId = "bulwark" | "bulwark-redis-down" | "raw" | "hono"
+export type TargetId = "bulwark" | "bulwark-redis-down" | "raw" | "hono" | "bulwark-pg" | "raw-pg" | "hono-pg"
+
+export type ReferenceId = "raw" | "hono" | "raw-pg" | "hono-pg"
+
+export type BulwarkId = "bulwark" | "bulwark-redis-down" | "bulwark-pg"
 
 export const TARGET_LABELS: Readonly<Record<TargetId, string>> = {
   bulwark: "Bulwark",
   "bulwark-redis-down": "Bulwark, Redis unreachable",
   raw: "raw Bun.serve + bun:sqlite",
-  hono: "Hono on Bun"
+  hono: "Hono on Bun",
+  "bulwark-pg": "Bulwark on PostgreSQL",
+  "raw-pg": "raw Bun.serve + Bun.SQL",
+  "hono-pg": "Hono on Bun + Bun.SQL"
 }
+
+/** The Bulwark a reference is compared with: the one on the same database. */
+export const BULWARK_COMPARED_WITH: Readonly<Record<ReferenceId, BulwarkId>> = {
+  raw: "bulwark",
+  hono: "bulwark",
+  "raw-pg": "bulwark-pg",
+  "hono-pg": "bulwark-pg"
+}
+
+export const isReference = (id: TargetId): id is ReferenceId => id in BULWARK_COMPARED_WITH
 
 export interface Target {
   readonly id: TargetId
@@ -40,6 +60,13 @@ export interface StartContext {
   readonly core: number | null
   /** Every target serves a session with this id, so one URL shape fits all. */
   readonly sessionId: string
+  /** Where the PostgreSQL targets get their databases; null when the run is on SQLite only. */
+  readonly postgres: BenchPostgres | null
+}
+
+const postgresOf = (context: StartContext): BenchPostgres => {
+  if (context.postgres === null) throw new Error("a PostgreSQL target needs BENCH_POSTGRES_URL's server")
+  return context.postgres
 }
 
 /** High enough that wrk is never throttled; the limiter still counts every request. */
@@ -110,15 +137,20 @@ const seedBulwark = async (baseUrl: string, adminToken: string, sessionId: strin
 
 export const startBulwark = async (
   context: StartContext,
-  options: { readonly id: "bulwark" | "bulwark-redis-down"; readonly redisUrl?: string }
+  options: { readonly id: BulwarkId; readonly redisUrl?: string }
 ): Promise<Target> => {
   const adminToken = secret()
+  const databaseUrl = options.id === "bulwark-pg"
+    ? await postgresOf(context).createDatabase(options.id)
+    : `file:${join(context.workDir, `${options.id}.db`)}`
   // As deployed by `bun start`: the bundle `bun run build` writes (built once per bench run).
   const launch = { cwd: context.bulwarkDir, command: [process.execPath, "dist/main.js"] }
   const started = await startServer(options.id, context, launch, (port) => ({
     PORT: String(port),
     HOST: "127.0.0.1",
-    DATABASE_URL: `file:${join(context.workDir, `${options.id}.db`)}`,
+    DATABASE_URL: databaseUrl,
+    // As many connections as the references' pool (it is also Bulwark's default).
+    BULWARK_DB_POOL_SIZE: String(POOL_SIZE),
     BULWARK_ADMIN_TOKEN: adminToken,
     BULWARK_JWT_SECRET: secret(),
     BULWARK_RATE_LIMIT: UNTHROTTLED_RATE_LIMIT,
@@ -129,13 +161,32 @@ export const startBulwark = async (
   return { id: options.id, ...started, apiKey, sessionId: context.sessionId, adminToken }
 }
 
-export const startReference = async (context: StartContext, id: "raw" | "hono"): Promise<Target> => {
-  const apiKey = `bk_${secret()}`
+const REFERENCE_SCRIPTS: Readonly<Record<ReferenceId, string>> = {
+  raw: "raw.ts",
+  hono: "hono.ts",
+  "raw-pg": "rawPostgres.ts",
+  "hono-pg": "honoPostgres.ts"
+}
+
+/** Creates and seeds the reference's own database; returns the variable that names it to the server. */
+const referenceDatabase = async (context: StartContext, id: ReferenceId, apiKey: string): Promise<Record<string, string>> => {
+  const seed = { apiKey, sessionId: context.sessionId }
+  if (id === "raw-pg" || id === "hono-pg") {
+    const url = await postgresOf(context).createDatabase(id)
+    await seedPostgres(url, seed)
+    return { BENCH_DATABASE_URL: url }
+  }
   const dbPath = join(context.workDir, `${id}.db`)
-  seedDatabase(dbPath, { apiKey, sessionId: context.sessionId })
-  const script = join(context.repoRoot, "bench", "reference", `${id}.ts`)
+  seedDatabase(dbPath, seed)
+  return { BENCH_DB: dbPath }
+}
+
+export const startReference = async (context: StartContext, id: ReferenceId): Promise<Target> => {
+  const apiKey = `bk_${secret()}`
+  const database = await referenceDatabase(context, id, apiKey)
+  const script = join(context.repoRoot, "bench", "reference", REFERENCE_SCRIPTS[id])
   const launch = { cwd: context.repoRoot, command: [process.execPath, script] }
-  const started = await startServer(id, context, launch, (port) => ({ PORT: String(port), BENCH_DB: dbPath }))
+  const started = await startServer(id, context, launch, (port) => ({ PORT: String(port), ...database }))
   return { id, ...started, apiKey, sessionId: context.sessionId }
 }
 

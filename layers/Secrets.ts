@@ -7,7 +7,7 @@ import { Context, Effect, Layer, Option, Redacted } from "effect"
 import { randomBase64Url } from "../src/Digests.js"
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { StartupError } from "../src/Config.js"
+import { dataDirectoryOf, type DatabaseUrl, StartupError } from "../src/Config.js"
 
 export class AdminToken extends Context.Tag("bulwark/AdminToken")<AdminToken, Redacted.Redacted<string>>() {}
 
@@ -40,14 +40,22 @@ export const storedSecret = (variable: string, dataDirectory: string, fileName: 
     return Redacted.make(secret.value)
   })
 
-/** The configured secret when given, else the one stored (or generated) under the data directory. */
+/**
+ * The configured secret when given. Else, on SQLite, the one stored (or generated) under the data
+ * directory; on PostgreSQL every instance must share it, so none is generated and the start stops.
+ */
 const secretLayer = <Id>(tag: Context.Tag<Id, Redacted.Redacted<string>>, variable: string, fileName: string) =>
-(configured: Option.Option<Redacted.Redacted<string>>, dataDirectory: string) =>
+(configured: Option.Option<Redacted.Redacted<string>>, database: DatabaseUrl) =>
   Layer.effect(
     tag,
     Option.match(configured, {
       onSome: Effect.succeed,
-      onNone: () => storedSecret(variable, dataDirectory, fileName)
+      onNone: () =>
+        database._tag === "Postgres"
+          ? Effect.fail(
+            new StartupError(variable, `required with PostgreSQL (every instance must share it): set ${variable} or ${variable}_FILE`)
+          )
+          : storedSecret(variable, dataDirectoryOf(database), fileName)
     })
   )
 

@@ -26,6 +26,26 @@ export type Claims = typeof Claims.Type
 const invalid = new Unauthenticated({ code: "AUTH_INVALID", detail: "The credential is not valid." })
 const expired = new Unauthenticated({ code: "AUTH_EXPIRED", detail: "The access token has expired." })
 
+/** What jose throws for a token that is not valid: the client's doing, so 401. */
+const INVALID_TOKEN_CODES: ReadonlySet<string> = new Set([
+  JoseErrors.JWSInvalid.code,
+  JoseErrors.JWTInvalid.code,
+  JoseErrors.JWSSignatureVerificationFailed.code,
+  JoseErrors.JWTClaimValidationFailed.code,
+  JoseErrors.JOSEAlgNotAllowed.code,
+  JoseErrors.JOSENotSupported.code
+])
+
+/**
+ * A refused token is 401; anything else jose or the runtime throws (a key it cannot import, a
+ * crypto failure, a bug) is a defect, never dressed up as the client's invalid credential.
+ */
+const refusalOf = (error: unknown): Effect.Effect<never, Unauthenticated> => {
+  if (error instanceof JoseErrors.JWTExpired) return Effect.fail(expired)
+  if (error instanceof JoseErrors.JOSEError && INVALID_TOKEN_CODES.has(error.code)) return Effect.fail(invalid)
+  return Effect.die(error)
+}
+
 export class AccessTokens extends Effect.Service<AccessTokens>()("bulwark/AccessTokens", {
   effect: Effect.gen(function*() {
     const secret = yield* JwtSecret
@@ -50,8 +70,8 @@ export class AccessTokens extends Effect.Service<AccessTokens>()("bulwark/Access
       const now = yield* Clock.currentTimeMillis
       const verified = yield* Effect.tryPromise({
         try: () => jwtVerify(token, key, { algorithms: ["HS256"], issuer: ISSUER, currentDate: new Date(now) }),
-        catch: (error) => (error instanceof JoseErrors.JWTExpired ? expired : invalid)
-      })
+        catch: (error) => error
+      }).pipe(Effect.catchAll(refusalOf))
       return yield* Schema.decodeUnknown(Claims)(verified.payload).pipe(Effect.mapError(() => invalid))
     })
 

@@ -10,11 +10,11 @@ import { Cause, Chunk, Clock, Context, Duration, Effect, FiberRef, Layer, LogLev
 import { identity } from "effect/Function"
 import type { ErrorRecord, ListErrorsFilter } from "../src/domain/ErrorRecord.js"
 import { sha256Hex } from "../src/Digests.js"
-import { type AppError, DbOperational, NotFound, serverMessageOf, stackOf, statusOf } from "../src/errors.js"
+import { type AppError, DbOperational, Internal, NotFound, serverMessageOf, stackOf, statusOf } from "../src/errors.js"
 import { errorsTotal, labelled, ledgerDroppedTotal } from "../src/telemetry/Metrics.js"
-import { sanitizeText } from "../src/telemetry/Sanitize.js"
+import { type SanitizedPayload, sanitizeText } from "../src/telemetry/Sanitize.js"
 import { nowIso } from "./Clock.js"
-import { ErrorsRepo, type LedgerRow } from "./ErrorsRepo.js"
+import { ErrorsRepo, isUnreadable, type LedgerRow } from "./ErrorsRepo.js"
 
 /** What is known about where an error happened; all optional outside a request. */
 export interface ErrorContext {
@@ -28,8 +28,8 @@ export interface ErrorContext {
   readonly userAgent?: string | undefined
   readonly tenantId?: string | undefined
   readonly sessionId?: string | undefined
-  /** Already sanitised and cut to 8 KiB. */
-  readonly requestPayload?: string | null | undefined
+  /** Already sanitised and cut to 8 KiB, labelled with what was kept. */
+  readonly requestPayload?: SanitizedPayload | null | undefined
   /** Overrides the severity derived from the status (a tolerated cache failure is a warning). */
   readonly severity?: ErrorRecord["severity"] | undefined
 }
@@ -52,6 +52,7 @@ export const typeOf = (error: AppError): ErrorRecord["type"] => {
     case "Internal":
       return "internal"
     case "NotFound":
+    case "MethodNotAllowed":
     case "Conflict":
     case "RateLimited":
     case "Overloaded":
@@ -84,6 +85,9 @@ export const fingerprintOf = (code: string, route: string | undefined, stack: st
   }
   return fingerprint
 }
+
+/** A user agent is kept to this many characters: headers may be far longer than anything worth keeping. */
+const MAX_USER_AGENT_LENGTH = 1024
 
 export interface ErrorLedgerOptions {
   readonly retentionDays: number
@@ -178,8 +182,9 @@ const make = (options: ErrorLedgerOptions) =>
           trace_id: context.traceId ?? null,
           method: context.method ?? null,
           route: context.route ?? null,
-          user_agent: context.userAgent === undefined ? null : sanitizeText(context.userAgent),
-          request_payload: context.requestPayload ?? null
+          user_agent: context.userAgent === undefined ? null : sanitizeText(context.userAgent).slice(0, MAX_USER_AGENT_LENGTH),
+          request_payload: context.requestPayload?.text ?? null,
+          request_payload_kind: context.requestPayload?.kind ?? null
         }
         const level = row.severity === "warning" ? LogLevel.Warning : LogLevel.Error
         const kept = Effect.zipRight(
@@ -230,32 +235,62 @@ export class ErrorLedger extends Context.Tag("bulwark/ErrorLedger")<
   static readonly layer = (options: ErrorLedgerOptions) => Layer.scoped(ErrorLedger, make(options))
 }
 
-/** The operators' side of the ledger: find, filter, resolve, count. */
+/** Unreadable rows already reported by this process: each is ledgered once, not on every read. */
+const MAX_REPORTED_UNREADABLE = 1_000
+
+/**
+ * The operators' side of the ledger: find, filter, resolve, count. A stored row that does not read
+ * back whole is still shown (see `toRecord`), and that failure is ledgered once per row, as a defect:
+ * the ledger wrote something it cannot read.
+ */
 export class ErrorRecords extends Effect.Service<ErrorRecords>()("bulwark/ErrorRecords", {
   effect: Effect.gen(function*() {
     const repo = yield* ErrorsRepo
+    const ledger = yield* ErrorLedger
+    const reported = new Set<string>()
     const notFound = (errorId: string) =>
       new NotFound({ code: "ERROR_NOT_FOUND", detail: `No error record ${errorId} exists.` })
+
+    const reportUnreadable = (records: ReadonlyArray<ErrorRecord>) =>
+      Effect.forEach(
+        records.filter((record) => isUnreadable(record) && !reported.has(record.error_id)),
+        (record) => {
+          reported.add(record.error_id)
+          if (reported.size > MAX_REPORTED_UNREADABLE) reported.delete(reported.values().next().value!)
+          const what = [...(record.unreadable_fields ?? []), ...(record.request_payload_kind === "unreadable" ? ["request_payload"] : [])]
+          return ledger.record(
+            new Internal({
+              reason: "a ledger row did not read back whole",
+              cause: new Error(`error record ${record.error_id}: unreadable ${what.join(", ")}`)
+            }),
+            { type: "database", route: "ledger:read" }
+          )
+        },
+        { discard: true }
+      ).pipe(Effect.as(records))
 
     const get = Effect.fn("ErrorRecords.get")(function*(errorId: string) {
       const record = yield* repo.find(errorId)
       if (Option.isNone(record)) return yield* notFound(errorId)
+      yield* reportUnreadable([record.value])
       return record.value
     })
 
     const list = Effect.fn("ErrorRecords.list")(function*(filter: ListErrorsFilter) {
-      return yield* repo.list(filter)
+      return yield* Effect.flatMap(repo.list(filter), reportUnreadable)
     })
 
     const resolve = Effect.fn("ErrorRecords.resolve")(function*(errorId: string, notes: string | undefined) {
       const record = yield* repo.resolve(errorId, notes ?? null, yield* nowIso)
       if (Option.isNone(record)) return yield* notFound(errorId)
+      yield* reportUnreadable([record.value])
       return record.value
     })
 
     const stats = Effect.fn("ErrorRecords.stats")(function*(since: Date | undefined) {
       const sinceIso = since?.toISOString() ?? new Date(0).toISOString()
       const counts = yield* repo.stats(sinceIso)
+      yield* reportUnreadable(Option.toArray(counts.last))
       return {
         since: since?.toISOString() ?? null,
         total: Object.values(counts.bySeverity).reduce((sum, n) => sum + n, 0),

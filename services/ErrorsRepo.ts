@@ -1,8 +1,9 @@
 /** The `errors` table: batched inserts from the ledger writer, and the operators' queries. */
 import type { Statement } from "@effect/sql"
-import { Effect, Option, Schema } from "effect"
-import { Database, decodeRow } from "../layers/database/Database.js"
+import { Effect, Either, Option, Schema } from "effect"
+import { Database } from "../layers/database/Database.js"
 import { ErrorRecord, type ListErrorsFilter } from "../src/domain/ErrorRecord.js"
+import { type PayloadKind, PayloadKinds } from "../src/telemetry/Sanitize.js"
 
 export interface LedgerRow {
   readonly error_id: string
@@ -21,21 +22,88 @@ export interface LedgerRow {
   readonly method: string | null
   readonly route: string | null
   readonly user_agent: string | null
-  /** Sanitised JSON text, at most 8 KiB. */
+  /** Sanitised, at most 8 KiB: JSON text when the kind is `json`, else plain text. */
   readonly request_payload: string | null
+  readonly request_payload_kind: PayloadKind | null
 }
 
-const RecordRow = Schema.Struct({
-  ...ErrorRecord.fields,
+const { request_payload: _payload, request_payload_kind: _kind, unreadable_fields: _unreadable, ...storedFields } = ErrorRecord.fields
+
+/** The columns as stored; the payload is read apart (`readPayload`), so that it can never fail a row. */
+const StoredRow = Schema.Struct({
+  ...storedFields,
   error_id: Schema.String,
-  request_payload: Schema.NullOr(Schema.parseJson()),
   resolved: Schema.Union(Schema.Number, Schema.BigIntFromSelf).pipe(
     Schema.transform(Schema.Boolean, { decode: (n) => Number(n) !== 0, encode: (b) => (b ? 1 : 0) })
   )
 })
-const decodeRecord = decodeRow(RecordRow)
-const decodeRecords = decodeRow(Schema.Array(RecordRow))
-const toRecord = (row: typeof RecordRow.Type) => new ErrorRecord(row, { disableValidation: true })
+type StoredRow = typeof StoredRow.Type
+
+/** What an unreadable column is shown as when its field does not allow null (see `ErrorRecord.unreadable_fields`). */
+const placeholders: Partial<Record<keyof StoredRow, unknown>> = {
+  error_id: "",
+  occurred_at: "",
+  type: "internal",
+  code: "",
+  status: 0,
+  message: "",
+  fingerprint: "",
+  severity: "critical",
+  resolved: false
+}
+
+const decodeStored = Schema.decodeUnknownEither(StoredRow)
+const decodeColumn = Object.fromEntries(
+  Object.entries(StoredRow.fields).map(([name, schema]) => [name, Schema.decodeUnknownEither(schema as Schema.Schema<unknown, unknown>)])
+)
+
+const isKind = (kind: unknown): kind is PayloadKind => typeof kind === "string" && (PayloadKinds as ReadonlyArray<string>).includes(kind)
+
+/**
+ * The payload as what it was stored as. A `json` payload that does not parse, a kind this version
+ * does not know, or a row from before kinds whose text is not JSON is `unreadable`: shown as stored.
+ */
+const readPayload = (text: unknown, kind: unknown): { readonly payload: unknown; readonly kind: ErrorRecord["request_payload_kind"] } => {
+  if (text === null || text === undefined) return { payload: null, kind: null }
+  if (typeof text !== "string") return { payload: String(text), kind: "unreadable" }
+  if (kind !== null && kind !== undefined && kind !== "json") return isKind(kind) ? { payload: text, kind } : { payload: text, kind: "unreadable" }
+  try {
+    return { payload: JSON.parse(text), kind: "json" }
+  } catch {
+    return { payload: text, kind: "unreadable" }
+  }
+}
+
+/**
+ * One stored row as a record, whatever it holds: a column that does not decode is named in
+ * `unreadable_fields` and shown as null or a placeholder, never failing the row or the list.
+ */
+export const toRecord = (row: Record<string, unknown>): ErrorRecord => {
+  const { kind, payload } = readPayload(row.request_payload, row.request_payload_kind)
+  const stored = decodeStored(row)
+  if (Either.isRight(stored)) {
+    return new ErrorRecord({ ...stored.right, request_payload: payload, request_payload_kind: kind }, { disableValidation: true })
+  }
+  const fields: Record<string, unknown> = {}
+  const unreadable: Array<string> = []
+  for (const [name, decode] of Object.entries(decodeColumn)) {
+    const decoded = decode(row[name])
+    if (Either.isRight(decoded)) {
+      fields[name] = decoded.right
+    } else {
+      unreadable.push(name)
+      fields[name] = placeholders[name as keyof StoredRow] ?? null
+    }
+  }
+  return new ErrorRecord(
+    { ...(fields as StoredRow), request_payload: payload, request_payload_kind: kind, unreadable_fields: unreadable },
+    { disableValidation: true }
+  )
+}
+
+/** Whether reading a record met something it could not read (the caller ledgers that). */
+export const isUnreadable = (record: ErrorRecord): boolean =>
+  record.unreadable_fields !== undefined || record.request_payload_kind === "unreadable"
 
 export const DEFAULT_ERRORS_LIMIT = 100
 
@@ -48,8 +116,8 @@ export class ErrorsRepo extends Effect.Service<ErrorsRepo>()("bulwark/ErrorsRepo
       db.write("errors.insert_batch", sql`INSERT INTO errors ${sql.insert(rows.map((row) => ({ ...row, resolved: 0 })))}`)
 
     const find = (errorId: string) =>
-      db.read("errors.find", sql`SELECT * FROM errors WHERE error_id = ${errorId}`).pipe(
-        Effect.flatMap((rows) => (rows[0] === undefined ? Effect.succeedNone : Effect.asSome(Effect.map(decodeRecord(rows[0]), toRecord))))
+      db.read("errors.find", sql<Record<string, unknown>>`SELECT * FROM errors WHERE error_id = ${errorId}`).pipe(
+        Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), toRecord))
       )
 
     const list = (filter: ListErrorsFilter) => {
@@ -62,18 +130,16 @@ export class ErrorsRepo extends Effect.Service<ErrorsRepo>()("bulwark/ErrorsRepo
       if (filter.since !== undefined) conditions.push(sql`occurred_at >= ${filter.since.toISOString()}`)
       const limit = filter.limit ?? DEFAULT_ERRORS_LIMIT
       return db.read(
-        "errors.list", sql`SELECT * FROM errors ${conditions.length > 0 ? sql`WHERE ${sql.and(conditions)}` : sql``}
+        "errors.list", sql<Record<string, unknown>>`SELECT * FROM errors ${conditions.length > 0 ? sql`WHERE ${sql.and(conditions)}` : sql``}
             ORDER BY occurred_at DESC, error_id DESC LIMIT ${limit}`
-      ).pipe(Effect.flatMap(decodeRecords), Effect.map((rows) => rows.map(toRecord)))
+      ).pipe(Effect.map((rows) => rows.map(toRecord)))
     }
 
     /** Marks the record resolved; `None` when no record has this id. */
     const resolve = (errorId: string, notes: string | null, resolvedAt: string) =>
       db.write(
-        "errors.resolve", sql`UPDATE errors SET resolved = 1, resolved_at = ${resolvedAt}, notes = ${notes} WHERE error_id = ${errorId} RETURNING *`
-      ).pipe(
-        Effect.flatMap((rows) => (rows[0] === undefined ? Effect.succeedNone : Effect.asSome(Effect.map(decodeRecord(rows[0]), toRecord))))
-      )
+        "errors.resolve", sql<Record<string, unknown>>`UPDATE errors SET resolved = 1, resolved_at = ${resolvedAt}, notes = ${notes} WHERE error_id = ${errorId} RETURNING *`
+      ).pipe(Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), toRecord)))
 
     const countsBy = (column: "code" | "status" | "severity", since: string) =>
       db.read(

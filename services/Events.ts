@@ -1,39 +1,105 @@
 /**
- * Live session events (SPEC §4). A stream starts after a given `seq` (from `Last-Event-ID` or
+ * Live session events (SPEC §4, §8). A stream starts after a given `seq` (from `Last-Event-ID` or
  * `?after=`, else after the newest message) and emits every later message exactly once, in `seq`
- * order. The database is the record: an event from the bus is a wake-up call, the next message in
- * order is emitted from it directly, and any gap (an event lost, dropped for a slow subscriber, or
- * never sent because Redis was down) is filled by reading the messages after the last one sent.
- * Every heartbeat also checks the session, so a gap can never outlive one heartbeat interval.
+ * order.
+ *
+ * The database is the truth and the bus a hint. The process keeps one listener on the bus and a
+ * registry of the sessions that have open streams here (a topic each). A topic knows the newest
+ * `seq` it has seen and keeps the last few messages, contiguous, that its streams share: an event
+ * that follows on is appended and handed to every stream of its session; an event that skips
+ * ahead, or a check that finds the database ahead, starts one catch-up read for the whole topic.
+ * A stream behind what its topic keeps (a resume from an old `Last-Event-ID`, a slow client) reads
+ * its own pages until it reaches the shared ones.
+ *
+ * Sessions are checked against the database in one batched read per interval, not per stream:
+ * every heartbeat (SPEC: 15 s, with the `: ping`), and every second while the bus is unwell (its
+ * own probe does not come back), so a lost event delays a stream by at most that long.
  *
  * A failure mid-stream (the database cannot serve, the session was deleted, a defect) is ledgered
  * with type `stream` and becomes the stream's last item; then the stream ends.
  */
-import { Cause, Chunk, Context, type Duration, Effect, Layer, Metric, MetricLabel, Option, Ref, Schedule, Stream } from "effect"
+import { Cause, Context, Duration, Effect, Layer, Metric, MetricLabel, Option, Queue, Runtime, Schedule, Stream } from "effect"
 import { EventBus, type SessionEvent } from "../layers/events/EventBus.js"
 import type { Message } from "../src/domain/Message.js"
 import { type AppError, type CacheUnavailable, Internal } from "../src/errors.js"
-import { eventPublishFailuresTotal } from "../src/telemetry/Metrics.js"
+import { eventPublishFailuresTotal, eventStreamsOpen } from "../src/telemetry/Metrics.js"
 import { type ErrorContext, ErrorLedger } from "./ErrorLedger.js"
 import { MessagesRepo, toMessage } from "./MessagesRepo.js"
 import { sessionNotFound } from "./SessionsRepo.js"
 
+export type MessageItem = { readonly _tag: "Message"; readonly message: Message }
+
 export type StreamItem =
-  | { readonly _tag: "Message"; readonly message: Message }
+  | MessageItem
   | { readonly _tag: "Ping" }
   | { readonly _tag: "Failed"; readonly error: AppError; readonly errorId: string }
 
-type Signal = { readonly _tag: "CatchUp" } | { readonly _tag: "Heartbeat" } | SessionEvent
+/** Where a stream's items go: written in order, one at a time, from the process's own code. */
+export interface StreamSink {
+  /** Takes the item; answers whether it has room for more now (if not, wait for `resume`). */
+  readonly write: (item: StreamItem) => boolean
+  /** No item follows. */
+  readonly end: () => void
+}
 
-/** Messages read per query while catching up; the stream's back-pressure paces the next page. */
+export interface Subscription {
+  /** The sink has room again. */
+  readonly resume: () => void
+  /** The reader is gone: stop, and release what the stream held. */
+  readonly cancel: () => void
+}
+
+export type StreamRequest = Pick<ErrorContext, "requestId" | "traceId" | "userAgent">
+
+/** Messages read per query while catching up; a stream's back-pressure paces the next page. */
 const CATCH_UP_PAGE = 200
+
+/** Messages each topic keeps for its streams; a stream further behind reads its own pages. */
+const SHARED_MESSAGES = 64
+
+/** Sessions per batched check read. */
+const CHECK_BATCH = 500
+
+/** Items an Effect `stream` buffers for its consumer before it stops taking more. */
+const STREAM_ROOM = 256
 
 export const EVENTS_ROUTE = "/v1/sessions/{id}/events"
 
 export interface EventsOptions {
-  /** `: ping` this often (SPEC: 15 s); each one also checks the session and fills any gap. */
+  /** `: ping` this often (SPEC: 15 s); each one also checks the sessions and fills any gap. */
   readonly heartbeat?: Duration.DurationInput
+  /** How often sessions are checked while the bus is unwell (SPEC §8: at least every second). */
+  readonly unwellCheckEvery?: Duration.DurationInput
 }
+
+interface Topic {
+  readonly key: string
+  readonly tenantId: string
+  readonly sessionId: string
+  readonly subscribers: Set<Subscriber>
+  /** The newest `seq` known to be committed (-1 until first read); `recent` ends there, contiguous. */
+  known: number
+  recent: Array<MessageItem>
+  reading: boolean
+  readAgain: boolean
+}
+
+interface Subscriber {
+  readonly topic: Topic
+  readonly sink: StreamSink
+  readonly request: StreamRequest
+  lastSent: number
+  /** The sink is full: nothing is written until it resumes. */
+  waiting: boolean
+  /** A read of its own is in flight. */
+  reading: boolean
+  pumping: boolean
+  done: boolean
+}
+
+const PING: StreamItem = { _tag: "Ping" }
+
+const topicKey = (tenantId: string, sessionId: string) => `${tenantId}/${sessionId}`
 
 const make = (options: EventsOptions) =>
   Effect.gen(function*() {
@@ -41,10 +107,12 @@ const make = (options: EventsOptions) =>
     const repo = yield* MessagesRepo
     const ledger = yield* ErrorLedger
     const heartbeat = options.heartbeat ?? "15 seconds"
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    const topics = new Map<string, Topic>()
 
     /**
      * The event is delivered in this process whatever happens; when other processes cannot be told,
-     * their subscribers catch up at their next heartbeat, and the failure is ledgered (at warning)
+     * their subscribers catch up at their next check, and the failure is ledgered (at warning)
      * and counted. An open breaker's fast rejections are counted, not ledgered one by one: the
      * transition that opened it was.
      */
@@ -72,91 +140,283 @@ const make = (options: EventsOptions) =>
         onSome: Effect.succeed
       }))
 
-    /** The session's events after `after`; it runs (and holds a subscription) while it is consumed. */
-    const stream = (
-      tenantId: string,
-      sessionId: string,
-      after: number,
-      request: Pick<ErrorContext, "requestId" | "traceId" | "userAgent"> = {}
-    ): Stream.Stream<StreamItem> =>
+    /** A failure, a defect as `Internal`; `None` for an interruption (nobody is left to tell). */
+    const errorOf = (cause: Cause.Cause<AppError>): Option.Option<AppError> =>
+      Cause.isInterruptedOnly(cause)
+        ? Option.none()
+        : Option.some(Option.getOrElse(
+          Cause.failureOption(cause),
+          () => new Internal({ reason: "an event stream died", cause: Cause.squash(cause) })
+        ))
+
+    /** Runs a read off the caller's stack; `onError` gets its failure or defect. */
+    const run = <A>(read: Effect.Effect<A, AppError>, onSuccess: (a: A) => void, onError: (error: AppError) => void) =>
+      runFork(Effect.matchCause(read, {
+        onSuccess,
+        onFailure: (cause) => Option.match(errorOf(cause), { onNone: () => {}, onSome: onError })
+      }))
+
+    // ---- the registry: topics and their subscribers, all plain state touched by one thread ----
+
+    const release = (subscriber: Subscriber) => {
+      if (subscriber.done) return false
+      subscriber.done = true
+      const topic = subscriber.topic
+      topic.subscribers.delete(subscriber)
+      // The last stream of a session takes its topic (and the messages it kept) with it.
+      if (topic.subscribers.size === 0 && topics.get(topic.key) === topic) topics.delete(topic.key)
+      eventStreamsOpen.unsafeModify(-1, [])
+      return true
+    }
+
+    const fail = (subscriber: Subscriber, error: AppError) => {
+      if (!release(subscriber)) return
+      const { sessionId, tenantId } = subscriber.topic
+      runFork(Effect.map(
+        ledger.record(error, { ...subscriber.request, type: "stream", tenantId, sessionId, method: "GET", route: EVENTS_ROUTE }),
+        (errorId) => {
+          subscriber.sink.write({ _tag: "Failed", error, errorId })
+          subscriber.sink.end()
+        }
+      ))
+    }
+
+    const failTopic = (topic: Topic, error: AppError) => {
+      for (const subscriber of [...topic.subscribers]) fail(subscriber, error)
+    }
+
+    /** Writes what the topic has after the subscriber's last `seq`, or reads its own page if it is further behind. */
+    const pump = (subscriber: Subscriber): void => {
+      if (subscriber.done || subscriber.waiting || subscriber.reading || subscriber.pumping) return
+      const topic = subscriber.topic
+      if (topic.known < 0) return
+      const first = topic.recent[0]?.message.seq ?? topic.known + 1
+      if (subscriber.lastSent < first - 1) return readOwn(subscriber)
+      subscriber.pumping = true
+      try {
+        for (let i = subscriber.lastSent + 1 - first; i < topic.recent.length; i++) {
+          const item = topic.recent[i]!
+          subscriber.lastSent = item.message.seq
+          if (!subscriber.sink.write(item)) {
+            subscriber.waiting = true
+            break
+          }
+        }
+      } finally {
+        subscriber.pumping = false
+      }
+    }
+
+    const pumpAll = (topic: Topic) => {
+      for (const subscriber of topic.subscribers) pump(subscriber)
+    }
+
+    const readOwn = (subscriber: Subscriber) => {
+      subscriber.reading = true
+      const { sessionId, tenantId } = subscriber.topic
+      run(repo.listAfter(tenantId, sessionId, subscriber.lastSent, CATCH_UP_PAGE), (rows) => {
+        subscriber.reading = false
+        if (subscriber.done) return
+        let room = true
+        for (const row of rows) {
+          if (row.seq <= subscriber.lastSent) continue
+          subscriber.lastSent = row.seq
+          room = subscriber.sink.write({ _tag: "Message", message: toMessage(row) })
+        }
+        subscriber.waiting = !room
+        // Nothing after it: the session lost its messages (deleted); the next check ends the stream.
+        if (rows.length > 0) pump(subscriber)
+      }, (error) => fail(subscriber, error))
+    }
+
+    /** Appends a message that follows on; one that skips ahead starts a catch-up read. */
+    const accept = (topic: Topic, item: MessageItem) => {
+      const seq = item.message.seq
+      if (topic.known < 0 || seq <= topic.known) return
+      if (seq > topic.known + 1) return catchUp(topic)
+      topic.known = seq
+      topic.recent.push(item)
+      if (topic.recent.length > SHARED_MESSAGES) topic.recent.shift()
+    }
+
+    /** One read at a time per topic, shared by all its streams; asked again meanwhile, it reads once more. */
+    const catchUp = (topic: Topic) => {
+      if (topic.reading) {
+        topic.readAgain = true
+        return
+      }
+      topic.reading = true
+      topic.readAgain = false
+      run(repo.listAfter(topic.tenantId, topic.sessionId, topic.known, CATCH_UP_PAGE), (rows) => {
+        topic.reading = false
+        for (const row of rows) accept(topic, { _tag: "Message", message: toMessage(row) })
+        pumpAll(topic)
+        if (rows.length === CATCH_UP_PAGE || topic.readAgain) catchUp(topic)
+      }, (error) => {
+        topic.reading = false
+        failTopic(topic, error)
+      })
+    }
+
+    /** What a check found: the session gone, first known, or ahead of the topic. */
+    const observe = (topic: Topic, newest: Option.Option<number>) => {
+      if (Option.isNone(newest)) return failTopic(topic, sessionNotFound(topic.sessionId))
+      if (topic.known < 0) {
+        topic.known = newest.value
+        pumpAll(topic)
+        if (topic.readAgain) catchUp(topic)
+      } else if (newest.value > topic.known) {
+        catchUp(topic)
+      }
+    }
+
+    const checkOne = (topic: Topic) =>
+      run(repo.lastSeq(topic.tenantId, topic.sessionId), (newest) => observe(topic, newest), (error) => failTopic(topic, error))
+
+    /** Every topic against the database, in batched reads. */
+    const checkAll = Effect.suspend(() => {
+      const batches: Array<Array<Topic>> = []
+      for (const topic of topics.values()) {
+        const batch = batches[batches.length - 1]
+        if (batch === undefined || batch.length === CHECK_BATCH) batches.push([topic])
+        else batch.push(topic)
+      }
+      return Effect.forEach(batches, (batch) =>
+        Effect.matchCause(repo.lastSeqs(batch.map((topic) => topic.sessionId)), {
+          onSuccess: (rows) => {
+            const newest = new Map(rows.map((row) => [topicKey(row.tenantId, row.sessionId), row.lastSeq]))
+            for (const topic of batch) observe(topic, Option.fromNullable(newest.get(topic.key)))
+          },
+          onFailure: (cause) =>
+            Option.match(errorOf(cause), { onNone: () => {}, onSome: (error) => batch.forEach((topic) => failTopic(topic, error)) })
+        }), { discard: true })
+    })
+
+    const onEvent = (event: SessionEvent) => {
+      if (event._tag === "MessagePosted") {
+        const topic = topics.get(topicKey(event.tenantId, event.message.session_id))
+        if (topic === undefined) return
+        if (topic.known < 0) {
+          // Its first read is in flight; it reads again once it knows where it stands.
+          topic.readAgain = true
+          return
+        }
+        accept(topic, { _tag: "Message", message: event.message })
+        pumpAll(topic)
+      } else {
+        const topic = topics.get(topicKey(event.tenantId, event.sessionId))
+        if (topic !== undefined) failTopic(topic, sessionNotFound(event.sessionId))
+      }
+    }
+
+    const onHealth = (healthy: boolean) =>
+      runFork(
+        healthy
+          // Whatever was published while it was unwell may be lost: every session reads again.
+          ? Effect.zipRight(Effect.logInfo("session event bus is well again; checking every open session"), checkAll)
+          : Effect.logWarning("session event bus is unwell; open sessions are checked against the database every second")
+      )
+
+    yield* bus.listen({ event: onEvent, health: onHealth })
+
+    /**
+     * Opens a stream into `sink` after `after`. The sink is written from this process's own code
+     * (never concurrently), and must not throw.
+     */
+    const open = (tenantId: string, sessionId: string, after: number, request: StreamRequest, sink: StreamSink) =>
+      Effect.sync((): Subscription => {
+        const key = topicKey(tenantId, sessionId)
+        let topic = topics.get(key)
+        const isNew = topic === undefined
+        if (topic === undefined) {
+          topic = { key, tenantId, sessionId, subscribers: new Set(), known: -1, recent: [], reading: false, readAgain: false }
+          topics.set(key, topic)
+        }
+        const subscriber: Subscriber = {
+          topic,
+          sink,
+          request,
+          lastSent: after,
+          waiting: false,
+          reading: false,
+          pumping: false,
+          done: false
+        }
+        topic.subscribers.add(subscriber)
+        eventStreamsOpen.unsafeModify(1, [])
+        if (isNew) checkOne(topic)
+        // It was told of a newer message than its topic has seen: an event is late or lost.
+        else if (topic.known >= 0 && after > topic.known) catchUp(topic)
+        else pump(subscriber)
+        return {
+          resume: () => {
+            subscriber.waiting = false
+            pump(subscriber)
+          },
+          cancel: () => void release(subscriber)
+        }
+      })
+
+    /** The session's events after `after` as a `Stream`; it holds its subscription while it is consumed. */
+    const stream = (tenantId: string, sessionId: string, after: number, request: StreamRequest = {}): Stream.Stream<StreamItem> =>
       Stream.unwrapScoped(
         Effect.gen(function*() {
-          const subscription = yield* bus.subscribe
-          const lastSent = yield* Ref.make(after)
-
-          const sent = (message: Message): StreamItem => ({ _tag: "Message", message })
-          const markSent = <E>(items: Stream.Stream<StreamItem, E>) =>
-            Stream.tap(items, (item) => item._tag === "Message" ? Ref.set(lastSent, item.message.seq) : Effect.void)
-
-          const catchUp = Stream.unwrap(Effect.map(Ref.get(lastSent), (from) =>
-            Stream.paginateChunkEffect(from, (cursor) =>
-              Effect.map(repo.listAfter(tenantId, sessionId, cursor, CATCH_UP_PAGE), (rows) => {
-                const last = rows[rows.length - 1]
-                return [
-                  Chunk.fromIterable(rows.map((row) => sent(toMessage(row)))),
-                  rows.length === CATCH_UP_PAGE && last !== undefined ? Option.some(last.seq) : Option.none()
-                ] as const
-              }))
-          )).pipe(markSent)
-
-          const handle = (signal: Signal) => {
-            switch (signal._tag) {
-              case "CatchUp":
-                return catchUp
-              case "Heartbeat":
-                return Stream.succeed<StreamItem>({ _tag: "Ping" }).pipe(
-                  Stream.concat(Stream.unwrap(Effect.zipWith(
-                    newestSeq(tenantId, sessionId),
-                    Ref.get(lastSent),
-                    (newest, last) => newest > last ? catchUp : Stream.empty
-                  )))
-                )
-              case "MessagePosted":
-                return Stream.unwrap(Effect.map(Ref.get(lastSent), (last) => {
-                  const seq = signal.message.seq
-                  if (seq <= last) return Stream.empty
-                  return seq === last + 1 ? Stream.make(sent(signal.message)).pipe(markSent) : catchUp
-                }))
-              case "SessionDeleted":
-                return Stream.fail(sessionNotFound(sessionId))
-            }
+          const queue = yield* Queue.unbounded<StreamItem | null>()
+          let paused = false
+          const size = () => Option.getOrElse(queue.unsafeSize(), () => 0)
+          const sink: StreamSink = {
+            write: (item) => {
+              queue.unsafeOffer(item)
+              paused = size() >= STREAM_ROOM
+              return !paused
+            },
+            end: () => void queue.unsafeOffer(null)
           }
-
-          const ours = (event: SessionEvent) =>
-            event.tenantId === tenantId && (event._tag === "MessagePosted" ? event.message.session_id : event.sessionId) === sessionId
-
-          const signals = Stream.merge(
-            Stream.fromQueue(subscription).pipe(Stream.filter(ours)),
-            Stream.fromSchedule(Schedule.spaced(heartbeat)).pipe(Stream.as<Signal>({ _tag: "Heartbeat" }))
+          const subscription = yield* Effect.acquireRelease(
+            open(tenantId, sessionId, after, request, sink),
+            (subscription) => Effect.sync(subscription.cancel)
           )
-
-          const failed = (error: AppError) =>
-            Stream.fromEffect(Effect.map(
-              ledger.record(error, { ...request, type: "stream", tenantId, sessionId, method: "GET", route: EVENTS_ROUTE }),
-              (errorId): StreamItem => ({ _tag: "Failed", error, errorId })
-            ))
-
-          // The subscription is taken before the first read, so nothing posted in between is missed.
-          return Stream.succeed<Signal>({ _tag: "CatchUp" }).pipe(
-            Stream.concat(signals),
-            Stream.flatMap(handle),
-            Stream.catchAllCause((cause) =>
-              // Interrupted: the client is gone, and nobody is left to tell.
-              Cause.isInterruptedOnly(cause)
-                ? Stream.empty
-                : failed(Option.getOrElse(
-                  Cause.failureOption(cause),
-                  () => new Internal({ reason: "an event stream died", cause: Cause.squash(cause) })
-                ))
-            ),
-            Stream.takeUntil((item) => item._tag === "Failed")
-          )
+          return Stream.repeatEffectOption(Effect.flatMap(Queue.take(queue), (item) => {
+            if (paused && size() < STREAM_ROOM / 2) {
+              paused = false
+              subscription.resume()
+            }
+            return item === null ? Effect.fail(Option.none()) : Effect.succeed(item)
+          }))
         })
       )
 
-    return { messagePosted, sessionDeleted, newestSeq, stream } as const
+    const pingAll = Effect.sync(() => {
+      for (const topic of topics.values()) {
+        for (const subscriber of topic.subscribers) {
+          // A client that has not read what it has is not pinged: it is not idle.
+          if (!subscriber.done && !subscriber.waiting && !subscriber.sink.write(PING)) subscriber.waiting = true
+        }
+      }
+    })
+
+    yield* Effect.zipRight(pingAll, checkAll).pipe(
+      Effect.repeat(Schedule.spaced(heartbeat)),
+      Effect.delay(heartbeat),
+      Effect.forkScoped
+    )
+    const unwellCheckEvery = options.unwellCheckEvery ?? "1 second"
+    yield* Effect.whenEffect(checkAll, Effect.map(bus.healthy, (healthy) => !healthy)).pipe(
+      Effect.repeat(Schedule.spaced(unwellCheckEvery)),
+      Effect.delay(unwellCheckEvery),
+      Effect.forkScoped
+    )
+
+    /** Open streams and the sessions they watch in this process (for tests and the bench). */
+    const registrySize = Effect.sync(() => {
+      let streams = 0
+      for (const topic of topics.values()) streams += topic.subscribers.size
+      return { sessions: topics.size, streams }
+    })
+
+    return { messagePosted, sessionDeleted, newestSeq, open, stream, registrySize } as const
   })
 
 export class Events extends Context.Tag("bulwark/Events")<Events, Effect.Effect.Success<ReturnType<typeof make>>>() {
-  static readonly layer = (options: EventsOptions = {}) => Layer.effect(Events, make(options))
+  static readonly layer = (options: EventsOptions = {}) => Layer.scoped(Events, make(options))
 }

@@ -10,6 +10,7 @@ import { Database } from "../layers/database/Database.js"
 import { MemoryStore } from "../layers/memory/MemoryStore.js"
 import type { BreakerStatus as BreakerState } from "../layers/resilience/CircuitBreaker.js"
 import { BreakerStatus, DependencyHealth, HealthReport } from "../src/domain/Health.js"
+import { CachePolicy } from "./CachedReads.js"
 import { ErrorRecords } from "./ErrorLedger.js"
 
 /** Errors in the last five minutes count as recent. */
@@ -21,6 +22,7 @@ export class Health extends Effect.Service<Health>()("bulwark/Health", {
     const cache = yield* Cache
     const memory = yield* MemoryStore
     const records = yield* ErrorRecords
+    const cachePolicy = yield* CachePolicy
     const breakers = { database: db.breaker, cache: cache.breaker, memory: memory.breaker } as const
 
     const probe = <E>(check: Effect.Effect<unknown, E>, breaker: (typeof breakers)[keyof typeof breakers], kind?: string) =>
@@ -59,6 +61,16 @@ export class Health extends Effect.Service<Health>()("bulwark/Health", {
       return new HealthReport({ status, dependencies: { database, cache: cacheHealth, memory: memoryHealth }, errors })
     })
 
+    /**
+     * Ready (SPEC §5): the database can serve (a table of our schema is read, so a database that
+     * opens but cannot serve is not ready), and so can the cache when the deployment requires it.
+     * Both go through their breakers, so an open one answers at once.
+     */
+    const ready = Effect.fn("Health.ready")(function*() {
+      yield* db.read("health.ready", db.sql`SELECT id FROM tenants LIMIT 1`)
+      if (cachePolicy.required) yield* cache.ping
+    })
+
     const toStatus = (dependency: string, state: BreakerState) =>
       new BreakerStatus({
         dependency,
@@ -79,6 +91,6 @@ export class Health extends Effect.Service<Health>()("bulwark/Health", {
       return toStatus(dependency, yield* breakers[dependency].status)
     })
 
-    return { report, breakerStatuses, setBreaker } as const
+    return { report, ready, breakerStatuses, setBreaker } as const
   })
 }) {}

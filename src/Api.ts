@@ -3,7 +3,7 @@
  * route can answer with. `/openapi.json` and `/docs` are generated from it.
  */
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, HttpApiSecurity, OpenApi } from "@effect/platform"
-import { Schema } from "effect"
+import { Context, Schema } from "effect"
 import { CurrentOperator, CurrentPrincipal } from "./domain/Principal.js"
 import { ErrorList, ErrorRecord, ErrorStats, ListErrorsParams, ResolveError, StatsParams } from "./domain/ErrorRecord.js"
 import { AccessToken, TokenRequest } from "./domain/Auth.js"
@@ -14,6 +14,21 @@ import { MemoryEntry, MemoryKey, MemoryList, PutMemory } from "./domain/Memory.j
 import { EventsHeaders, EventsParams, ListMessagesParams, Message, MessagePage, PostMessage } from "./domain/Message.js"
 import { CreateSession, ListSessionsParams, Session, SessionId, SessionPage } from "./domain/Session.js"
 import { CreatedKey, CreatedTenant, CreateKey, CreateTenant, KeyId, TenantId } from "./domain/Tenant.js"
+
+/**
+ * An endpoint whose success carries a secret (a new API key, an access token): its responses are
+ * `Cache-Control: no-store` (SPEC §4); every other response to a request with credentials is
+ * `private, no-store`.
+ */
+export class CarriesSecret extends Context.Tag("bulwark/CarriesSecret")<CarriesSecret, true>() {}
+
+/**
+ * Fields a schema does not declare are refused, each with its own pointer, rather than silently
+ * dropped: an agent that misspells `content` hears about it. Used for every request body and for
+ * the query of every route that takes query parameters (see the README).
+ */
+const refusingUnknownFields = <A, I, R>(schema: Schema.Schema<A, I, R>): Schema.Schema<A, I, R> =>
+  schema.annotations({ parseOptions: { onExcessProperty: "error", errors: "all" } })
 
 const bearer = HttpApiSecurity.bearer.pipe(
   HttpApiSecurity.annotate(OpenApi.Description, "An API key (`bk_...`) or an access token from POST /v1/auth/token.")
@@ -53,11 +68,13 @@ const Status = Schema.Struct({ status: Schema.Literal("ok") })
 export class HealthGroup extends HttpApiGroup.make("health", { topLevel: true })
   .add(
     HttpApiEndpoint.get("live", "/health/live")
+      .annotate(OpenApi.Summary, "Liveness probe")
       .addSuccess(Status)
       .annotate(OpenApi.Description, "The process is up. Touches no dependency.")
   )
   .add(
     HttpApiEndpoint.get("health", "/health")
+      .annotate(OpenApi.Summary, "Health, with details for operators")
       .addSuccess(HealthReport)
       .addError(ApiError.DbOperational)
       .middleware(OptionalOperator)
@@ -68,9 +85,11 @@ export class HealthGroup extends HttpApiGroup.make("health", { topLevel: true })
   )
   .add(
     HttpApiEndpoint.get("ready", "/health/ready")
+      .annotate(OpenApi.Summary, "Readiness probe")
       .addSuccess(Status)
       .addError(ApiError.DbOperational)
-      .annotate(OpenApi.Description, "The database can serve requests.")
+      .addError(ApiError.CacheUnavailable)
+      .annotate(OpenApi.Description, "The database can serve requests, and so can the cache when it is required (`BULWARK_CACHE_REQUIRED=true`).")
   )
 {}
 
@@ -85,6 +104,7 @@ export const ProblemTypeDescription = Schema.Struct({
 export class ProblemsGroup extends HttpApiGroup.make("problems", { topLevel: true })
   .add(
     HttpApiEndpoint.get("describe", "/problems/:slug")
+      .annotate(OpenApi.Summary, "Describe a problem type")
       .setPath(Schema.Struct({ slug: Schema.String }))
       .addSuccess(ProblemTypeDescription)
       .addError(ApiError.NotFound)
@@ -109,13 +129,16 @@ export const IdempotencyHeaders = Schema.Struct({
 export class AuthGroup extends HttpApiGroup.make("auth")
   .add(
     HttpApiEndpoint.post("token", "/token")
-      .setPayload(TokenRequest)
+      .annotate(OpenApi.Summary, "Exchange an API key for an access token")
+      .annotate(CarriesSecret, true)
+      .setPayload(refusingUnknownFields(TokenRequest))
       .addSuccess(AccessToken)
       .addError(ApiError.Unauthenticated)
       .annotate(OpenApi.Description, "Exchanges an API key for a 15-minute access token.")
   )
   .add(
     HttpApiEndpoint.post("revoke", "/revoke")
+      .annotate(OpenApi.Summary, "Revoke the key's access tokens")
       .addSuccess(HttpApiSchema.NoContent)
       .addError(ApiError.Forbidden)
       .addError(ApiError.Overloaded)
@@ -130,6 +153,7 @@ export class AuthGroup extends HttpApiGroup.make("auth")
 export class OperationsGroup extends HttpApiGroup.make("operations", { topLevel: true })
   .add(
     HttpApiEndpoint.get("metrics", "/metrics")
+      .annotate(OpenApi.Summary, "Prometheus metrics")
       .addSuccess(Schema.String.pipe(HttpApiSchema.withEncoding({ kind: "Text", contentType: "text/plain; version=0.0.4" })))
       .annotate(OpenApi.Description, "Prometheus text exposition of the server's metrics.")
   )
@@ -140,24 +164,28 @@ export class OperationsGroup extends HttpApiGroup.make("operations", { topLevel:
 export class SessionsGroup extends HttpApiGroup.make("sessions")
   .add(
     HttpApiEndpoint.post("create", "/")
-      .setPayload(CreateSession)
+      .annotate(OpenApi.Summary, "Create a session")
+      .setPayload(refusingUnknownFields(CreateSession))
       .setHeaders(IdempotencyHeaders)
       .addSuccess(Session, { status: 201 })
       .addError(ApiError.Conflict)
   )
   .add(
     HttpApiEndpoint.get("list", "/")
-      .setUrlParams(ListSessionsParams)
+      .annotate(OpenApi.Summary, "List sessions")
+      .setUrlParams(refusingUnknownFields(ListSessionsParams))
       .addSuccess(SessionPage)
   )
   .add(
     HttpApiEndpoint.get("get", "/:id")
+      .annotate(OpenApi.Summary, "Read a session")
       .setPath(sessionPath)
       .addSuccess(Session)
       .addError(ApiError.NotFound)
   )
   .add(
     HttpApiEndpoint.del("delete", "/:id")
+      .annotate(OpenApi.Summary, "Delete a session with its messages and memory")
       .setPath(sessionPath)
       .addSuccess(HttpApiSchema.NoContent)
       .addError(ApiError.NotFound)
@@ -174,8 +202,9 @@ const memoryPath = Schema.Struct({ id: SessionId, key: MemoryKey })
 export class MessagesGroup extends HttpApiGroup.make("messages")
   .add(
     HttpApiEndpoint.post("post", "/:id/messages")
+      .annotate(OpenApi.Summary, "Post a message")
       .setPath(sessionPath)
-      .setPayload(PostMessage)
+      .setPayload(refusingUnknownFields(PostMessage))
       .setHeaders(IdempotencyHeaders)
       .addSuccess(Message, { status: 201 })
       .addError(ApiError.Forbidden)
@@ -187,16 +216,18 @@ export class MessagesGroup extends HttpApiGroup.make("messages")
   )
   .add(
     HttpApiEndpoint.get("list", "/:id/messages")
+      .annotate(OpenApi.Summary, "List messages in seq order")
       .setPath(sessionPath)
-      .setUrlParams(ListMessagesParams)
+      .setUrlParams(refusingUnknownFields(ListMessagesParams))
       .addSuccess(MessagePage)
       .annotate(OpenApi.Description, "Messages in `seq` order after `after` (default 0); `next_after` pages on.")
   )
   .add(
     HttpApiEndpoint.get("events", "/:id/events")
+      .annotate(OpenApi.Summary, "Stream new messages (server-sent events)")
       .setPath(sessionPath)
       .setHeaders(EventsHeaders)
-      .setUrlParams(EventsParams)
+      .setUrlParams(refusingUnknownFields(EventsParams))
       .addSuccess(Schema.String.pipe(HttpApiSchema.withEncoding({ kind: "Text", contentType: "text/event-stream" })))
       .annotate(
         OpenApi.Description,
@@ -214,25 +245,29 @@ export class MessagesGroup extends HttpApiGroup.make("messages")
 export class MemoryGroup extends HttpApiGroup.make("memory")
   .add(
     HttpApiEndpoint.put("put", "/:id/memory/:key")
+      .annotate(OpenApi.Summary, "Set a memory key")
       .setPath(memoryPath)
-      .setPayload(PutMemory)
+      .setPayload(refusingUnknownFields(PutMemory))
       .addSuccess(MemoryEntry)
       .annotate(OpenApi.Description, "Sets the key to a JSON value (at most 64 KiB encoded), optionally expiring after `ttl_seconds`.")
   )
   .add(
     HttpApiEndpoint.get("get", "/:id/memory/:key")
+      .annotate(OpenApi.Summary, "Read a memory key")
       .setPath(memoryPath)
       .addSuccess(MemoryEntry)
       .annotate(OpenApi.Description, "An expired key is 404 MEMORY_KEY_NOT_FOUND from the moment it expires.")
   )
   .add(
     HttpApiEndpoint.get("list", "/:id/memory")
+      .annotate(OpenApi.Summary, "List a session's memory")
       .setPath(sessionPath)
       .addSuccess(MemoryList)
       .annotate(OpenApi.Description, "Every unexpired key of the session, by key.")
   )
   .add(
     HttpApiEndpoint.del("delete", "/:id/memory/:key")
+      .annotate(OpenApi.Summary, "Delete a memory key")
       .setPath(memoryPath)
       .addSuccess(HttpApiSchema.NoContent)
   )
@@ -247,56 +282,67 @@ export class MemoryGroup extends HttpApiGroup.make("memory")
 export class AdminGroup extends HttpApiGroup.make("admin")
   .add(
     HttpApiEndpoint.post("createTenant", "/tenants")
-      .setPayload(CreateTenant)
+      .annotate(OpenApi.Summary, "Create a tenant and its first API key")
+      .annotate(CarriesSecret, true)
+      .setPayload(refusingUnknownFields(CreateTenant))
       .annotate(OpenApi.Description, "Creates a tenant and its first API key, shown once. Takes no Idempotency-Key (its response holds a secret that is never stored).")
       .addSuccess(CreatedTenant, { status: 201 })
       .addError(ApiError.Conflict)
   )
   .add(
     HttpApiEndpoint.post("createKey", "/tenants/:id/keys")
+      .annotate(OpenApi.Summary, "Create an API key for a tenant")
+      .annotate(CarriesSecret, true)
       .setPath(Schema.Struct({ id: TenantId }))
-      .setPayload(CreateKey)
+      .setPayload(refusingUnknownFields(CreateKey))
       .addSuccess(CreatedKey, { status: 201 })
       .addError(ApiError.NotFound)
   )
   .add(
     HttpApiEndpoint.del("revokeKey", "/keys/:id")
+      .annotate(OpenApi.Summary, "Revoke an API key")
       .setPath(Schema.Struct({ id: KeyId }))
       .addSuccess(HttpApiSchema.NoContent)
       .addError(ApiError.NotFound)
   )
   .add(
     HttpApiEndpoint.get("breakers", "/breakers")
+      .annotate(OpenApi.Summary, "List the circuit breakers")
       .addSuccess(Schema.Struct({ data: Schema.Array(BreakerStatus) }))
   )
   .add(
     HttpApiEndpoint.post("setBreaker", "/breakers/:dependency")
+      .annotate(OpenApi.Summary, "Open, close or disable a breaker")
       .setPath(Schema.Struct({ dependency: Dependency }))
-      .setPayload(BreakerAction)
+      .setPayload(refusingUnknownFields(BreakerAction))
       .addSuccess(BreakerStatus)
       .annotate(OpenApi.Description, "Force a breaker open, close (reset) it, or disable it.")
   )
   .add(
     HttpApiEndpoint.get("listErrors", "/errors")
-      .setUrlParams(ListErrorsParams)
+      .annotate(OpenApi.Summary, "List error records")
+      .setUrlParams(refusingUnknownFields(ListErrorsParams))
       .addSuccess(ErrorList)
       .annotate(OpenApi.Description, "Error records, newest first, filtered.")
   )
   .add(
     HttpApiEndpoint.get("errorStats", "/errors/stats")
-      .setUrlParams(StatsParams)
+      .annotate(OpenApi.Summary, "Count error records")
+      .setUrlParams(refusingUnknownFields(StatsParams))
       .addSuccess(ErrorStats)
   )
   .add(
     HttpApiEndpoint.get("getError", "/errors/:error_id")
+      .annotate(OpenApi.Summary, "Read an error record")
       .setPath(Schema.Struct({ error_id: Uuid }))
       .addSuccess(ErrorRecord)
       .addError(ApiError.NotFound)
   )
   .add(
     HttpApiEndpoint.post("resolveError", "/errors/:error_id/resolve")
+      .annotate(OpenApi.Summary, "Resolve an error record")
       .setPath(Schema.Struct({ error_id: Uuid }))
-      .setPayload(ResolveError)
+      .setPayload(refusingUnknownFields(ResolveError))
       .setHeaders(IdempotencyHeaders)
       .addSuccess(ErrorRecord)
       .addError(ApiError.NotFound)
@@ -309,25 +355,102 @@ export class AdminGroup extends HttpApiGroup.make("admin")
   .prefix("/v1/admin")
 {}
 
-type OpenApiDocument = {
-  readonly paths: Record<string, Record<string, { responses: Record<string, { description: string; content?: unknown }> }>>
+/** `METHOD /path/:template` of every endpoint annotated `CarriesSecret`. */
+export const secretRoutes = (): ReadonlySet<string> => {
+  const routes = new Set<string>()
+  HttpApi.reflect(Api, {
+    onGroup: () => {},
+    onEndpoint: ({ endpoint }) => {
+      if (Context.getOption(endpoint.annotations, CarriesSecret)._tag === "Some") routes.add(`${endpoint.method} ${endpoint.path}`)
+    }
+  })
+  return routes
+}
+
+type Json = Record<string, any>
+
+const header = (description: string, schema: Json, required = false): Json => ({ description, required, schema })
+
+/** The response headers the edge sends (src/http/Boundary.ts, src/http/Problem.ts), documented once. */
+const responseHeaders: Json = {
+  XRequestId: header("The client's own `X-Request-Id` when it is a token of 1 to 128 characters of `A-Za-z0-9._:-`, else a generated UUID.", {
+    type: "string",
+    pattern: "^[A-Za-z0-9._:-]{1,128}$"
+  }, true),
+  XTraceId: header("The trace id of the request's server span (quote it with the error_id).", { type: "string", pattern: "^[0-9a-f]{32}$" }, true),
+  RetryAfter: header("Seconds to wait before retrying; equals `retry_after_seconds` of the problem body.", { type: "string", pattern: "^[1-9][0-9]*$" }, true),
+  WWWAuthenticate: header("`Bearer realm=\"bulwark\"`, with `error=\"invalid_token\"` when a credential was sent and refused.", {
+    type: "string",
+    pattern: "^Bearer "
+  }, true),
+  Allow: header("The methods this path takes.", { type: "string", pattern: "^[A-Z]+(, [A-Z]+)*$" }, true),
+  RateLimitLimit: header("Requests allowed per window for this key (or this address, without credentials). Sent on responses that were counted.", {
+    type: "string",
+    pattern: "^[0-9]+$"
+  }),
+  RateLimitRemaining: header("Requests left in the current window.", { type: "string", pattern: "^[0-9]+$" }),
+  RateLimitReset: header("Seconds until the window resets.", { type: "string", pattern: "^[0-9]+$" }),
+  CacheControl: header("`no-store` on responses that carry a secret; `private, no-store` on every other response to a request with credentials.", {
+    type: "string",
+    enum: ["no-store", "private, no-store"]
+  })
+}
+
+const ref = (name: string): Json => ({ $ref: `#/components/headers/${name}` })
+
+const isHealthProbe = (path: string) => path === "/health" || path.startsWith("/health/")
+
+/** Which of the edge's headers a response of this status can carry. */
+const headersOf = (path: string, status: number): Json => {
+  const headers: Json = { "X-Request-Id": ref("XRequestId"), "X-Trace-Id": ref("XTraceId"), "Cache-Control": ref("CacheControl") }
+  if (status === 429 || status === 503) headers["Retry-After"] = ref("RetryAfter")
+  if (status === 401) headers["WWW-Authenticate"] = ref("WWWAuthenticate")
+  if (status === 405) headers["Allow"] = ref("Allow")
+  // Health probes are never counted; other requests are, once their bucket is known (SPEC §4).
+  if (!isHealthProbe(path) && status < 400) {
+    headers["RateLimit-Limit"] = ref("RateLimitLimit")
+    headers["RateLimit-Remaining"] = ref("RateLimitRemaining")
+    headers["RateLimit-Reset"] = ref("RateLimitReset")
+  }
+  return headers
+}
+
+/** JSON Schema's `unknown` carries a fixed `$id`; the same `$id` twice makes a 2020-12 validator refuse the document. */
+const withoutUnknownIds = (node: unknown): void => {
+  if (Array.isArray(node)) return node.forEach(withoutUnknownIds)
+  if (node === null || typeof node !== "object") return
+  const object = node as Json
+  if (object.$id === "/schemas/unknown") {
+    delete object.$id
+    delete object.title
+  }
+  Object.values(object).forEach(withoutUnknownIds)
 }
 
 /**
- * Every error response is the one problem body. HttpApi documents each status from the declared
- * schemas, and unifies several at one status (and its own decode error at 400) as plain JSON; this
- * rewrites them all to `application/problem+json` with the `Problem` schema.
+ * Makes the generated document say what the server does (SPEC §2, §4):
+ * - every error response is the one problem body: HttpApi documents each status from the declared
+ *   schemas, and unifies several at one status (and its own decode error at 400) as plain JSON;
+ * - the edge's response headers are documented on every response that can carry them;
+ * - `/health` answers without credentials (the admin token only adds details);
+ * - the `servers` entry, and no duplicate `$id`.
  */
-const documentProblems = (spec: Record<string, any>): Record<string, any> => {
-  for (const operations of Object.values((spec as OpenApiDocument).paths)) {
-    for (const operation of Object.values(operations)) {
-      for (const [status, response] of Object.entries(operation.responses)) {
-        if (Number(status) < 400) continue
-        response.content = { "application/problem+json": { schema: { $ref: "#/components/schemas/Problem" } } }
-        if (Number(status) === 400) response.description = "ValidationFailed: VALIDATION_FAILED"
+const documentTruthfully = (spec: Json): Json => {
+  spec.servers = [{ url: "/", description: "The server that serves this document." }]
+  spec.components.headers = responseHeaders
+  for (const [path, operations] of Object.entries(spec.paths as Json)) {
+    for (const operation of Object.values(operations as Json)) {
+      if (operation.operationId === "health") operation.security = [{}, { adminToken: [] }]
+      for (const [status, response] of Object.entries(operation.responses as Json)) {
+        if (Number(status) >= 400) {
+          response.content = { "application/problem+json": { schema: { $ref: "#/components/schemas/Problem" } } }
+          if (Number(status) === 400) response.description = "ValidationFailed: VALIDATION_FAILED"
+        }
+        response.headers = headersOf(path, Number(status))
       }
     }
   }
+  withoutUnknownIds(spec)
   return spec
 }
 
@@ -342,6 +465,7 @@ export class Api extends HttpApi.make("bulwark")
   .add(MemoryGroup)
   .add(AdminGroup)
   .addError(ApiError.ValidationFailed)
+  .addError(ApiError.MethodNotAllowed)
   .addError(ApiError.PayloadTooLarge)
   .addError(ApiError.UnsupportedMediaType)
   .addError(ApiError.RateLimited)
@@ -350,5 +474,5 @@ export class Api extends HttpApi.make("bulwark")
   .annotate(OpenApi.Title, "Bulwark")
   .annotate(OpenApi.Version, "0.1.0")
   .annotate(OpenApi.Description, "Shared context for AI agents. Every error is an RFC 9457 problem with an error_id.")
-  .annotate(OpenApi.Transform, documentProblems)
+  .annotate(OpenApi.Transform, documentTruthfully)
 {}

@@ -3,13 +3,16 @@
  * the process at start with one line naming the variable (see `describeConfigError`).
  */
 import { Cause, Config, ConfigError, Context, Either, Layer, LogLevel, Option, Redacted } from "effect"
+import { readFileSync } from "node:fs"
 
 export type DatabaseUrl =
   | { readonly _tag: "SqliteFile"; readonly filename: string }
   | { readonly _tag: "SqliteMemory" }
-  | { readonly _tag: "Postgres"; readonly url: Redacted.Redacted<string> }
+  | { readonly _tag: "Postgres"; readonly url: Redacted.Redacted<string>; readonly poolSize: number }
 
-export const parseDatabaseUrl = (raw: string): Either.Either<DatabaseUrl, string> => {
+export const DEFAULT_DB_POOL_SIZE = 10
+
+export const parseDatabaseUrl = (raw: string, poolSize = DEFAULT_DB_POOL_SIZE): Either.Either<DatabaseUrl, string> => {
   if (raw === ":memory:") return Either.right({ _tag: "SqliteMemory" })
   if (raw.startsWith("file:")) {
     const filename = raw.slice("file:".length)
@@ -18,17 +21,56 @@ export const parseDatabaseUrl = (raw: string): Either.Either<DatabaseUrl, string
       : Either.left("expected file:PATH with a non-empty path")
   }
   if (raw.startsWith("postgres://") || raw.startsWith("postgresql://")) {
-    return Either.right({ _tag: "Postgres", url: Redacted.make(raw) })
+    return Either.right({ _tag: "Postgres", url: Redacted.make(raw), poolSize })
   }
   return Either.left("expected file:PATH, :memory: or postgres://...")
 }
 
-const databaseUrl = Config.string("DATABASE_URL").pipe(
-  Config.withDefault("file:./data/bulwark.db"),
-  Config.mapOrFail((raw) =>
-    Either.mapLeft(parseDatabaseUrl(raw), (message) => ConfigError.InvalidData(["DATABASE_URL"], message))
+/** Connections per instance (SPEC §1). */
+const poolSize = Config.integer("BULWARK_DB_POOL_SIZE").pipe(
+  Config.withDefault(DEFAULT_DB_POOL_SIZE),
+  Config.mapOrFail((size) =>
+    size >= 1 && size <= 1000
+      ? Either.right(size)
+      : Either.left(ConfigError.InvalidData(["BULWARK_DB_POOL_SIZE"], "expected a whole number of connections from 1 to 1000"))
   )
 )
+
+const databaseUrl = Config.all({ raw: Config.string("DATABASE_URL").pipe(Config.withDefault("file:./data/bulwark.db")), poolSize }).pipe(
+  Config.mapOrFail(({ poolSize, raw }) =>
+    Either.mapLeft(parseDatabaseUrl(raw, poolSize), (message) => ConfigError.InvalidData(["DATABASE_URL"], message))
+  )
+)
+
+/**
+ * A secret from its variable or from the file its `_FILE` variable names (the usual secret-mount
+ * convention); at least 32 characters either way. `None` when neither is set.
+ */
+const secret = (variable: string) =>
+  Config.all({
+    value: Config.option(Config.redacted(variable)),
+    file: Config.option(Config.nonEmptyString(`${variable}_FILE`))
+  }).pipe(
+    Config.mapOrFail(({ file, value }): Either.Either<Option.Option<Redacted.Redacted<string>>, ConfigError.ConfigError> => {
+      if (Option.isSome(value) && Option.isSome(file)) {
+        return Either.left(ConfigError.InvalidData([variable], `set either ${variable} or ${variable}_FILE, not both`))
+      }
+      if (Option.isSome(value)) {
+        return Redacted.value(value.value).length >= 32
+          ? Either.right(value)
+          : Either.left(ConfigError.InvalidData([variable], "must be at least 32 characters"))
+      }
+      if (Option.isNone(file)) return Either.right(Option.none())
+      const read = Either.try(() => readFileSync(file.value, "utf8").trim())
+      if (Either.isLeft(read)) {
+        const reason = read.left instanceof Error ? read.left.message : String(read.left)
+        return Either.left(ConfigError.InvalidData([`${variable}_FILE`], `cannot read ${file.value} (${reason})`))
+      }
+      return read.right.length >= 32
+        ? Either.right(Option.some(Redacted.make(read.right)))
+        : Either.left(ConfigError.InvalidData([`${variable}_FILE`], `${file.value} must hold at least 32 characters`))
+    })
+  )
 
 /** `Config.validate` reports an empty path; this keeps the variable's name in the error. */
 const requiring = <A>(variable: string, message: string, valid: (value: A) => boolean) =>
@@ -75,13 +117,7 @@ export const appConfig = Config.all({
   port,
   host: Config.string("HOST").pipe(Config.withDefault("127.0.0.1")),
   database: databaseUrl,
-  adminToken: Config.option(Config.redacted("BULWARK_ADMIN_TOKEN")).pipe(
-    requiring(
-      "BULWARK_ADMIN_TOKEN",
-      "must be at least 32 characters",
-      Option.match({ onNone: () => true, onSome: (token) => Redacted.value(token).length >= 32 })
-    )
-  ),
+  adminToken: secret("BULWARK_ADMIN_TOKEN"),
   redisUrl: Config.option(
     Config.string("REDIS_URL").pipe(
       Config.mapOrFail((url) =>
@@ -95,13 +131,7 @@ export const appConfig = Config.all({
     Config.mapOrFail((raw) => Either.mapLeft(parseRateLimit(raw), (message) => ConfigError.InvalidData(["BULWARK_RATE_LIMIT"], message)))
   ),
   requestTimeoutMillis: positiveMillis("BULWARK_REQUEST_TIMEOUT_MS", 10_000),
-  jwtSecret: Config.option(Config.redacted("BULWARK_JWT_SECRET")).pipe(
-    requiring(
-      "BULWARK_JWT_SECRET",
-      "must be at least 32 characters",
-      Option.match({ onNone: () => true, onSome: (secret) => Redacted.value(secret).length >= 32 })
-    )
-  ),
+  jwtSecret: secret("BULWARK_JWT_SECRET"),
   errorRetentionDays: Config.integer("BULWARK_ERROR_RETENTION_DAYS").pipe(
     Config.withDefault(30),
     requiring("BULWARK_ERROR_RETENTION_DAYS", "expected a whole number of days, at least 1", (days) => days >= 1)

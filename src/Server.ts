@@ -13,6 +13,7 @@ import { adminTokenLayer, jwtSecretLayer } from "../layers/Secrets.js"
 import * as Cache from "../layers/cache/Cache.js"
 import { EventBus } from "../layers/events/EventBus.js"
 import { MemoryStore } from "../layers/memory/MemoryStore.js"
+import * as LoopDelay from "../layers/resilience/LoopDelay.js"
 import { Auth } from "../services/Auth.js"
 import { Health } from "../services/Health.js"
 import { Idempotency } from "../services/Idempotency.js"
@@ -27,7 +28,7 @@ import { MessagesRepo } from "../services/MessagesRepo.js"
 import { Sessions } from "../services/Sessions.js"
 import { Tenants } from "../services/Tenants.js"
 import { Api } from "./Api.js"
-import { type AppConfigShape, dataDirectoryOf, StartupError } from "./Config.js"
+import { type AppConfigShape, StartupError } from "./Config.js"
 import { AdminAuthenticationLive, AuthenticationLive, OptionalOperatorLive } from "./http/Auth.js"
 import * as Boundary from "./http/Boundary.js"
 import * as HotRoutes from "./http/HotRoutes.js"
@@ -86,7 +87,7 @@ export const InfrastructureLive = (options: Omit<ServerOptions, "extraRoutes">) 
     Layer.provideMerge(ErrorLedger.layer({ retentionDays: options.config.errorRetentionDays })),
     Layer.provideMerge(ErrorsRepo.Default),
     Layer.provideMerge(
-      Option.match(options.config.redisUrl, { onNone: () => Cache.inProcess(), onSome: (url) => Cache.redis(url, options.config.cacheRequired, options.cacheResilience) })
+      Option.match(options.config.redisUrl, { onNone: () => Cache.inProcess(), onSome: (url) => Cache.redis(url, options.cacheResilience) })
     ),
     Layer.provideMerge(Layer.succeed(CachePolicy, { required: options.config.cacheRequired })),
     Layer.provideMerge(
@@ -95,7 +96,9 @@ export const InfrastructureLive = (options: Omit<ServerOptions, "extraRoutes">) 
         sqliteBusyTimeoutMillis: options.sqliteBusyTimeoutMillis ?? SQLITE_BUSY_TIMEOUT_MILLIS,
         ...(options.databaseResilience === undefined ? {} : { resilience: options.databaseResilience })
       })
-    )
+    ),
+    // Every dependency's breaker reads it, so that a busy process is not taken for a slow dependency.
+    Layer.provideMerge(LoopDelay.layer())
   )
 
 /** Messages, memory and their live events: what agents use Bulwark for. */
@@ -104,7 +107,9 @@ const SharedContextLive = (options: ServerOptions) =>
     Layer.provideMerge(Events.layer(options.eventHeartbeat === undefined ? {} : { heartbeat: options.eventHeartbeat })),
     Layer.provideMerge(Layer.merge(EventBus.layer, MessagesRepo.Default)),
     Layer.provideMerge(Idempotency.Default),
-    Layer.provideMerge(MemoryStore.layer(options.memoryResilience))
+    Layer.provideMerge(
+      MemoryStore.layer(Database.sizedToPool(options.memoryResilience ?? Database.defaultResilience, options.config.database, "memory"))
+    )
   )
 
 export const ServicesLive = (options: ServerOptions) =>
@@ -112,8 +117,8 @@ export const ServicesLive = (options: ServerOptions) =>
     Layer.provideMerge(SharedContextLive(options)),
     Layer.provideMerge(Layer.succeed(RateLimitConfig, options.config.rateLimit)),
     Layer.provideMerge(Layer.succeed(RateLimitStore, rateLimitStoreOf(options))),
-    Layer.provideMerge(adminTokenLayer(options.config.adminToken, dataDirectoryOf(options.config.database))),
-    Layer.provideMerge(jwtSecretLayer(options.config.jwtSecret, dataDirectoryOf(options.config.database))),
+    Layer.provideMerge(adminTokenLayer(options.config.adminToken, options.config.database)),
+    Layer.provideMerge(jwtSecretLayer(options.config.jwtSecret, options.config.database)),
     Layer.provideMerge(InfrastructureLive(options))
   )
 
@@ -157,7 +162,7 @@ export const MainLive = (options: ServerOptions) =>
     Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
     Layer.provide(options.extraRoutes ?? Layer.empty),
-    Layer.provide(Boundary.layer({ requestTimeoutMillis: options.config.requestTimeoutMillis })),
+    Layer.provide(Boundary.layer({ requestTimeoutMillis: options.config.requestTimeoutMillis, routeOf })),
     Layer.provide(ApiLive),
     HttpServer.withLogAddress,
     Layer.provideMerge(listen(options.config)),

@@ -47,6 +47,16 @@ export class NotFound extends Schema.TaggedError<NotFound>()("NotFound", {
   detail: Schema.String
 }) {}
 
+/** A known path asked with a method it does not have; `allowed` is what it has (the `Allow` header). */
+export class MethodNotAllowed extends Schema.TaggedError<MethodNotAllowed>()("MethodNotAllowed", {
+  detail: Schema.String,
+  allowed: Schema.Array(Schema.String)
+}) {
+  get code() {
+    return "METHOD_NOT_ALLOWED" as const
+  }
+}
+
 export const ConflictCode = Schema.Literal(
   "SESSION_ALREADY_EXISTS",
   "TENANT_ALREADY_EXISTS",
@@ -156,6 +166,7 @@ export const AppErrorClasses = [
   Unauthenticated,
   Forbidden,
   NotFound,
+  MethodNotAllowed,
   Conflict,
   PayloadTooLarge,
   UnsupportedMediaType,
@@ -179,13 +190,14 @@ export const isAppError = (u: unknown): u is AppError =>
  * A table with exactly one entry per tag. Used for the status table below; a tag added to
  * `AppErrorClasses` without an entry here fails `bun run typecheck` (see test/errors.typecheck.ts).
  */
-export type StatusTable = { readonly [Tag in ErrorTag]: 400 | 401 | 403 | 404 | 409 | 413 | 415 | 429 | 500 | 503 | 504 }
+export type StatusTable = { readonly [Tag in ErrorTag]: 400 | 401 | 403 | 404 | 405 | 409 | 413 | 415 | 429 | 500 | 503 | 504 }
 
 export const statusByTag: StatusTable = {
   ValidationFailed: 400,
   Unauthenticated: 401,
   Forbidden: 403,
   NotFound: 404,
+  MethodNotAllowed: 405,
   Conflict: 409,
   PayloadTooLarge: 413,
   UnsupportedMediaType: 415,
@@ -270,6 +282,10 @@ export const problemTypes: { readonly [Code in ErrorCode]: ProblemType } = {
     title: "Route not found",
     advice: "No route matches this method and path. See /openapi.json for the API."
   },
+  METHOD_NOT_ALLOWED: {
+    title: "Method not allowed",
+    advice: "This path exists but not with this method. Use one of the methods in the `Allow` header."
+  },
   SESSION_ALREADY_EXISTS: {
     title: "Session already exists",
     advice: "A session with this id already exists. Choose another id or omit it to get a generated one."
@@ -338,6 +354,7 @@ export const codesByTag: { readonly [Tag in ErrorTag]: ReadonlyArray<ErrorCode> 
   Unauthenticated: UnauthenticatedCode.literals,
   Forbidden: ["FORBIDDEN"],
   NotFound: NotFoundCode.literals,
+  MethodNotAllowed: ["METHOD_NOT_ALLOWED"],
   Conflict: ConflictCode.literals,
   PayloadTooLarge: ["PAYLOAD_TOO_LARGE"],
   UnsupportedMediaType: ["UNSUPPORTED_MEDIA_TYPE"],

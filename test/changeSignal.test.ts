@@ -11,7 +11,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { polled } from "../layers/database/ChangeSignal.js"
 import * as Migrations from "../layers/database/Migrations.js"
-import * as Sqlite from "../layers/database/Sqlite.js"
+import * as Sqlite from "../layers/database/sqlite/Sqlite.js"
 
 const withMigratedFile = (body: (filename: string) => Effect.Effect<void, unknown, never>) => async () => {
   const directory = mkdtempSync(join(tmpdir(), "bulwark-signal-"))

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { classifyDriverError } from "../layers/database/errors.js"
-import * as Sqlite from "../layers/database/Sqlite.js"
+import * as Sqlite from "../layers/database/sqlite/Sqlite.js"
 
 const driverError = (statement: (db: Database) => void): SqlError => {
   const db = new Database(":memory:")

@@ -22,6 +22,7 @@ describe("error catalogue", () => {
       Unauthenticated: 401,
       Forbidden: 403,
       NotFound: 404,
+      MethodNotAllowed: 405,
       Conflict: 409,
       PayloadTooLarge: 413,
       UnsupportedMediaType: 415,

@@ -30,10 +30,14 @@ describe("sanitising", () => {
     expect(text).toContain("Bearer [Filtered]")
   })
 
-  test("payloads are cut to 8 KiB", () => {
-    const payload = sanitizePayload(JSON.stringify({ content: "x".repeat(20_000) }))!
-    expect(Buffer.byteLength(payload)).toBeLessThanOrEqual(8 * 1024)
-    expect(payload.endsWith("…[truncated]")).toBe(true)
+  test("payloads are cut to 8 KiB and say what was kept", () => {
+    const long = sanitizePayload(JSON.stringify({ content: "x".repeat(20_000) }))!
+    expect(long.kind).toBe("truncated")
+    expect(Buffer.byteLength(long.text)).toBeLessThanOrEqual(8 * 1024)
+    expect(long.text.endsWith("…[truncated]")).toBe(true)
+    expect(sanitizePayload(JSON.stringify({ password: "pw", a: 1 }))).toEqual({ kind: "json", text: '{"password":"[Filtered]","a":1}' })
+    expect(sanitizePayload('{"title":')).toEqual({ kind: "text", text: '{"title":' })
+    expect(sanitizePayload("token=abc \uFFFD\uFFFD")).toEqual({ kind: "binary", text: "token=[Filtered] \uFFFD\uFFFD" })
     expect(sanitizePayload("")).toBeNull()
   })
 })

@@ -5,10 +5,11 @@
  * are typed (`CacheUnavailable`); what to do about them (degrade or refuse) is the caller's rule.
  */
 import { RedisClient } from "bun"
-import { Context, Deferred, Duration, Effect, Exit, Layer, Option, Ref, Schedule, type Scope } from "effect"
+import { Context, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Option, Ref, Schedule, type Scope } from "effect"
 import { StartupError } from "../../src/Config.js"
 import { CacheUnavailable } from "../../src/errors.js"
 import * as CircuitBreaker from "../resilience/CircuitBreaker.js"
+import { describeOverrun } from "../resilience/Timeout.js"
 
 export interface CacheShape {
   readonly kind: "memory" | "redis"
@@ -55,13 +56,19 @@ const unavailable = (operation: string, reason: string, cause: unknown, retryAft
   // Built on every rejected call while the breaker is open; its fields are ours, so not re-validated.
   new CacheUnavailable({ operation, reason, retryAfterSeconds, cause }, true)
 
+/** An error's own message for a log line (an `UnknownException` from a promise carries its cause's). */
+const causeText = (error: { readonly message: string; readonly cause?: unknown }): string =>
+  error.cause instanceof Error ? error.cause.message : error.message
+
+const BREAKER_OPEN = CircuitBreaker.breakerOpenCause("cache")
+
 const makeBreaker = (options: CacheBreakerOptions) =>
   CircuitBreaker.make<CacheUnavailable>({
     ...options.breaker,
     dependency: "cache",
     isFailure: (error) => error instanceof CacheUnavailable,
-    rejected: (retryAfterSeconds) => unavailable("cache", "breaker_open", null, retryAfterSeconds),
-    timedOut: () => unavailable("cache", "timeout", null)
+    rejected: (retryAfterSeconds) => unavailable("cache", "breaker_open", BREAKER_OPEN, retryAfterSeconds),
+    timedOut: (overrun, operation) => unavailable(operation ?? "cache", "timeout", describeOverrun(overrun))
   })
 
 /** In-process: a bounded map in insertion (least recently set or read) order, expiring by `Clock`. */
@@ -125,44 +132,64 @@ export const inProcess = (options: { readonly maxEntries: number } & CacheBreake
 
 /**
  * Redis through Bun's built-in client: no offline queue, so a command on a dead Redis fails at once.
- * It connects at start: a Redis the deployment requires must be there, one it does not require may
- * come later (the client keeps reconnecting, and the breaker reports it meanwhile).
+ * A Redis that is down at start is one that went down later (SPEC §5): the server starts, the
+ * client keeps reconnecting, and meanwhile each call fails (`CACHE_UNAVAILABLE`) and the breaker
+ * opens; whether requests degrade or are refused, and whether the process is ready, is the callers'
+ * rule (`BULWARK_CACHE_REQUIRED`). A URL the client cannot parse is configuration and stops the start.
  */
-export const redis = (url: string, required: boolean, options: CacheBreakerOptions = defaultCacheResilience) =>
+export const redis = (url: string, options: CacheBreakerOptions = defaultCacheResilience) =>
   Layer.scoped(
     Cache,
     Effect.gen(function*() {
       const client = yield* Effect.acquireRelease(
-        Effect.sync(() =>
-          new RedisClient(url, {
-            connectionTimeout: 500,
-            autoReconnect: true,
-            maxRetries: 1_000_000,
-            enableOfflineQueue: false,
-            enableAutoPipelining: true
-          })
-        ),
+        Effect.try({
+          try: () =>
+            new RedisClient(url, {
+              connectionTimeout: 500,
+              autoReconnect: true,
+              maxRetries: 1_000_000,
+              enableOfflineQueue: false,
+              enableAutoPipelining: true
+            }),
+          // The client's own words, never the URL: it may carry a password.
+          catch: (cause) => new StartupError("REDIS_URL", `not a Redis URL the client accepts (${cause instanceof Error ? cause.message : String(cause)})`)
+        }),
         (client) => Effect.sync(() => client.close())
       )
-      yield* Effect.tryPromise(() => client.connect()).pipe(
-        Effect.timeout("1 second"),
-        Effect.catchAll((cause) =>
-          required
-            ? Effect.fail(new StartupError("REDIS_URL", `cannot connect to Redis (${cause instanceof Error ? cause.message : String(cause)})`))
-            : Effect.logWarning("Redis is not reachable at start; serving from the database until it is").pipe(
-              Effect.annotateLogs({ dependency: "cache" })
-            )
+      // The first connection is waited for briefly, so that a Redis that is up serves the first
+      // request; one that is not is tried again in the background by the client itself.
+      const connection = yield* Effect.forkScoped(Effect.tryPromise(() => client.connect()))
+      const first = yield* Effect.either(Effect.timeout(Fiber.join(connection), "1 second"))
+      if (Either.isLeft(first)) {
+        const annotated = Effect.annotateLogs({ dependency: "cache" })
+        yield* Effect.logWarning("Redis is not reachable at start; the cache is unavailable until it is (reconnecting in the background)").pipe(
+          Effect.annotateLogs({ reason: causeText(first.left) }),
+          annotated
         )
-      )
+        yield* Fiber.join(connection).pipe(
+          Effect.matchEffect({
+            onSuccess: () => Effect.logInfo("Redis is reachable; the cache breaker closes on its next probe"),
+            onFailure: (error) =>
+              Effect.logError("the Redis client stopped reconnecting; the cache stays unavailable").pipe(
+                Effect.annotateLogs({ reason: causeText(error) })
+              )
+          }),
+          annotated,
+          Effect.forkScoped
+        )
+      }
       const breaker = yield* makeBreaker(options)
       const command = <A>(operation: string, run: () => Promise<A>) =>
         // The span is for calls that reach Redis; a call the open breaker refuses never did (and,
         // built only when admitted, costs nothing while Redis is down).
-        breaker.run(Effect.suspend(() =>
-          Effect.tryPromise({ try: run, catch: (cause) => unavailable(operation, "redis_error", cause) }).pipe(
-            Effect.withSpan(`cache.${operation}`, { attributes: { "db.system.name": "redis" } })
-          )
-        ))
+        breaker.run(
+          Effect.suspend(() =>
+            Effect.tryPromise({ try: run, catch: (cause) => unavailable(operation, "redis_error", cause) }).pipe(
+              Effect.withSpan(`cache.${operation}`, { attributes: { "db.system.name": "redis" } })
+            )
+          ),
+          operation
+        )
       return Cache.of({
         kind: "redis",
         get: (key) => Effect.map(command("get", () => client.get(key)), Option.fromNullable),

@@ -5,17 +5,19 @@
  */
 import { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
-import { Context, type Duration, Effect, FiberRef, Layer, ParseResult, Schema } from "effect"
+import { Context, type Duration, Effect, FiberRef, Layer, Option, ParseResult, Schema } from "effect"
 import { globalValue } from "effect/GlobalValue"
 import { StartupError, type DatabaseUrl } from "../../src/Config.js"
 import { type Conflict, DbOperational, Overloaded } from "../../src/errors.js"
 import * as Bulkhead from "../resilience/Bulkhead.js"
 import * as CircuitBreaker from "../resilience/CircuitBreaker.js"
+import { describeOverrun } from "../resilience/Timeout.js"
 import { makeBudget, retrying, type RetryBudgetOptions } from "../resilience/Retry.js"
 import * as ChangeSignal from "./ChangeSignal.js"
 import { translateSqlError, type TranslateOptions } from "./errors.js"
 import * as Migrations from "./Migrations.js"
-import * as Sqlite from "./Sqlite.js"
+import * as Postgres from "./postgres/Postgres.js"
+import * as Sqlite from "./sqlite/Sqlite.js"
 
 export type CallKind = "read" | "write"
 
@@ -98,8 +100,9 @@ export const makeGuards = <E extends { readonly transient: boolean }>(options: G
       dependency,
       isFailure: options.isUnavailable,
       rejected: (retryAfterSeconds) =>
-        unavailable({ operation: dependency, reason: "breaker_open", transient: false, retryAfterSeconds, cause: null }),
-      timedOut: () => unavailable({ operation: dependency, reason: "timeout", transient: true, retryAfterSeconds: 1, cause: null })
+        unavailable({ operation: dependency, reason: "breaker_open", transient: false, retryAfterSeconds, cause: CircuitBreaker.breakerOpenCause(dependency) }),
+      timedOut: (overrun, operation) =>
+        unavailable({ operation: operation ?? dependency, reason: "timeout", transient: true, retryAfterSeconds: 1, cause: describeOverrun(overrun) })
     })
     const retry = retrying({
       dependency,
@@ -148,6 +151,10 @@ export class Database extends Context.Tag("bulwark/Database")<Database, Database
       const transaction: DatabaseShape["transaction"] = (operation, effect) =>
         guardedWrite(
           sql.withTransaction(Effect.locally(effect, insideTransaction, true)).pipe(
+            // `withTransaction` runs COMMIT and ROLLBACK under `orDie`: a serialization failure or a
+            // deferred constraint at COMMIT, or a connection lost mid-transaction, is the database's
+            // answer, not a bug, so it is failed with and translated like any other.
+            Effect.catchSomeDefect((defect) => defect instanceof SqlError ? Option.some(Effect.fail(defect)) : Option.none()),
             Effect.catchIf((error): error is SqlError => error instanceof SqlError, translateSqlError(operation))
           )
         ).pipe(span(operation, "write"))
@@ -169,17 +176,34 @@ export interface DatabaseOptions {
   readonly url: DatabaseUrl
   readonly sqliteBusyTimeoutMillis: number
   readonly resilience?: DatabaseResilience
+  /** How long a PostgreSQL start keeps trying to reach the server (SPEC §5). */
+  readonly connectRetryFor?: Duration.DurationInput
 }
 
-export const clientLayer = (options: DatabaseOptions) => {
-  switch (options.url._tag) {
-    case "SqliteFile":
-      return Sqlite.layer({ filename: options.url.filename, busyTimeoutMillis: options.sqliteBusyTimeoutMillis })
-    case "SqliteMemory":
-      return Sqlite.layer({ filename: ":memory:", busyTimeoutMillis: options.sqliteBusyTimeoutMillis })
-    case "Postgres":
-      return Layer.fail(new StartupError("DATABASE_URL", "PostgreSQL is not supported yet; use file:PATH or :memory:"))
-  }
+/** The configured database's client alone (the CLI's `migrate` needs no more). */
+export const clientLayer = (options: DatabaseOptions): Layer.Layer<SqlClient.SqlClient, StartupError> =>
+  options.url._tag === "Postgres" ? postgresClient(options, options.url) : sqliteClient(options)
+
+const sqliteClient = (options: DatabaseOptions) =>
+  Sqlite.layer({ filename: options.url._tag === "SqliteFile" ? options.url.filename : ":memory:", busyTimeoutMillis: options.sqliteBusyTimeoutMillis })
+
+const postgresClient = (options: DatabaseOptions, url: Extract<DatabaseUrl, { _tag: "Postgres" }>) =>
+  Postgres.layer({
+    url: url.url,
+    poolSize: url.poolSize,
+    ...(options.connectRetryFor === undefined ? {} : { connectRetryFor: options.connectRetryFor })
+  })
+
+/**
+ * The share of the PostgreSQL pool a dependency's writes may hold at once, so that writes queue in
+ * the bulkhead (and are refused with `OVERLOADED` past it) instead of in the driver, and reads
+ * always find a connection. The database takes three quarters, the memory store the rest.
+ */
+export const sizedToPool = (resilience: DatabaseResilience, url: DatabaseUrl, share: "database" | "memory"): DatabaseResilience => {
+  if (url._tag !== "Postgres") return resilience
+  const memory = Math.max(1, Math.floor(url.poolSize / 4))
+  const writers = share === "memory" ? memory : Math.max(1, url.poolSize - memory)
+  return { ...resilience, writes: { ...resilience.writes, maxConcurrent: Math.min(resilience.writes.maxConcurrent, writers) } }
 }
 
 const migrated = Layer.effectDiscard(
@@ -189,17 +213,19 @@ const migrated = Layer.effectDiscard(
 )
 
 /**
- * How this database tells a process that what it kept may have changed: SQLite's own counter, or on
- * a server database the change generation every instance reads (its table exists once migrated).
+ * The client, migrated, with its change signal: SQLite's own counter, or on a server database the
+ * change generation every instance reads (its table exists once migrated).
  */
-const changeSignalLayer = (url: DatabaseUrl): Layer.Layer<ChangeSignal.ChangeSignal, never, SqlClient.SqlClient | Sqlite.DataVersion> =>
-  url._tag === "Postgres"
-    ? ChangeSignal.polledLayer()
-    : Layer.effect(ChangeSignal.ChangeSignal, Effect.map(Sqlite.DataVersion, ChangeSignal.fromDataVersion))
+const migratedClient = (options: DatabaseOptions): Layer.Layer<SqlClient.SqlClient | ChangeSignal.ChangeSignal, StartupError> =>
+  options.url._tag === "Postgres"
+    ? ChangeSignal.polledLayer().pipe(Layer.provideMerge(migrated), Layer.provideMerge(postgresClient(options, options.url)))
+    : Layer.effect(ChangeSignal.ChangeSignal, Effect.map(Sqlite.DataVersion, ChangeSignal.fromDataVersion)).pipe(
+      Layer.provideMerge(migrated),
+      Layer.provideMerge(sqliteClient(options))
+    )
 
 /** The database for the whole process: client, migrations applied, its change signal, the `Database` door. */
 export const layer = (options: DatabaseOptions) =>
-  Layer.effect(Database, Database.make(options.resilience)).pipe(
-    Layer.provideMerge(Layer.provideMerge(changeSignalLayer(options.url), migrated)),
-    Layer.provideMerge(clientLayer(options))
+  Layer.effect(Database, Database.make(sizedToPool(options.resilience ?? defaultResilience, options.url, "database"))).pipe(
+    Layer.provideMerge(migratedClient(options))
   )

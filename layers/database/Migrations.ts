@@ -128,6 +128,14 @@ const migrations = {
     yield* sql`DROP INDEX errors_resolved`
   }),
   /**
+   * What the ledger kept of a request body: `json`, `truncated`, `text` or `binary` (see
+   * `sanitizePayload`), so the payload is read back as what it is. Rows from before have none.
+   */
+  "0006_ledger_payload_kind": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`ALTER TABLE errors ADD COLUMN request_payload_kind TEXT`
+  }),
+  /**
    * What instances on a shared server database share through it: one generation per kind of change,
    * bumped by the transaction that makes the change and read by every instance (`ChangeSignal.polled`),
    * and the rate limits' counts per bucket and window, taken in leases (`services/RateCounts.ts`).
@@ -147,4 +155,33 @@ const migrations = {
   })
 }
 
-export const run = Migrator.make({})({ loader: Migrator.fromRecord(migrations) })
+const MIGRATIONS_TABLE = "effect_sql_migrations"
+
+/**
+ * The migrator takes `LOCK TABLE` on its table before it applies anything, so on PostgreSQL instances
+ * starting together apply each migration once; but it creates that table first, unlocked, and two
+ * instances racing on a fresh database would both try. The table is created here under an advisory
+ * lock, in the migrator's own shape.
+ */
+const migrationsTableReady = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql.onDialectOrElse({
+    pg: () =>
+      sql.withTransaction(
+        Effect.zipRight(
+          sql`SELECT pg_advisory_xact_lock(hashtext(${MIGRATIONS_TABLE}))`,
+          sql`CREATE TABLE IF NOT EXISTS ${sql(MIGRATIONS_TABLE)} (
+            migration_id integer primary key,
+            created_at timestamp with time zone not null default now(),
+            name text not null
+          )`
+        )
+      ),
+    orElse: () => Effect.void
+  })
+})
+
+export const run = Effect.zipRight(
+  migrationsTableReady,
+  Migrator.make({})({ loader: Migrator.fromRecord(migrations), table: MIGRATIONS_TABLE })
+)

@@ -24,17 +24,37 @@ interface DriverError {
 const driverErrorOf = (error: SqlError): DriverError =>
   typeof error.cause === "object" && error.cause !== null ? (error.cause as DriverError) : {}
 
-/** SQLite result codes (bun:sqlite `code`) and PostgreSQL SQLSTATEs, classified. */
-export const classifyDriverError = (error: SqlError): DriverFault => {
+const SQLSTATE = /^[0-9A-Z]{5}$/
+
+/**
+ * Where each driver keeps the code: bun:sqlite and `pg` in `code` (`pg` also puts socket errors
+ * such as ECONNREFUSED there), Bun's PostgreSQL driver puts SQLSTATE in `errno` and its own
+ * `ERR_POSTGRES_*` in `code`.
+ */
+export const driverCodeOf = (error: SqlError): string => {
   const driver = driverErrorOf(error)
   const code = typeof driver.code === "string" ? driver.code : ""
-  const message = typeof driver.message === "string" ? driver.message : ""
-  if (code === "SQLITE_CONSTRAINT_UNIQUE" || code === "SQLITE_CONSTRAINT_PRIMARYKEY" || code === "23505") {
-    return { _tag: "UniqueViolation" }
-  }
-  if (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED")) {
-    return { _tag: "Operational", reason: "locked", transient: true }
-  }
+  if (code === "ERR_POSTGRES_SERVER_ERROR" && typeof driver.errno === "string") return driver.errno
+  return code
+}
+
+const unreachable: DriverFault = { _tag: "Operational", reason: "unreachable", transient: true }
+const locked: DriverFault = { _tag: "Operational", reason: "locked", transient: true }
+
+/** SPEC §8, exactly: anything not listed there is a defect that carries its SQLSTATE. */
+const classifySqlState = (state: string): DriverFault => {
+  if (state === "23505") return { _tag: "UniqueViolation" }
+  if (state === "40001" || state === "40P01" || state === "55P03") return locked
+  if (state.startsWith("08") || state === "57P01" || state === "57P02" || state === "57P03" || state === "53300") return unreachable
+  if (state === "57014") return { _tag: "Operational", reason: "timeout", transient: true }
+  // A table or column of our schema that is not there: the schema is missing or behind.
+  if (state === "42P01" || state === "42703") return { _tag: "Operational", reason: "schema", transient: false }
+  return { _tag: "Bug", reason: state }
+}
+
+const classifySqlite = (code: string, message: string): DriverFault => {
+  if (code === "SQLITE_CONSTRAINT_UNIQUE" || code === "SQLITE_CONSTRAINT_PRIMARYKEY") return { _tag: "UniqueViolation" }
+  if (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED")) return locked
   if (
     code.startsWith("SQLITE_IOERR") || code === "SQLITE_FULL" || code.startsWith("SQLITE_READONLY") ||
     code.startsWith("SQLITE_CANTOPEN") || code === "SQLITE_NOTADB" || code.startsWith("SQLITE_CORRUPT") ||
@@ -47,21 +67,21 @@ export const classifyDriverError = (error: SqlError): DriverFault => {
     // database cannot serve this call, which is an operational fault, not a client error.
     return { _tag: "Operational", reason: "schema", transient: false }
   }
-  if (code.startsWith("08") || code === "57P01" || code === "57P03" || code === "53300" || code === "ECONNREFUSED" || code === "ECONNRESET") {
-    return { _tag: "Operational", reason: "unreachable", transient: true }
+  if (code.startsWith("SQLITE_CONSTRAINT") || code === "SQLITE_ERROR") return { _tag: "Bug", reason: code }
+  return { _tag: "Operational", reason: code, transient: true }
+}
+
+/** SQLite result codes (bun:sqlite `code`) and PostgreSQL SQLSTATEs, classified. */
+export const classifyDriverError = (error: SqlError): DriverFault => {
+  const code = driverCodeOf(error)
+  if (code.startsWith("SQLITE_")) {
+    const message = driverErrorOf(error).message
+    return classifySqlite(code, typeof message === "string" ? message : "")
   }
-  if (code === "40001" || code === "40P01" || code === "55P03") {
-    return { _tag: "Operational", reason: "locked", transient: true }
-  }
-  if (code === "57014") {
-    return { _tag: "Operational", reason: "timeout", transient: true }
-  }
-  if (code.startsWith("SQLITE_CONSTRAINT") || code.startsWith("23") || code === "SQLITE_ERROR" || code.startsWith("42")) {
-    return { _tag: "Bug", reason: code }
-  }
-  // An error without a recognised code (a closed connection, a driver-level failure): the database
-  // could not serve; retrying may help.
-  return { _tag: "Operational", reason: code === "" ? "driver" : code, transient: true }
+  if (SQLSTATE.test(code)) return classifySqlState(code)
+  // No SQLSTATE: the connection itself failed (refused, reset, closed under us, timed out while
+  // connecting). The database could not serve; a new connection may.
+  return code === "" ? { _tag: "Operational", reason: "driver", transient: true } : unreachable
 }
 
 export interface TranslateOptions {

@@ -7,12 +7,19 @@
  * fails at once with `Retry-After` = time left open. After the open time, up to
  * `halfOpenMaxProbes` concurrent probes are admitted and the rest rejected at once; a probe that
  * hangs is cut by the per-call timeout and counts as a failure. A failed probe re-opens with the
- * open duration doubled (up to `maxOpenDuration`); a good one closes the breaker. Only failures for
- * which `isFailure` holds count: a 404, a constraint violation or a defect (our bug) means the
- * dependency answered.
+ * open duration doubled (up to `maxOpenDuration`); a good one closes the breaker.
+ *
+ * Only evidence about the dependency moves the breaker: a success, or a failure for which
+ * `isFailure` holds (it is unwell). Any other outcome (a 404, a constraint violation, a defect, which
+ * is our bug, an interruption) is no evidence either way: it neither counts as a failure nor closes
+ * a half-open breaker. Time is judged the same way: the call timeout and the slow-call rule count
+ * only the dependency's share of a call's wait, not the time this process's own event loop was held
+ * up (`LoopDelay`, `Timeout.discountingLoopDelay`).
  */
-import { Clock, Duration, Effect, Metric, MetricLabel } from "effect"
+import { Clock, Duration, Effect, type Exit, Metric, MetricLabel } from "effect"
 import { withoutStackTrace } from "../../src/errors.js"
+import { LoopDelay } from "./LoopDelay.js"
+import { discountingLoopDelay, type Overrun } from "./Timeout.js"
 import { breakerState, breakerTransitionsTotal, dependencyUp } from "../../src/telemetry/Metrics.js"
 
 export type BreakerStateName = "closed" | "open" | "half_open" | "forced_open" | "disabled"
@@ -45,8 +52,8 @@ export interface BreakerOptions<E> {
   readonly isFailure: (error: unknown) => boolean
   /** The error a rejected call fails with; `retryAfterSeconds` is the time left open. */
   readonly rejected: (retryAfterSeconds: number) => E
-  /** The error a call cut by `callTimeout` fails with. */
-  readonly timedOut: () => E
+  /** The error a call cut by `callTimeout` fails with; `operation` is the one `run` was given. */
+  readonly timedOut: (overrun: Overrun, operation: string | undefined) => E
 }
 
 export interface BreakerStatus {
@@ -64,6 +71,10 @@ type Admission =
   | { readonly _tag: "run"; readonly probe: boolean; readonly tracked: boolean }
   | { readonly _tag: "reject"; readonly retryAfterSeconds: number }
 
+/** The cause a rejection carries, for the ledger and logs: why no call was made. */
+export const breakerOpenCause = (dependency: string): string =>
+  `the ${dependency} circuit breaker is open: the call was refused without reaching the ${dependency}`
+
 const closedState: State = { _tag: "closed", consecutiveFailures: 0, window: [] }
 
 export const make = <E>(options: BreakerOptions<E>) =>
@@ -80,6 +91,7 @@ export const make = <E>(options: BreakerOptions<E>) =>
     const baseOpenMillis = Duration.toMillis(options.openDuration)
     const maxOpenMillis = Duration.toMillis(options.maxOpenDuration)
     const slowMillis = Duration.toMillis(options.slowCallDuration)
+    const loop = yield* LoopDelay
     const dependencyLabel = MetricLabel.make("dependency", options.dependency)
     const stateGauge = Metric.taggedWithLabels(breakerState, [dependencyLabel])
     const upGauge = Metric.taggedWithLabels(dependencyUp, [dependencyLabel])
@@ -163,27 +175,41 @@ export const make = <E>(options: BreakerOptions<E>) =>
         Effect.zipRight(Metric.set(upGauge, outcome.failed ? 0 : 1))
       )
 
-    /** A probe that was interrupted frees its slot without judging the dependency. */
+    /** A probe that ended without evidence (interrupted, a defect, a 404) frees its slot without judging the dependency. */
     const releaseProbe = modify((current) =>
       [undefined, current._tag === "half_open" ? { ...current, probes: Math.max(0, current.probes - 1) } : current])
 
-    const run = <A, E2, R>(effect: Effect.Effect<A, E2, R>): Effect.Effect<A, E | E2, R> =>
+    /** Whether an ended call says anything about the dependency, and what. */
+    const outcomeOf = <A, E2>(exit: Exit.Exit<A, E2>, slow: boolean, overrun: Overrun | undefined): Outcome | undefined => {
+      if (exit._tag === "Success") return { failed: false, slow }
+      // The call timeout ran out while this process, not the dependency, held the call up.
+      if (overrun !== undefined) return overrun.dependencySlow ? { failed: true, slow } : undefined
+      const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
+      return failure !== undefined && options.isFailure(failure) ? { failed: true, slow } : undefined
+    }
+
+    const run = <A, E2, R>(effect: Effect.Effect<A, E2, R>, operation?: string): Effect.Effect<A, E | E2, R> =>
       Effect.flatMap(admit, (admission): Effect.Effect<A, E | E2, R> => {
         // A rejection's stack would name the breaker, every time (the ledger takes a dependency
         // error's stack from its cause, which a rejection has none of).
         if (admission._tag === "reject") return Effect.fail(withoutStackTrace(() => options.rejected(admission.retryAfterSeconds)))
-        const attempt = effect.pipe(Effect.timeoutFail({ duration: options.callTimeout, onTimeout: options.timedOut }))
+        let overrun: Overrun | undefined
+        const attempt = discountingLoopDelay(effect, {
+          timeout: options.callTimeout,
+          loop,
+          onTimeout: (cut) => {
+            overrun = cut
+            return options.timedOut(cut, operation)
+          }
+        })
         if (!admission.tracked) return attempt
         return Effect.flatMap(Clock.currentTimeMillis, (started) =>
           attempt.pipe(
             Effect.onExit((exit) =>
               Effect.flatMap(Clock.currentTimeMillis, (finished) => {
-                const slow = finished - started >= slowMillis
-                if (exit._tag === "Success") return record({ failed: false, slow }, admission.probe)
-                const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
-                if (failure !== undefined) return record({ failed: options.isFailure(failure), slow }, admission.probe)
-                // A defect is a bug of ours, not a sign the dependency is unwell.
-                if (exit.cause._tag === "Die") return record({ failed: false, slow }, admission.probe)
+                const slow = finished - started - loop.heldUpBetween(started, finished) >= slowMillis
+                const outcome = outcomeOf(exit, slow, overrun)
+                if (outcome !== undefined) return record(outcome, admission.probe)
                 return admission.probe ? releaseProbe : Effect.void
               })
             )

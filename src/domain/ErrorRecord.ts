@@ -1,8 +1,17 @@
 import { Schema } from "effect"
-import { Timestamp, Uuid } from "./Ids.js"
+import { PayloadKinds } from "../telemetry/Sanitize.js"
+import { DateTimeFromString, IntegerFromString, Timestamp, Uuid } from "./Ids.js"
 
 export const ErrorType = Schema.Literal("http", "stream", "database", "cache", "memory", "validation", "auth", "internal")
 export const Severity = Schema.Literal("critical", "error", "warning")
+
+/**
+ * How the ledger kept a request body (see `sanitizePayload`): `json` (the sanitised body), `truncated`
+ * (a JSON body over 8 KiB: its first 8 KiB as text), `text` (not JSON), `binary` (not UTF-8, decoded
+ * with replacement characters), or `unreadable` (the stored payload did not read back as what it
+ * was stored as; it is shown as stored, and that failure is itself ledgered).
+ */
+export const RequestPayloadKind = Schema.Literal(...PayloadKinds, "unreadable").annotations({ identifier: "RequestPayloadKind" })
 
 /** One row of the error ledger (SPEC §6) as operators see it. */
 export class ErrorRecord extends Schema.Class<ErrorRecord>("ErrorRecord")({
@@ -22,10 +31,17 @@ export class ErrorRecord extends Schema.Class<ErrorRecord>("ErrorRecord")({
   method: Schema.NullOr(Schema.String),
   route: Schema.NullOr(Schema.String),
   user_agent: Schema.NullOr(Schema.String),
-  request_payload: Schema.NullOr(Schema.Unknown),
+  request_payload: Schema.NullOr(Schema.Unknown).annotations({
+    description: "The request body, sanitised: a JSON value when `request_payload_kind` is `json`, else a string."
+  }),
+  request_payload_kind: Schema.NullOr(RequestPayloadKind),
   resolved: Schema.Boolean,
   resolved_at: Schema.NullOr(Timestamp),
-  notes: Schema.NullOr(Schema.String)
+  notes: Schema.NullOr(Schema.String),
+  unreadable_fields: Schema.optional(Schema.Array(Schema.String)).annotations({
+    description:
+      "Only on a stored row that did not decode: the fields that could not be read, each shown as null where the field allows it, else as `internal`, `critical`, 0, false or an empty string."
+  })
 }) {}
 
 export class ErrorList extends Schema.Class<ErrorList>("ErrorList")({ data: Schema.Array(ErrorRecord) }) {}
@@ -38,13 +54,13 @@ export const ListErrorsParams = Schema.Struct({
   severity: Schema.optional(Severity),
   session_id: Schema.optional(Uuid),
   resolved: Schema.optional(BooleanFromString),
-  since: Schema.optional(Schema.DateFromString.pipe(Schema.validDate())),
-  limit: Schema.optional(Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 500)))
+  since: Schema.optional(DateTimeFromString),
+  limit: Schema.optional(IntegerFromString({ minimum: 1, maximum: 500 }))
 })
 export type ListErrorsFilter = Schema.Schema.Type<typeof ListErrorsParams>
 
 export const StatsParams = Schema.Struct({
-  since: Schema.optional(Schema.DateFromString.pipe(Schema.validDate()))
+  since: Schema.optional(DateTimeFromString)
 })
 
 export class ErrorStats extends Schema.Class<ErrorStats>("ErrorStats")({

@@ -10,3 +10,30 @@ export const Timestamp = Schema.String.annotations({
   description: "RFC 3339 UTC timestamp",
   jsonSchema: { type: "string", format: "date-time" }
 })
+
+/**
+ * A whole number sent as text (a query parameter or a header): digits only, within its bounds, and
+ * documented as the integer it is rather than as a string.
+ */
+export const IntegerFromString = (bounds: { readonly minimum: number; readonly maximum?: number }) =>
+  Schema.String.pipe(
+    Schema.pattern(/^[0-9]{1,15}$/, { message: () => "must be a whole number" }),
+    Schema.compose(Schema.NumberFromString),
+    Schema.int(),
+    bounds.maximum === undefined ? Schema.greaterThanOrEqualTo(bounds.minimum) : Schema.between(bounds.minimum, bounds.maximum),
+    Schema.annotations({
+      jsonSchema: bounds.maximum === undefined
+        ? { type: "integer", minimum: bounds.minimum }
+        : { type: "integer", minimum: bounds.minimum, maximum: bounds.maximum }
+    })
+  )
+
+const RFC3339 = /^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$/i
+
+/** An RFC 3339 date-time sent as text (SPEC §4), decoded to a `Date`. */
+export const DateTimeFromString = Schema.String.pipe(
+  Schema.pattern(RFC3339, { message: () => "must be an RFC 3339 date-time, e.g. 2026-01-31T12:00:00Z" }),
+  Schema.compose(Schema.DateFromString),
+  Schema.validDate(),
+  Schema.annotations({ jsonSchema: { type: "string", format: "date-time" } })
+)

@@ -1,5 +1,5 @@
 import { Schema } from "effect"
-import { Timestamp, Uuid } from "./Ids.js"
+import { IntegerFromString, Timestamp, Uuid } from "./Ids.js"
 import { Metadata, SessionId } from "./Session.js"
 
 /** A message's content may be at most this many bytes of UTF-8 (SPEC §3: 413 beyond it). */
@@ -36,11 +36,11 @@ export class MessagePage extends Schema.Class<MessagePage>("MessagePage")({
   next_after: Schema.NullOr(Schema.Int).annotations({ description: "Pass as `after` for the next page; null on the last page." })
 }) {}
 
-const SeqCursor = Schema.NumberFromString.pipe(Schema.int(), Schema.nonNegative())
+const SeqCursor = IntegerFromString({ minimum: 0 })
 
 export const ListMessagesParams = Schema.Struct({
   after: Schema.optional(SeqCursor.annotations({ description: "Only messages with a greater seq." })),
-  limit: Schema.optional(Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 200)))
+  limit: Schema.optional(IntegerFromString({ minimum: 1, maximum: 200 }))
 })
 
 /** Where an event stream starts: after `Last-Event-ID` (a reconnecting EventSource) or `?after=`. */

@@ -52,6 +52,7 @@ export const ApiError = {
   Unauthenticated: documented("Unauthenticated"),
   Forbidden: documented("Forbidden"),
   NotFound: documented("NotFound"),
+  MethodNotAllowed: documented("MethodNotAllowed"),
   Conflict: documented("Conflict"),
   PayloadTooLarge: documented("PayloadTooLarge"),
   UnsupportedMediaType: documented("UnsupportedMediaType"),

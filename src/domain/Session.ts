@@ -1,5 +1,5 @@
 import { Schema } from "effect"
-import { Timestamp, Uuid } from "./Ids.js"
+import { IntegerFromString, Timestamp, Uuid } from "./Ids.js"
 
 export const SessionId = Uuid
 
@@ -28,6 +28,6 @@ export class SessionPage extends Schema.Class<SessionPage>("SessionPage")({
 }) {}
 
 export const ListSessionsParams = Schema.Struct({
-  limit: Schema.optional(Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 200))),
+  limit: Schema.optional(IntegerFromString({ minimum: 1, maximum: 200 })),
   cursor: Schema.optional(Schema.String.pipe(Schema.maxLength(512)))
 })

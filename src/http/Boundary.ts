@@ -10,9 +10,10 @@ import { Effect, Exit, FiberId, Option, type Tracer } from "effect"
 import { TENANT_ATTRIBUTE } from "../../services/Auth.js"
 import { ErrorLedger } from "../../services/ErrorLedger.js"
 import { RateLimiter } from "../../services/RateLimiter.js"
-import { type AppError, FieldIssue, PayloadTooLarge, Timeout, UnsupportedMediaType, ValidationFailed } from "../errors.js"
+import { secretRoutes } from "../Api.js"
+import { type AppError, FieldIssue, MethodNotAllowed, PayloadTooLarge, Timeout, UnsupportedMediaType, ValidationFailed } from "../errors.js"
 import { sanitizePayload } from "../telemetry/Sanitize.js"
-import { interruptedOnlyBy, isClientAbort } from "../telemetry/ServerSpan.js"
+import { interruptedOnlyBy, isClientAbort, type RouteLookup } from "../telemetry/ServerSpan.js"
 import { type InFlightRequest, type RateLimitHeaders, track } from "./InFlight.js"
 import { classify, problemResponse } from "./Problem.js"
 
@@ -176,14 +177,45 @@ export const restoredDeadline = (millis: number, restore: <A, E, R>(effect: Effe
       ? Effect.fail(new Timeout({ afterMillis: millis }))
       : Effect.failCause(cause))
 
+const METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"] as const
+
+/** A path that exists with other methods is 405 with `Allow`, not 404: the client has the method wrong, not the path. */
+const withAllowedMethods = (error: AppError, request: HttpServerRequest.HttpServerRequest, routeOf: RouteLookup): AppError => {
+  // A route that matched and answered ROUTE_NOT_FOUND itself (`/problems/{unknown}`) keeps its 404.
+  if (error._tag !== "NotFound" || error.code !== "ROUTE_NOT_FOUND" || routeOf(request.method, request.url) !== undefined) return error
+  const allowed = METHODS.filter((method) => routeOf(method, request.url) !== undefined)
+  return allowed.length === 0
+    ? error
+    : new MethodNotAllowed({ detail: `This path does not take ${request.method}; it takes ${allowed.join(", ")}.`, allowed })
+}
+
+/**
+ * Caching (SPEC §4): a response that carries a secret (a new API key, an access token) is
+ * `no-store`; every other response to a request with credentials is `private, no-store`.
+ */
+export const NO_STORE = "no-store"
+export const PRIVATE_NO_STORE = "private, no-store"
+
+export interface BoundaryOptions {
+  readonly requestTimeoutMillis: number
+  readonly routeOf: RouteLookup
+}
+
 /**
  * The boundary as API middleware. The request deadline is the outermost policy: past it the
  * request's work is interrupted (not left running) and the client gets 504 `TIMEOUT`. Requests
  * without credentials are rate limited here by IP; authenticated ones by their key, in the auth
  * middleware. Either way the result comes back as `RateLimit-*` headers.
  */
-export const problemBoundary = (options: { readonly requestTimeoutMillis: number }) =>
+export const problemBoundary = (options: BoundaryOptions) =>
   Effect.gen(function*() {
+    const secret = secretRoutes()
+    const cacheControlOf = (request: HttpServerRequest.HttpServerRequest): string | undefined =>
+      request.method === "POST" && secret.has(`POST ${options.routeOf("POST", request.url)}`)
+        ? NO_STORE
+        : request.headers.authorization !== undefined
+        ? PRIVATE_NO_STORE
+        : undefined
     const ledger = yield* ErrorLedger
     const limiter = yield* RateLimiter
     const forkedDeadline: Deadline = withDeadline(options.requestTimeoutMillis)
@@ -198,9 +230,11 @@ export const problemBoundary = (options: { readonly requestTimeoutMillis: number
           deadline,
           // A client that left is not answered (only a hot route's uninterruptible fiber gets here with one).
           Effect.catchAllCause((cause) =>
-            isClientAbort(cause) ? Effect.failCause(cause) : renderFailure(ledger, classify(cause), request, requestId, read.body)
+            isClientAbort(cause)
+              ? Effect.failCause(cause)
+              : renderFailure(ledger, withAllowedMethods(classify(cause), request, options.routeOf), request, requestId, read.body)
           ),
-          Effect.map((response) => withEdgeHeaders(response, requestId, inFlight.rateLimit))
+          Effect.map((response) => withEdgeHeaders(response, requestId, inFlight.rateLimit, cacheControlOf(request)))
         )
       })
 
@@ -226,18 +260,21 @@ export const problemBoundary = (options: { readonly requestTimeoutMillis: number
     return around
   })
 
-/** `X-Request-Id` on every response, and `RateLimit-*` on those that were counted. */
-const withEdgeHeaders = (response: HttpServerResponse.HttpServerResponse, requestId: string, limited: RateLimitHeaders | undefined) =>
-  HttpServerResponse.setHeaders(
-    response,
-    limited === undefined
-      ? { [REQUEST_ID_HEADER]: requestId }
-      : {
-        [REQUEST_ID_HEADER]: requestId,
-        "ratelimit-limit": String(limited.limit),
-        "ratelimit-remaining": String(limited.remaining),
-        "ratelimit-reset": String(limited.reset)
-      }
-  )
+/** `X-Request-Id` on every response, `RateLimit-*` on those that were counted, `Cache-Control` where it applies. */
+const withEdgeHeaders = (
+  response: HttpServerResponse.HttpServerResponse,
+  requestId: string,
+  limited: RateLimitHeaders | undefined,
+  cacheControl: string | undefined
+) => {
+  const headers: Record<string, string> = { [REQUEST_ID_HEADER]: requestId }
+  if (limited !== undefined) {
+    headers["ratelimit-limit"] = String(limited.limit)
+    headers["ratelimit-remaining"] = String(limited.remaining)
+    headers["ratelimit-reset"] = String(limited.reset)
+  }
+  if (cacheControl !== undefined) headers["cache-control"] = cacheControl
+  return HttpServerResponse.setHeaders(response, headers)
+}
 
-export const layer = (options: { readonly requestTimeoutMillis: number }) => HttpApiBuilder.middleware(problemBoundary(options))
+export const layer = (options: BoundaryOptions) => HttpApiBuilder.middleware(problemBoundary(options))

@@ -38,7 +38,7 @@ const lastResort = () => new Response(null, { status: 500 })
 
 export const make = (options: HotRoutesOptions) =>
   Effect.gen(function*() {
-    const boundary = yield* problemBoundary({ requestTimeoutMillis: options.requestTimeoutMillis })
+    const boundary = yield* problemBoundary(options)
     const authenticate = yield* authenticateCaller
     const sessions = yield* Sessions
     const runtime = yield* Effect.runtime<never>()

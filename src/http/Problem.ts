@@ -33,7 +33,7 @@ export const fromDecodeError = (error: HttpApiError.HttpApiDecodeError): Validat
   const details = new Map<string, Array<string>>()
   for (const issue of error.issues) {
     const pointer = pointerOf(issue.path)
-    const detail = withoutActualValue(issue.message)
+    const detail = issue._tag === "Unexpected" ? "is not a field of this request" : withoutActualValue(issue.message)
     const known = details.get(pointer) ?? []
     if (!known.includes(detail)) known.push(detail)
     details.set(pointer, known)
@@ -130,6 +130,7 @@ export const problemResponse = (error: AppError, errorId: string): HttpServerRes
   const body = problemBody(error, errorId)
   const headers: Record<string, string> = {}
   if (body.retry_after_seconds !== undefined) headers["retry-after"] = String(body.retry_after_seconds)
+  if (error._tag === "MethodNotAllowed") headers["allow"] = error.allowed.join(", ")
   if (error._tag === "Unauthenticated") {
     headers["www-authenticate"] = error.code === "AUTH_MISSING"
       ? `Bearer realm="bulwark"`

@@ -3,17 +3,25 @@
  * message is one `event: message` whose `id` is its `seq` (what a reconnecting EventSource sends
  * back as `Last-Event-ID`); a failure is one `event: error` with the same `code`, `error_id` and
  * client-safe `detail` a problem body would carry, and it is the stream's last event.
+ *
+ * The body is a plain `ReadableStream` written by the session's topic, not an Effect stream with a
+ * fiber per client: a message shared by a thousand streams is encoded once, and an open stream
+ * costs its connection and a few small objects.
  */
 import { HttpServerResponse } from "@effect/platform"
-import { Schema, Stream } from "effect"
-import type { StreamItem } from "../../services/Events.js"
+import { Effect, Runtime, Schema } from "effect"
+import type { StreamItem, StreamSink, Subscription } from "../../services/Events.js"
 import { Message } from "../domain/Message.js"
 import { clientDetail } from "./Problem.js"
 
 /** Tells EventSource to reconnect after a second (it sends `Last-Event-ID`, so nothing is lost). */
 const PREAMBLE = "retry: 1000\n\n"
 
+/** Bytes a client may leave unread before its stream stops taking messages (it resumes from the database). */
+const UNREAD_LIMIT = 256 * 1024
+
 const encodeMessage = Schema.encodeSync(Message)
+const encoder = new TextEncoder()
 
 export const frameOf = (item: StreamItem): string => {
   switch (item._tag) {
@@ -28,12 +36,68 @@ export const frameOf = (item: StreamItem): string => {
   }
 }
 
-export const eventStreamResponse = (items: Stream.Stream<StreamItem>): HttpServerResponse.HttpServerResponse =>
-  HttpServerResponse.stream(
-    Stream.succeed(PREAMBLE).pipe(Stream.concat(Stream.map(items, frameOf)), Stream.encodeText),
-    {
+const PREAMBLE_BYTES = encoder.encode(PREAMBLE)
+const PING_BYTES = encoder.encode(frameOf({ _tag: "Ping" }))
+
+/** Frames of items that many streams share (a session's messages), encoded once while any holds them. */
+const frames = new WeakMap<StreamItem, Uint8Array>()
+
+const bytesOf = (item: StreamItem): Uint8Array => {
+  if (item._tag === "Ping") return PING_BYTES
+  let bytes = frames.get(item)
+  if (bytes === undefined) {
+    bytes = encoder.encode(frameOf(item))
+    if (item._tag === "Message") frames.set(item, bytes)
+  }
+  return bytes
+}
+
+/**
+ * The response for a stream that `open` starts once the client reads the body (never for a
+ * response that is not sent, or a HEAD). The stream ends when the client leaves (`cancel`).
+ */
+export const eventStreamResponse = (open: (sink: StreamSink) => Effect.Effect<Subscription>) =>
+  Effect.map(Effect.runtime<never>(), (runtime) => {
+    let subscription: Subscription | undefined
+    let ended = false
+    const body = new ReadableStream<Uint8Array>(
+      {
+        start: (controller) => {
+          controller.enqueue(PREAMBLE_BYTES)
+        },
+        // The first pull is the first read: only then is the subscription taken.
+        pull: (controller) => {
+          if (subscription === undefined) {
+            subscription = Runtime.runSync(runtime)(open(sinkOf(controller)))
+          } else {
+            subscription.resume()
+          }
+        },
+        cancel: () => {
+          ended = true
+          subscription?.cancel()
+        }
+      },
+      // Pulled only when a read waits on an empty queue: the reader has room.
+      { highWaterMark: 0, size: (chunk) => chunk?.byteLength ?? 0 }
+    )
+
+    const sinkOf = (controller: ReadableStreamDefaultController<Uint8Array>): StreamSink => ({
+      write: (item) => {
+        if (ended) return false
+        controller.enqueue(bytesOf(item))
+        return (controller.desiredSize ?? 0) > -UNREAD_LIMIT
+      },
+      end: () => {
+        if (ended) return
+        ended = true
+        controller.close()
+      }
+    })
+
+    return HttpServerResponse.raw(body, {
       contentType: "text/event-stream",
       // No caching, and no buffering by a proxy in front: each event should reach the client now.
       headers: { "cache-control": "no-cache", "x-accel-buffering": "no" }
-    }
-  )
+    })
+  })

@@ -95,15 +95,36 @@ export const sanitizeText = (text: string): string => {
 
 export const MAX_PAYLOAD_BYTES = 8 * 1024
 
-/** A request body for the ledger: parsed, sanitised, and cut to 8 KiB. */
-export const sanitizePayload = (body: string): string | null => {
+/**
+ * What the ledger kept of a request body (SPEC §6), and how to read it back: `json` is the
+ * sanitised JSON text of the whole body; `truncated` the first 8 KiB of a JSON body that was longer
+ * after sanitising; `text` a body that was not JSON, sanitised as text (cut to 8 KiB); `binary` a
+ * body that was not UTF-8 (its bytes decoded with replacement characters, sanitised as text).
+ */
+export const PayloadKinds = ["json", "truncated", "text", "binary"] as const
+export type PayloadKind = (typeof PayloadKinds)[number]
+
+export interface SanitizedPayload {
+  readonly kind: PayloadKind
+  readonly text: string
+}
+
+const TRUNCATION_MARK = "…[truncated]"
+
+const cutToLimit = (text: string): string =>
+  Buffer.byteLength(text) <= MAX_PAYLOAD_BYTES
+    ? text
+    : Buffer.from(text).subarray(0, MAX_PAYLOAD_BYTES - 16).toString("utf8").replace(/\uFFFD+$/, "") + TRUNCATION_MARK
+
+/** A request body for the ledger: parsed, sanitised, cut to 8 KiB, and labelled with what happened. */
+export const sanitizePayload = (body: string): SanitizedPayload | null => {
   if (body.length === 0) return null
-  let sanitized: string
+  let json: string | undefined
   try {
-    sanitized = JSON.stringify(sanitizeValue(JSON.parse(body)))
+    json = JSON.stringify(sanitizeValue(JSON.parse(body)))
   } catch {
-    sanitized = sanitizeText(body)
+    // Bun decodes bytes that are not UTF-8 as U+FFFD: such a body was binary, not text.
+    return { kind: body.includes("\uFFFD") ? "binary" : "text", text: cutToLimit(sanitizeText(body)) }
   }
-  if (Buffer.byteLength(sanitized) <= MAX_PAYLOAD_BYTES) return sanitized
-  return Buffer.from(sanitized).subarray(0, MAX_PAYLOAD_BYTES - 16).toString("utf8").replace(/\uFFFD+$/, "") + "…[truncated]"
+  return Buffer.byteLength(json) <= MAX_PAYLOAD_BYTES ? { kind: "json", text: json } : { kind: "truncated", text: cutToLimit(json) }
 }

@@ -2,6 +2,7 @@
 import { Database } from "bun:sqlite"
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { eventually, expectProblem, startServer, type TestServer, withKey } from "../support/server.js"
+import { sqliteOnly } from "../support/postgres.js"
 import { defaultCacheResilience } from "../../layers/cache/Cache.js"
 import { type OwnRedis, requireRedisServer, startOwnRedis } from "../support/redis.js"
 
@@ -78,7 +79,7 @@ describe.skipIf(!available)("Redis faults", () => {
     await Bun.sleep(350)
   })
 
-  test("a killed Redis: reads stay correct and fast, the failure is ledgered as a warning; it recovers after a restart", async () => {
+  sqliteOnly("writes through a second SQLite connection")("a killed Redis: reads stay correct and fast, the failure is ledgered as a warning; it recovers after a restart", async () => {
     await redis.kill()
     const latencies: Array<number> = []
     for (let i = 0; i < 20; i++) {

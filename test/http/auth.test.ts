@@ -3,6 +3,7 @@ import { Database } from "bun:sqlite"
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { SignJWT } from "jose"
 import { expectProblem, startServer, type TestServer, withKey } from "../support/server.js"
+import { sqliteOnly } from "../support/postgres.js"
 
 let server: TestServer
 let tenant: { id: string; api_key: string; api_key_id: string }
@@ -120,7 +121,7 @@ describe("revocation", () => {
 })
 
 describe("fail closed", () => {
-  test("when the database cannot say whether a token is revoked, the request is refused with 503, never let through", async () => {
+  sqliteOnly("renames a table through a second SQLite connection")("when the database cannot say whether a token is revoked, the request is refused with 503, never let through", async () => {
     const closed = await startServer()
     const other = new Database(closed.databaseFile)
     try {

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { problemTypes, slugOf, statusOfCode, type ErrorCode } from "../../src/errors.js"
 import { defaultResilience } from "../../layers/database/Database.js"
 import { defectRoute, eventually, expectProblem, ledgerRecord, startServer, type TestServer, withKey } from "../support/server.js"
+import { sqliteOnly } from "../support/postgres.js"
 
 let server: TestServer
 let key: string
@@ -172,7 +173,7 @@ describe("500 INTERNAL_ERROR", () => {
 })
 
 describe("503 DATABASE_UNAVAILABLE", () => {
-  test("a write while another connection holds the SQLite file locked: 503 with Retry-After, ledgered, nothing half-written", async () => {
+  sqliteOnly("holds SQLite's file lock")("a write while another connection holds the SQLite file locked: 503 with Retry-After, ledgered, nothing half-written", async () => {
     const locked = await startServer({
       sqliteBusyTimeoutMillis: 10,
       databaseResilience: { ...defaultResilience, breaker: { ...defaultResilience.breaker, openDuration: "200 millis" } }

@@ -2,6 +2,7 @@
 import { Database } from "bun:sqlite"
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { eventually, expectProblem, ledgerRecord, startServer, type TestServer, withKey } from "../support/server.js"
+import { sqliteOnly } from "../support/postgres.js"
 import { openEvents, type SseClient } from "../support/sse.js"
 
 let server: TestServer
@@ -141,7 +142,7 @@ describe("the end of a stream", () => {
     expect(record.request_id).toBeTruthy()
   })
 
-  test("a database that fails mid-stream sends event: error with DATABASE_UNAVAILABLE, ledgered as type stream", async () => {
+  sqliteOnly("renames a table through a second SQLite connection")("a database that fails mid-stream sends event: error with DATABASE_UNAVAILABLE, ledgered as type stream", async () => {
     const sessionId = await newSession()
     const client = await subscribe(sessionId)
     const other = new Database(server.databaseFile)

@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { Database } from "bun:sqlite"
 import { expectProblem, startServer, type TestServer } from "../support/server.js"
+import { sqliteOnly } from "../support/postgres.js"
 
 let server: TestServer
 
@@ -19,7 +20,7 @@ describe("health", () => {
     }
   })
 
-  test("/health/ready is 503 DATABASE_UNAVAILABLE while the database cannot serve, 200 again after", async () => {
+  sqliteOnly("renames a table through a second SQLite connection")("/health/ready is 503 DATABASE_UNAVAILABLE while the database cannot serve, 200 again after", async () => {
     const broken = await startServer()
     const other = new Database(broken.databaseFile)
     try {

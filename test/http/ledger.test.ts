@@ -12,6 +12,7 @@ import {
   type TestServer,
   withKey
 } from "../support/server.js"
+import { sqliteOnly } from "../support/postgres.js"
 
 let server: TestServer
 let tenant: { id: string; api_key: string }
@@ -136,7 +137,7 @@ describe("operators' routes", () => {
 })
 
 describe("ledger down", () => {
-  test("requests still answer correctly, stderr gets one JSON line per error, the dropped counter rises", async () => {
+  sqliteOnly("renames the ledger table through a second SQLite connection")("requests still answer correctly, stderr gets one JSON line per error, the dropped counter rises", async () => {
     const broken = await startServer()
     const other = new Database(broken.databaseFile)
     const written: Array<string> = []
@@ -176,7 +177,7 @@ describe("ledger down", () => {
 })
 
 describe("shutdown", () => {
-  test("errors recorded just before the server closes are in the database after", async () => {
+  sqliteOnly("reads the SQLite file after close")("errors recorded just before the server closes are in the database after", async () => {
     const closing = await startServer()
     const owner = await closing.createTenant()
     const ids: Array<string> = []

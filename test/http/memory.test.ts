@@ -3,6 +3,7 @@ import { Database } from "bun:sqlite"
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { defaultResilience } from "../../layers/database/Database.js"
 import { eventually, expectProblem, ledgerRecord, startServer, type TestServer, withKey } from "../support/server.js"
+import { sqliteOnly } from "../support/postgres.js"
 
 let server: TestServer
 let key: string
@@ -117,7 +118,7 @@ describe("every error row", () => {
   })
 })
 
-test("a memory store that cannot serve: 503 MEMORY_UNAVAILABLE, ledgered, its own breaker opens; sessions still serve", async () => {
+sqliteOnly("renames a table through a second SQLite connection")("a memory store that cannot serve: 503 MEMORY_UNAVAILABLE, ledgered, its own breaker opens; sessions still serve", async () => {
   const sessionId = await newSession()
   expect((await put(sessionId, "k", { value: 1 })).status).toBe(200)
   const other = new Database(server.databaseFile)

@@ -2,6 +2,7 @@
 import { Database } from "bun:sqlite"
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { expectProblem, startServer, type TestServer, withKey } from "../support/server.js"
+import { sqliteOnly } from "../support/postgres.js"
 
 let server: TestServer
 let key: string
@@ -135,7 +136,7 @@ describe("every error row", () => {
   })
 })
 
-test("deleting a session deletes its messages and its memory", async () => {
+sqliteOnly("reads the SQLite file directly")("deleting a session deletes its messages and its memory", async () => {
   const sessionId = await newSession()
   for (let i = 0; i < 3; i++) await post(sessionId, { agent_id: "a", content: `m${i}` })
   const put = await server.fetch(`/v1/sessions/${sessionId}/memory/plan`, withKey(key, { method: "PUT", body: JSON.stringify({ value: 1 }) }))

@@ -1,6 +1,7 @@
 /** Rate limits per key (per IP without credentials), their headers, and a limit shared through Redis. */
 import { describe, expect, test } from "bun:test"
 import { eventually, expectProblem, startServer, withKey } from "../support/server.js"
+import { sqliteOnly } from "../support/postgres.js"
 import { requireRedisServer, startOwnRedis } from "../support/redis.js"
 
 const headersOf = (response: Response) => ({
@@ -65,7 +66,7 @@ describe("rate limits", () => {
 })
 
 describe.skipIf(!requireRedisServer())("rate limits through Redis", () => {
-  test("two instances on one Redis share one limit; with Redis gone the limit still holds, in process, and is ledgered", async () => {
+  sqliteOnly("copies key rows between two SQLite files")("two instances on one Redis share one limit; with Redis gone the limit still holds, in process, and is ledgered", async () => {
     const redis = await startOwnRedis()
     const rateLimit = { limit: 4, windowMillis: 60_000 }
     const first = await startServer({ redisUrl: redis.url, rateLimit })

@@ -2,6 +2,7 @@
 import { describe, expect, test } from "bun:test"
 import { Data, Deferred, Effect, Either, Fiber, TestClock, TestContext } from "effect"
 import * as CircuitBreaker from "../../layers/resilience/CircuitBreaker.js"
+import { LoopDelay, type LoopDelayShape } from "../../layers/resilience/LoopDelay.js"
 
 class Unwell extends Data.TaggedError("Unwell")<{}> {}
 class Missing extends Data.TaggedError("Missing")<{}> {}
@@ -146,5 +147,88 @@ describe("CircuitBreaker", () => {
       expect(yield* now()).toBe(false)
       yield* breaker.force("close")
       expect(yield* now()).toBe(false)
+    })))
+
+  test("a defect is no evidence: it neither breaks a run of failures nor closes a half-open breaker", () =>
+    run(Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make(options())
+      const defect = Effect.die(new Error("a bug of ours"))
+      yield* Effect.either(breaker.run(failing))
+      yield* Effect.either(breaker.run(failing))
+      yield* Effect.exit(breaker.run(defect))
+      expect((yield* breaker.status).consecutiveFailures).toBe(2)
+      yield* Effect.either(breaker.run(failing))
+      expect((yield* breaker.status).state).toBe("open")
+      yield* TestClock.adjust("5 seconds")
+      const died = yield* Effect.exit(breaker.run(defect))
+      expect(died._tag === "Failure" && died.cause._tag === "Die").toBe(true)
+      expect((yield* breaker.status).state).toBe("half_open")
+      // Its probe slot is free again: the next call probes, and a failure re-opens with backoff.
+      yield* Effect.either(breaker.run(failing))
+      expect(yield* breaker.status).toMatchObject({ state: "open", retryAfterSeconds: 10 })
+    })))
+
+  test("an error that does not mean the dependency is unwell does not close a half-open breaker", () =>
+    run(Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make(options())
+      for (let i = 0; i < 3; i++) yield* Effect.either(breaker.run(failing))
+      yield* TestClock.adjust("5 seconds")
+      expect(leftOf(yield* Effect.either(breaker.run(Effect.fail(new Missing()))))?._tag).toBe("Missing")
+      expect((yield* breaker.status).state).toBe("half_open")
+      expect(yield* breaker.run(ok)).toBe("ok")
+      expect((yield* breaker.status).state).toBe("closed")
+    })))
+})
+
+describe("CircuitBreaker with this process's loop held up", () => {
+  /** A loop that was held up for `share` of every window asked about. */
+  const heldUp = (share: number): LoopDelayShape => ({ heldUpBetween: (from, to) => Math.round((to - from) * share) })
+  const withLoop = <A, E>(loop: LoopDelayShape, program: Effect.Effect<A, E>) =>
+    run(program.pipe(Effect.provideService(LoopDelay, loop)))
+
+  test("a call slowed by this process, not by the dependency, is given the time back and succeeds", () =>
+    withLoop(heldUp(0.5), Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make(options())
+      // 4 s of waiting, half of it this process's: 2 s of the dependency's, under the 3 s timeout.
+      const fiber = yield* Effect.fork(breaker.run(Effect.as(Effect.sleep("4 seconds"), "late but fine")))
+      yield* TestClock.adjust("4 seconds")
+      expect(yield* Fiber.join(fiber)).toBe("late but fine")
+      expect(yield* breaker.status).toMatchObject({ state: "closed", windowCalls: 1, windowFailures: 0 })
+    })))
+
+  test("the dependency's own share still times out: a silent dependency is cut once its share reaches the timeout", () =>
+    withLoop(heldUp(0.5), Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make(options())
+      const fiber = yield* Effect.fork(Effect.either(breaker.run(Effect.never)))
+      yield* TestClock.adjust("5 seconds")
+      expect(fiber.unsafePoll()).toBeNull()
+      yield* TestClock.adjust("1 second")
+      expect(leftOf(yield* Fiber.join(fiber))?._tag).toBe("TimedOut")
+      expect((yield* breaker.status).consecutiveFailures).toBe(1)
+    })))
+
+  test("a loop that stays busy ends the wait at ten times the timeout, and the dependency is not blamed", () =>
+    withLoop(heldUp(1), Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make(options())
+      for (let i = 0; i < 5; i++) {
+        const fiber = yield* Effect.fork(Effect.either(breaker.run(Effect.never)))
+        yield* TestClock.adjust("29 seconds")
+        expect(fiber.unsafePoll()).toBeNull()
+        yield* TestClock.adjust("1 second")
+        expect(leftOf(yield* Fiber.join(fiber))?._tag).toBe("TimedOut")
+      }
+      expect(yield* breaker.status).toMatchObject({ state: "closed", consecutiveFailures: 0, windowCalls: 0 })
+    })))
+
+  test("the slow-call rule counts only the dependency's share of a call", () =>
+    withLoop(heldUp(0.5), Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make(options())
+      // 1.5 s each (slow by the 1 s rule), of which 0.75 s is the dependency's: not slow.
+      for (let i = 0; i < 8; i++) {
+        const fiber = yield* Effect.fork(breaker.run(Effect.as(Effect.sleep("1500 millis"), "done")))
+        yield* TestClock.adjust("1500 millis")
+        yield* Fiber.join(fiber)
+      }
+      expect(yield* breaker.status).toMatchObject({ state: "closed", windowCalls: 8, windowFailures: 0 })
     })))
 })

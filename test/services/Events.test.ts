@@ -1,25 +1,62 @@
-/** The event stream's heartbeat under TestClock: `: ping` every 15 s, and each one fills a gap. */
+/**
+ * The event registry under TestClock: `: ping` every 15 s and a check that fills any gap; events
+ * routed to their session's streams only; one check and one catch-up read per session shared by all
+ * its streams; a check every second while the bus is unwell; nothing kept once the streams close.
+ */
 import { expect, test } from "bun:test"
 import { SqlClient } from "@effect/sql"
-import { Effect, Fiber, Layer, Ref, Stream, TestClock, TestContext } from "effect"
+import { Effect, Fiber, Layer, Option, Ref, Stream, TestClock, TestContext } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as Cache from "../../layers/cache/Cache.js"
 import * as Database from "../../layers/database/Database.js"
-import { EventBus } from "../../layers/events/EventBus.js"
+import { type BusListener, EventBus } from "../../layers/events/EventBus.js"
 import { ErrorLedger } from "../../services/ErrorLedger.js"
 import { ErrorsRepo } from "../../services/ErrorsRepo.js"
 import { SESSION, seedSession, TENANT } from "../support/seed.js"
 import { Events, type StreamItem } from "../../services/Events.js"
-import { MessagesRepo } from "../../services/MessagesRepo.js"
+import { MessagesRepo, toMessage } from "../../services/MessagesRepo.js"
 
 
-const withEvents = <A, E>(program: Effect.Effect<A, E, Events | MessagesRepo | SqlClient.SqlClient>) => {
+/** Reads of the repository the registry makes, by kind. */
+const reads = { listAfter: 0, lastSeq: 0, lastSeqs: 0 }
+
+/** The real repository, its reads counted. */
+const CountingRepo = Layer.effect(
+  MessagesRepo,
+  Effect.map(MessagesRepo, (repo) =>
+    MessagesRepo.make({
+      ...repo,
+      listAfter: (...args) => Effect.zipRight(Effect.sync(() => reads.listAfter++), repo.listAfter(...args)),
+      lastSeq: (...args) => Effect.zipRight(Effect.sync(() => reads.lastSeq++), repo.lastSeq(...args)),
+      lastSeqs: (...args) => Effect.zipRight(Effect.sync(() => reads.lastSeqs++), repo.lastSeqs(...args))
+    }))
+).pipe(Layer.provide(MessagesRepo.Default))
+
+/** A bus whose health the test sets, as the probe of a Redis bus would: delivery stays in process. */
+const bus = { healthy: true, listener: undefined as BusListener | undefined }
+const ControlledBus = Layer.succeed(EventBus, EventBus.of({
+  publish: (event) => Effect.sync(() => bus.listener?.event(event)),
+  listen: (listener) => Effect.acquireRelease(Effect.sync(() => void (bus.listener = listener)), () => Effect.sync(() => void (bus.listener = undefined))),
+  healthy: Effect.sync(() => bus.healthy)
+}))
+
+const setBusHealth = (healthy: boolean) => Effect.sync(() => {
+  bus.healthy = healthy
+  bus.listener?.health(healthy)
+})
+
+const withEvents = <A, E>(
+  program: Effect.Effect<A, E, Events | MessagesRepo | SqlClient.SqlClient>,
+  eventBus: Layer.Layer<EventBus> = EventBus.layer.pipe(Layer.provide(Cache.inProcess()))
+) => {
   const directory = mkdtempSync(join(tmpdir(), "bulwark-events-"))
   const database = Database.layer({ url: { _tag: "SqliteFile", filename: join(directory, "events.db") }, sqliteBusyTimeoutMillis: 50 })
   const ledger = ErrorLedger.layer({ retentionDays: 30, purgeEvery: "1 day", linger: 0 }).pipe(Layer.provide(ErrorsRepo.Default))
-  const events = Events.layer().pipe(Layer.provideMerge(MessagesRepo.Default), Layer.provide(Layer.merge(EventBus.layer.pipe(Layer.provide(Cache.inProcess())), ledger)))
+  reads.listAfter = reads.lastSeq = reads.lastSeqs = 0
+  bus.healthy = true
+  const events = Events.layer().pipe(Layer.provideMerge(CountingRepo), Layer.provide(Layer.merge(eventBus, ledger)))
   return Effect.runPromise(
     program.pipe(Effect.provide(events.pipe(Layer.provideMerge(database))), Effect.provide(TestContext.TestContext), Effect.scoped)
   ).finally(() => rmSync(directory, { recursive: true, force: true }))
@@ -64,5 +101,178 @@ test("a ping every 15 s by default; a message stored without an event arrives at
       yield* TestClock.adjust("15 seconds")
       expect((yield* until(items, (seen) => seen.length === 3)).map((item) => item._tag)).toEqual(["Ping", "Message", "Ping"])
       yield* Fiber.interrupt(consumer)
+    })
+  ))
+
+const SESSION_B = "00000000-0000-4000-8000-000000000003"
+
+const seedSecondSession = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+  sql`INSERT INTO sessions (tenant_id, id, title, metadata, created_at, updated_at)
+      VALUES (${TENANT}, ${SESSION_B}, NULL, '{}', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')`)
+
+let created = 0
+/** Stores a message as a post does; announced only when asked. */
+const store = (sessionId: string, content: string, announce: boolean) =>
+  Effect.gen(function*() {
+    const repo = yield* MessagesRepo
+    const events = yield* Events
+    const row = yield* repo.append(TENANT, {
+      id: crypto.randomUUID(),
+      session_id: sessionId,
+      agent_id: "a",
+      content,
+      metadata: {},
+      created_at: new Date(Date.UTC(2026, 0, 1, 0, 0, ++created % 60)).toISOString()
+    })
+    const message = toMessage(Option.getOrThrow(row))
+    if (announce) yield* events.messagePosted(TENANT, message)
+    return message
+  })
+
+/** `count` streams of a session, each collecting what it receives. */
+const openStreams = (sessionId: string, count: number, after = 0) =>
+  Effect.gen(function*() {
+    const events = yield* Events
+    return yield* Effect.forEach(Array.from({ length: count }), () =>
+      Effect.gen(function*() {
+        const items = yield* Ref.make<ReadonlyArray<StreamItem>>([])
+        const fiber = yield* events.stream(TENANT, sessionId, after).pipe(
+          Stream.runForEach((item) => Ref.update(items, (seen) => [...seen, item])),
+          Effect.fork
+        )
+        return { items, fiber }
+      }))
+  })
+
+const contents = (items: ReadonlyArray<StreamItem>) => items.flatMap((item) => item._tag === "Message" ? [`${item.message.seq}:${item.message.content}`] : [])
+
+/** Lets the registry's first reads (one per new session) finish on the real scheduler. */
+const settle = Effect.gen(function*() {
+  for (let i = 0; i < 200; i++) yield* Effect.yieldNow()
+})
+
+test("events reach the streams of their session only, in order, once", () =>
+  withEvents(
+    Effect.gen(function*() {
+      yield* seedSession
+      yield* seedSecondSession
+      const onA = yield* openStreams(SESSION, 3)
+      const onB = yield* openStreams(SESSION_B, 2)
+      yield* settle
+      yield* store(SESSION, "a1", true)
+      yield* store(SESSION_B, "b1", true)
+      yield* store(SESSION, "a2", true)
+      for (const stream of onA) expect(contents(yield* until(stream.items, (seen) => seen.length === 2))).toEqual(["1:a1", "2:a2"])
+      for (const stream of onB) expect(contents(yield* until(stream.items, (seen) => seen.length === 1))).toEqual(["1:b1"])
+      yield* settle
+      for (const stream of onB) expect((yield* Ref.get(stream.items)).length).toBe(1)
+      yield* Effect.forEach([...onA, ...onB], (stream) => Fiber.interrupt(stream.fiber))
+    })
+  ))
+
+test("a gap in the events is filled by one read shared by every stream of the session", () =>
+  withEvents(
+    Effect.gen(function*() {
+      yield* seedSession
+      const streams = yield* openStreams(SESSION, 50)
+      yield* settle
+      expect(reads.lastSeq).toBe(1)
+      const before = reads.listAfter
+      yield* store(SESSION, "announced", true)
+      yield* store(SESSION, "lost", false)
+      yield* store(SESSION, "skips ahead", true)
+      for (const stream of streams) {
+        expect(contents(yield* until(stream.items, (seen) => seen.length === 3))).toEqual(["1:announced", "2:lost", "3:skips ahead"])
+      }
+      expect(reads.listAfter - before).toBe(1)
+      yield* Effect.forEach(streams, (stream) => Fiber.interrupt(stream.fiber))
+    })
+  ))
+
+test("a heartbeat pings every stream and checks every session in one read, then one catch-up read per session behind", () =>
+  withEvents(
+    Effect.gen(function*() {
+      yield* seedSession
+      yield* seedSecondSession
+      const onA = yield* openStreams(SESSION, 20)
+      const onB = yield* openStreams(SESSION_B, 20)
+      yield* settle
+      yield* store(SESSION, "unannounced", false)
+      const before = { ...reads }
+      yield* TestClock.adjust("15 seconds")
+      for (const stream of onA) {
+        const seen = yield* until(stream.items, (seen) => seen.length === 2)
+        expect(seen[0]).toEqual({ _tag: "Ping" })
+        expect(contents(seen)).toEqual(["1:unannounced"])
+      }
+      for (const stream of onB) expect(yield* until(stream.items, (seen) => seen.length === 1)).toEqual([{ _tag: "Ping" }])
+      expect(reads.lastSeqs - before.lastSeqs).toBe(1)
+      expect(reads.listAfter - before.listAfter).toBe(1)
+      yield* Effect.forEach([...onA, ...onB], (stream) => Fiber.interrupt(stream.fiber))
+    })
+  ))
+
+test("while the bus is unwell every session is checked each second; once well again, at once", () =>
+  withEvents(
+    Effect.gen(function*() {
+      yield* seedSession
+      const [stream] = yield* openStreams(SESSION, 1)
+      yield* settle
+      const checks = reads.lastSeqs
+      yield* TestClock.adjust("3 seconds")
+      yield* settle
+      expect(reads.lastSeqs).toBe(checks)
+
+      yield* setBusHealth(false)
+      yield* store(SESSION, "missed 1", false)
+      yield* TestClock.adjust("1 second")
+      expect(contents(yield* until(stream!.items, (seen) => seen.length === 1))).toEqual(["1:missed 1"])
+      yield* store(SESSION, "missed 2", false)
+      yield* TestClock.adjust("1 second")
+      expect(contents(yield* until(stream!.items, (seen) => seen.length === 2))).toEqual(["1:missed 1", "2:missed 2"])
+      expect(reads.lastSeqs - checks).toBe(2)
+
+      yield* store(SESSION, "missed just before", false)
+      yield* setBusHealth(true)
+      expect(contents(yield* until(stream!.items, (seen) => seen.length === 3))[2]).toBe("3:missed just before")
+      const afterRecovery = reads.lastSeqs
+      yield* TestClock.adjust("5 seconds")
+      yield* settle
+      expect(reads.lastSeqs).toBe(afterRecovery)
+      yield* Fiber.interrupt(stream!.fiber)
+    }),
+    ControlledBus
+  ))
+
+test("a stream resuming from far behind reads its own pages, then joins the shared ones", () =>
+  withEvents(
+    Effect.gen(function*() {
+      yield* seedSession
+      const live = yield* openStreams(SESSION, 1)
+      yield* settle
+      for (let i = 1; i <= 300; i++) yield* store(SESSION, `m${i}`, true)
+      const [behind] = yield* openStreams(SESSION, 1, 5)
+      const seen = contents(yield* until(behind!.items, (seen) => seen.length === 295))
+      expect(seen[0]).toBe("6:m6")
+      expect(seen[294]).toBe("300:m300")
+      expect(new Set(seen).size).toBe(295)
+      yield* store(SESSION, "next", true)
+      expect(contents(yield* until(behind!.items, (seen) => seen.length === 296))[295]).toBe("301:next")
+      expect((yield* Ref.get(live[0]!.items)).length).toBe(301)
+      yield* Effect.forEach([...live, behind!], (stream) => Fiber.interrupt(stream.fiber))
+    })
+  ))
+
+test("closing the streams releases their sessions: nothing is kept", () =>
+  withEvents(
+    Effect.gen(function*() {
+      yield* seedSession
+      yield* seedSecondSession
+      const events = yield* Events
+      const streams = [...yield* openStreams(SESSION, 10), ...yield* openStreams(SESSION_B, 10)]
+      yield* settle
+      expect(yield* events.registrySize).toEqual({ sessions: 2, streams: 20 })
+      yield* Effect.forEach(streams, (stream) => Fiber.interrupt(stream.fiber))
+      expect(yield* events.registrySize).toEqual({ sessions: 0, streams: 0 })
     })
   ))

@@ -30,7 +30,8 @@ export interface OwnRedis {
   readonly stop: () => Promise<void>
 }
 
-export const startOwnRedis = async (): Promise<OwnRedis> => {
+/** `started: false` reserves the port and leaves the server down until `start()` (a Redis that comes late). */
+export const startOwnRedis = async (options: { readonly started?: boolean } = {}): Promise<OwnRedis> => {
   const port = freePort()
   let process_: Subprocess | undefined
   const cli = async (...args: Array<string>) => {
@@ -53,6 +54,6 @@ export const startOwnRedis = async (): Promise<OwnRedis> => {
     process_?.kill("SIGKILL")
     await process_?.exited
   }
-  await start()
+  if (options.started !== false) await start()
   return { port, url: `redis://127.0.0.1:${port}`, cli, kill, start, stop: kill }
 }

@@ -1,6 +1,7 @@
 /**
- * A real Bulwark on a random port with a real, temporary SQLite file: the `MainLive` layer with
- * the database swapped for a fresh file. Every HTTP test talks to one of these.
+ * A real Bulwark on a random port with a real, temporary SQLite file (or, under `test/postgres/`, a
+ * fresh PostgreSQL database): the `MainLive` layer with the database swapped for a fresh one. Every
+ * HTTP test talks to one of these.
  */
 import { HttpApiBuilder, HttpServer } from "@effect/platform"
 import { type Duration, Effect, Layer, LogLevel, ManagedRuntime, Option, Redacted } from "effect"
@@ -13,6 +14,7 @@ import type { DatabaseResilience } from "../../layers/database/Database.js"
 import type { AppConfigShape } from "../../src/Config.js"
 import type { ErrorRecord } from "../../src/domain/ErrorRecord.js"
 import { MainLive } from "../../src/Server.js"
+import { cloneDatabase, harness, TEST_POOL_SIZE } from "./postgres.js"
 
 export interface TestServer {
   readonly url: string
@@ -43,7 +45,10 @@ export interface TestServerOptions {
   readonly memoryResilience?: DatabaseResilience
   /** How often event streams ping and check their session; 15 s by default, as in production. */
   readonly eventHeartbeat?: Duration.DurationInput
-  /** Another server's database file, to run a second instance on the same data (it is not deleted on close). */
+  /**
+   * Another server's database file (on PostgreSQL its database URL), to run a second instance on the
+   * same data (it is not deleted on close).
+   */
   readonly databaseFile?: string
   /** Where rate limits are counted, when not as the configuration implies. */
   readonly rateLimitStore?: "cache" | "database"
@@ -71,15 +76,19 @@ export const defectRoute = HttpApiBuilder.Router.use((router) =>
 )
 
 export const startServer = async (options: TestServerOptions = {}): Promise<TestServer> => {
-  const directory = options.databaseFile === undefined ? mkdtempSync(join(tmpdir(), "bulwark-test-")) : dirname(options.databaseFile)
-  const databaseFile = options.databaseFile ?? join(directory, "bulwark.db")
-  const ownsFiles = options.databaseFile === undefined
+  const onPostgres = harness.dialect === "postgres"
+  const directory = options.databaseFile === undefined || onPostgres ? mkdtempSync(join(tmpdir(), "bulwark-test-")) : dirname(options.databaseFile)
+  const clone = onPostgres && options.databaseFile === undefined ? await cloneDatabase() : undefined
+  const databaseFile = options.databaseFile ?? clone?.url ?? join(directory, "bulwark.db")
+  const ownsFiles = options.databaseFile === undefined || onPostgres
   const adminToken = randomBytes(24).toString("base64url")
   const jwtSecret = randomBytes(32).toString("base64url")
   const config: AppConfigShape = {
     port: 0,
     host: "127.0.0.1",
-    database: { _tag: "SqliteFile", filename: databaseFile },
+    database: onPostgres
+      ? { _tag: "Postgres", url: Redacted.make(databaseFile), poolSize: TEST_POOL_SIZE }
+      : { _tag: "SqliteFile", filename: databaseFile },
     adminToken: Option.some(Redacted.make(adminToken)),
     jwtSecret: Option.some(Redacted.make(jwtSecret)),
     redisUrl: options.redisUrl === undefined ? Option.none() : Option.some(options.redisUrl),
@@ -147,6 +156,7 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
     close: async (closeOptions) => {
       await runtime.dispose()
       if (ownsFiles && closeOptions?.keepFiles !== true) rmSync(directory, { recursive: true, force: true })
+      if (clone !== undefined && closeOptions?.keepFiles !== true) await clone.drop()
     }
   }
 }

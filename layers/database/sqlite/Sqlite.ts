@@ -10,7 +10,7 @@ import { Database as BunDatabase } from "bun:sqlite"
 import { Context, Effect, Either, Layer } from "effect"
 import { mkdirSync } from "node:fs"
 import { dirname } from "node:path"
-import { StartupError } from "../../src/Config.js"
+import { StartupError } from "../../../src/Config.js"
 
 export interface SqliteOptions {
   /** `:memory:` or a file path. */
@@ -30,7 +30,9 @@ export interface SqliteOptions {
  * request sent later is read in a later turn, after a new read. (The one exception is a request a
  * client pipelines behind another on the same connection within that turn's microseconds.)
  */
-export class DataVersion extends Context.Tag("bulwark/Sqlite/DataVersion")<DataVersion, () => Either.Either<number, SqlError>>() {}
+export type DataVersionShape = () => Either.Either<number, SqlError>
+
+export class DataVersion extends Context.Tag("bulwark/Sqlite/DataVersion")<DataVersion, DataVersionShape>() {}
 
 /**
  * A private in-memory database has no other connection that could write to it, so its counter is

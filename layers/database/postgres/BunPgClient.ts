@@ -1,0 +1,109 @@
+/**
+ * An `@effect/sql` client over Bun's own PostgreSQL driver (`Bun.SQL`), with `@effect/sql-pg`'s
+ * compiler, so statements, `sql.insert`, `sql.in`, transactions (nested ones as savepoints) and the
+ * migrator behave exactly as they do with `@effect/sql-pg`, at about twice its speed (README,
+ * Dependencies). Errors keep the driver's own error as `cause`: SQLSTATE is in its `errno`.
+ */
+import { Reactivity } from "@effect/experimental"
+import { SqlClient } from "@effect/sql"
+import type { Connection } from "@effect/sql/SqlConnection"
+import { SqlError } from "@effect/sql/SqlError"
+import { makeCompiler } from "@effect/sql-pg/PgClient"
+import { SQL } from "bun"
+import { Effect, Redacted, type Scope, Stream } from "effect"
+
+export interface BunPgClientOptions {
+  readonly url: Redacted.Redacted<string>
+  readonly maxConnections: number
+  /** How long opening one connection may take. */
+  readonly connectTimeoutSeconds: number
+  /** Idle connections are closed after this long (they are reopened on demand). */
+  readonly idleTimeoutSeconds: number
+  readonly applicationName: string
+}
+
+/** What a query or a reserved connection can run: the pool itself or one reserved connection. */
+interface Queryable {
+  readonly unsafe: (query: string, params?: Array<unknown>) => SQL.Query<any>
+}
+
+type TransformRows = (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
+
+const run = <A>(target: Queryable, query: string, params: ReadonlyArray<unknown>, read: (query: SQL.Query<any>) => Promise<A>) =>
+  Effect.async<A, SqlError>((resume) => {
+    const pending = target.unsafe(query, params as Array<unknown>)
+    read(pending).then(
+      (result) => resume(Effect.succeed(result)),
+      (cause) => resume(Effect.fail(new SqlError({ cause, message: "Failed to execute statement" })))
+    )
+    // An interrupted call (its timeout, a client that left) cancels the statement on the server.
+    return Effect.sync(() => pending.cancel())
+  })
+
+const rowsOf = (query: SQL.Query<any>): Promise<ReadonlyArray<any>> => query.then((rows: Array<any>) => Array.from(rows))
+
+class BunPgConnection implements Connection {
+  constructor(private readonly target: Queryable) {}
+
+  execute(query: string, params: ReadonlyArray<unknown>, transformRows: TransformRows) {
+    const rows = run(this.target, query, params, rowsOf)
+    return transformRows === undefined ? rows : Effect.map(rows, transformRows)
+  }
+  executeRaw(query: string, params: ReadonlyArray<unknown>) {
+    return run(this.target, query, params, (pending) => pending.then((result: unknown) => result))
+  }
+  executeValues(query: string, params: ReadonlyArray<unknown>) {
+    return run(this.target, query, params, (pending) => pending.values().then((rows: Array<Array<unknown>>) => Array.from(rows)))
+  }
+  executeUnprepared(query: string, params: ReadonlyArray<unknown>, transformRows: TransformRows) {
+    return this.execute(query, params, transformRows)
+  }
+  executeWithoutTransform(query: string, params: ReadonlyArray<unknown>) {
+    return this.execute(query, params, undefined)
+  }
+  /** Bulwark streams no query results; this reads the whole result, then streams it. */
+  executeStream(query: string, params: ReadonlyArray<unknown>, transformRows: TransformRows) {
+    return Stream.fromIterableEffect(this.execute(query, params, transformRows))
+  }
+}
+
+export interface BunPgClient {
+  readonly sql: SqlClient.SqlClient
+  /** The driver's pool, for what `SqlClient` does not say (closing it, `pg_notify`). */
+  readonly pool: SQL
+}
+
+export const make = (options: BunPgClientOptions): Effect.Effect<BunPgClient, never, Scope.Scope | Reactivity.Reactivity> =>
+  Effect.gen(function*() {
+    const pool = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        new SQL(Redacted.value(options.url), {
+          max: options.maxConnections,
+          connectionTimeout: options.connectTimeoutSeconds,
+          idleTimeout: options.idleTimeoutSeconds,
+          connection: { application_name: options.applicationName }
+        })
+      ),
+      (pool) => Effect.promise(() => pool.close({ timeout: 1 })).pipe(Effect.timeoutOption("2 seconds"))
+    )
+    const reserve = Effect.acquireRelease(
+      Effect.tryPromise({
+        try: () => pool.reserve(),
+        catch: (cause) => new SqlError({ cause, message: "Failed to reserve a connection for a transaction" })
+      }),
+      (reserved) => Effect.sync(() => reserved.release())
+    ).pipe(Effect.map((reserved): Connection => new BunPgConnection(reserved)))
+    const url = new URL(Redacted.value(options.url))
+    const sql = yield* SqlClient.make({
+      acquirer: Effect.succeed(new BunPgConnection(pool)),
+      transactionAcquirer: reserve,
+      compiler: makeCompiler(),
+      spanAttributes: [
+        ["db.system.name", "postgresql"],
+        ["db.namespace", url.pathname.slice(1) || "postgres"],
+        ["server.address", url.hostname],
+        ["server.port", Number(url.port || 5432)]
+      ]
+    })
+    return { sql, pool }
+  })

@@ -1,0 +1,60 @@
+/**
+ * A per-call timeout that does not blame the dependency for this process's own delay (SPEC §5).
+ * The call is given `timeout` of the dependency's time: its wait minus the part of it during which
+ * the event loop was held up (`LoopDelay`). When the deadline timer fires late because the loop
+ * was busy, the call gets that time back and the loop a chance to read the reply it could not see.
+ * A loop that stays busy cannot stretch a call without end: past `maxStretch` times the timeout it
+ * fails anyway, marked as this process's doing.
+ *
+ * Built on `Clock`, so under `TestClock` (where nothing is held up) it is a plain timeout.
+ */
+import { Clock, Duration, Effect } from "effect"
+import type { LoopDelayShape } from "./LoopDelay.js"
+
+/** What a timed-out call waited for, and whose time it was. */
+export interface Overrun {
+  readonly timeoutMillis: number
+  readonly waitedMillis: number
+  /** The part of the wait during which this process's event loop was held up. */
+  readonly loopDelayMillis: number
+  /** False when the wait ran out mostly because this process was busy: no evidence against the dependency. */
+  readonly dependencySlow: boolean
+}
+
+/** How far a busy loop may stretch a call's wait, as a multiple of its timeout. */
+export const MAX_STRETCH = 10
+
+export const describeOverrun = (overrun: Overrun): string =>
+  overrun.dependencySlow
+    ? `no reply within ${overrun.timeoutMillis} ms (waited ${overrun.waitedMillis} ms, of which this process's event loop was held up ${overrun.loopDelayMillis} ms)`
+    : `gave up after ${overrun.waitedMillis} ms: this process's event loop was held up ${overrun.loopDelayMillis} ms of it, so the dependency is not blamed`
+
+/** `self`, failed with `onTimeout` once the dependency's own share of the wait reaches `timeout`. */
+export const discountingLoopDelay = <A, E, R, E2>(
+  self: Effect.Effect<A, E, R>,
+  options: {
+    readonly timeout: Duration.DurationInput
+    readonly loop: LoopDelayShape
+    readonly onTimeout: (overrun: Overrun) => E2
+  }
+): Effect.Effect<A, E | E2, R> => {
+  const timeoutMillis = Duration.toMillis(options.timeout)
+  return Effect.flatMap(Clock.currentTimeMillis, (started) => {
+    const deadline: Effect.Effect<never, E2> = Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      const waitedMillis = now - started
+      const loopDelayMillis = Math.min(waitedMillis, options.loop.heldUpBetween(started, now))
+      const dependencyMillis = waitedMillis - loopDelayMillis
+      if (dependencyMillis >= timeoutMillis || waitedMillis >= timeoutMillis * MAX_STRETCH) {
+        return Effect.fail(options.onTimeout({
+          timeoutMillis,
+          waitedMillis,
+          loopDelayMillis,
+          dependencySlow: dependencyMillis >= timeoutMillis
+        }))
+      }
+      const untilDue = Math.min(timeoutMillis - dependencyMillis, timeoutMillis * MAX_STRETCH - waitedMillis)
+      return Effect.zipRight(Effect.sleep(Duration.millis(untilDue)), deadline)
+    })
+    return Effect.raceFirst(self, Effect.zipRight(Effect.sleep(Duration.millis(timeoutMillis)), deadline))
+  })
+}

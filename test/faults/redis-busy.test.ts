@@ -1,0 +1,96 @@
+/**
+ * SPEC §5: a busy process is not a sick dependency. A burst of concurrent message posts holds this
+ * process's event loop past the cache's call timeout; a healthy Redis (the test's own) must not be
+ * judged unavailable for it. A Redis that really stops answering must still trip the breaker, and
+ * what is ledgered names the cause.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import { eventually, startServer, type TestServer, withKey } from "../support/server.js"
+import { type OwnRedis, requireRedisServer, startOwnRedis } from "../support/redis.js"
+
+const available = requireRedisServer()
+
+interface BreakerRow {
+  readonly dependency: string
+  readonly state: string
+  readonly consecutive_failures: number
+}
+interface LedgerRow {
+  readonly error_id: string
+  readonly code: string
+  readonly message: string
+  readonly type: string
+  readonly severity: string
+}
+
+const breakerOf = async (server: TestServer, dependency: string) => {
+  const listed = (await (await server.admin("/v1/admin/breakers")).json()) as { data: Array<BreakerRow> }
+  return listed.data.find((row) => row.dependency === dependency)!
+}
+
+const ledgerRows = async (server: TestServer, code: string) =>
+  ((await (await server.admin(`/v1/admin/errors?code=${code}&limit=100`)).json()) as { data: Array<LedgerRow> }).data
+
+/** Every row queued before it is written once a 404 made after them is readable (one writer, in order). */
+const ledgerDrained = async (server: TestServer, apiKey: string) => {
+  const missing = await server.fetch(`/v1/sessions/${crypto.randomUUID()}`, withKey(apiKey))
+  const { error_id } = (await missing.json()) as { error_id: string }
+  await eventually(async () => ((await server.admin(`/v1/admin/errors/${error_id}`)).status === 200 ? true : undefined))
+}
+
+describe.skipIf(!available)("a busy process and a healthy Redis", () => {
+  let redis: OwnRedis
+  let server: TestServer
+
+  beforeAll(async () => {
+    redis = await startOwnRedis()
+    server = await startServer({ redisUrl: redis.url })
+  })
+  afterAll(async () => {
+    await server.close()
+    await redis.stop()
+  })
+
+  test("60 concurrent message posts: every one is stored, the cache breaker stays closed, no CACHE_UNAVAILABLE row", async () => {
+    const tenant = await server.createTenant()
+    const created = await server.fetch("/v1/sessions", withKey(tenant.api_key, { method: "POST", body: JSON.stringify({ title: "burst" }) }))
+    const sessionId = ((await created.json()) as { id: string }).id
+    const posts = await Promise.all(
+      Array.from({ length: 60 }, (_, i) =>
+        server.fetch(
+          `/v1/sessions/${sessionId}/messages`,
+          withKey(tenant.api_key, { method: "POST", body: JSON.stringify({ agent_id: "burst", content: `message ${i} ${"x".repeat(2000)}` }) })
+        ))
+    )
+    expect(posts.map((response) => response.status)).toEqual(Array.from({ length: 60 }, () => 201))
+    await ledgerDrained(server, tenant.api_key)
+    expect(await ledgerRows(server, "CACHE_UNAVAILABLE")).toEqual([])
+    expect(await breakerOf(server, "cache")).toMatchObject({ state: "closed", consecutive_failures: 0 })
+  })
+
+  test("a Redis that really stops answering (CLIENT PAUSE) still opens the breaker, and the ledger names the timeout", async () => {
+    const tenant = await server.createTenant()
+    const created = await server.fetch("/v1/sessions", withKey(tenant.api_key, { method: "POST", body: JSON.stringify({ title: "paused" }) }))
+    const sessionId = ((await created.json()) as { id: string }).id
+    expect(await breakerOf(server, "cache")).toMatchObject({ state: "closed" })
+    await redis.cli("CLIENT", "PAUSE", "2000", "ALL")
+    try {
+      // One request at a time: nothing in this process is busy, only Redis is silent.
+      for (let i = 0; i < 4 && (await breakerOf(server, "cache")).state === "closed"; i++) {
+        const read = await server.fetch(`/v1/sessions/${sessionId}`, withKey(tenant.api_key))
+        expect(read.status).toBe(200)
+      }
+      expect(await breakerOf(server, "cache")).toMatchObject({ state: "open" })
+      await ledgerDrained(server, tenant.api_key)
+      const rows = await ledgerRows(server, "CACHE_UNAVAILABLE")
+      expect(rows.length).toBeGreaterThan(0)
+      for (const row of rows) {
+        expect(row).toMatchObject({ type: "cache", severity: "warning" })
+        expect(row.message).toMatch(/^(get|set|incr|del) failed \(timeout\): no reply within 100 ms/)
+        expect(row.message).not.toContain("null")
+      }
+    } finally {
+      await redis.cli("CLIENT", "UNPAUSE")
+    }
+  })
+})

@@ -1,0 +1,3 @@
+import { onPostgres } from "../support/postgres.js"
+
+await onPostgres("http/auth", () => import("../http/auth.test.ts" + "?postgres"))

@@ -1,0 +1,3 @@
+import { onPostgres } from "../support/postgres.js"
+
+await onPostgres("http/events", () => import("../http/events.test.ts" + "?postgres"))

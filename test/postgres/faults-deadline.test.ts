@@ -1,0 +1,3 @@
+import { onPostgres } from "../support/postgres.js"
+
+await onPostgres("faults/deadline", () => import("../faults/deadline.test.ts" + "?postgres"))

@@ -1,0 +1,3 @@
+import { onPostgres } from "../support/postgres.js"
+
+await onPostgres("http/ledger", () => import("../http/ledger.test.ts" + "?postgres"))

@@ -1,0 +1,3 @@
+import { onPostgres } from "../support/postgres.js"
+
+await onPostgres("http/memory", () => import("../http/memory.test.ts" + "?postgres"))

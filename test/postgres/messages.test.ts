@@ -1,0 +1,3 @@
+import { onPostgres } from "../support/postgres.js"
+
+await onPostgres("http/messages", () => import("../http/messages.test.ts" + "?postgres"))
