@@ -64,7 +64,8 @@ export const polled = (options: PolledOptions = defaultPolled): Effect.Effect<Ch
     const read = Effect.gen(function*() {
       const sentAt = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
       const rows = yield* sql<{ generation: number | string }>`SELECT generation FROM change_marks WHERE name = ${KEYS}`.pipe(
-        Effect.timeoutFail({ duration: interval, onTimeout: () => new Cause.TimeoutException("the change generation was not read in time") })
+        // A read slower than its trust is of no use; at start the first read may take a while.
+        Effect.timeoutFail({ duration: options.trustFor, onTimeout: () => new Cause.TimeoutException("the change generation was not read in time") })
       )
       const row = rows[0]
       if (row === undefined) return yield* Effect.fail(new Cause.NoSuchElementException("the change_marks row of api_keys is missing"))

@@ -125,14 +125,11 @@ export const measureRevocation = async (
   })
   expect(tokenResponse.status).toBe(200)
   const token = ((await tokenResponse.json()) as { access_token: string }).access_token
-  for (let warm = 0; warm < 3; warm++) {
-    for (const via of instances) {
-      expect(await status(via, tenant.api_key)).toBe(200)
-      expect(await status(via, token)).toBe(200)
-    }
-  }
-
   const refusedWithin = async (credential: string, revoke: () => Promise<Response>) => {
+    // Warmed just before: each instance has the key in memory under the current change mark.
+    for (let warm = 0; warm < 3; warm++) {
+      for (const via of instances) expect(await status(via, credential)).toBe(200)
+    }
     await options.duringRevocation?.()
     const revoked = await revoke()
     expect([200, 204]).toContain(revoked.status)
