@@ -10,7 +10,8 @@ import { SQL } from "bun"
 import { randomBytes } from "node:crypto"
 import { type OwnRedis, requireRedisServer, startOwnRedis } from "../support/redis.js"
 import { cloneDatabase, POSTGRES_ADMIN_URL, postgresUnreachable, type TestDatabase } from "../support/postgres.js"
-import { expectProblem, withKey } from "../support/server.js"
+import { eventually, expectProblem, withKey } from "../support/server.js"
+import { startTcpProxy } from "../support/tcpProxy.js"
 import { type Cluster, type Instance, startCluster } from "../support/instances.js"
 import { expectEveryWriteKept, measureRevocation, NotCreated, postMessage, racingIdempotentPosts } from "./checks.js"
 
@@ -80,6 +81,58 @@ describeOnPostgres("three processes on one PostgreSQL and one Redis", () => {
       await redis!.start()
     }
   }, 30_000)
+
+  test.skipIf(!redisAvailable)("an instance cut off from PostgreSQL stops trusting the keys it kept: it accepts a key revoked through another for less than 1 s", async () => {
+    const upstream = new URL(database.url)
+    const proxy = await startTcpProxy({ host: upstream.hostname, port: Number(upstream.port || "5432") })
+    const through = new URL(database.url)
+    through.hostname = proxy.host
+    through.port = String(proxy.port)
+    const cutOff = await cluster.start("p", { DATABASE_URL: through.toString() })
+    try {
+      const tenant = await cluster.createTenant(instances[0]!)
+      const sessionId = await newSession(instances[0]!, tenant.api_key)
+      // Served without PostgreSQL: the session from Redis, the key from the instance's memory.
+      const read = () => cutOff.fetch(`/v1/sessions/${sessionId}`, withKey(tenant.api_key))
+      for (let warm = 0; warm < 3; warm++) expect((await read()).status).toBe(200)
+      await proxy.cut()
+      const revoked = await cluster.admin(instances[0]!, `/v1/admin/keys/${tenant.api_key_id}`, { method: "DELETE" })
+      expect(revoked.status).toBe(204)
+      const revokedAt = performance.now()
+      let lastAcceptedSentAt = -1
+      let refusals = 0
+      while (performance.now() - revokedAt < 1500) {
+        const sentAt = performance.now() - revokedAt
+        const response = await read()
+        if (response.status === 200) {
+          lastAcceptedSentAt = sentAt
+          await response.body?.cancel()
+        } else {
+          // It cannot check the key: refused with the database's 503, never let through.
+          const problem = await expectProblem(response, 503, "DATABASE_UNAVAILABLE")
+          expect(problem.retry_after_seconds).toBeGreaterThan(0)
+          refusals++
+        }
+        await Bun.sleep(10)
+      }
+      console.log(`cut off from PostgreSQL: the revoked key was last accepted ${Math.round(lastAcceptedSentAt)} ms after the revocation; ${refusals} refusals with 503 afterwards`)
+      expect(lastAcceptedSentAt).toBeLessThan(1000)
+      expect(refusals).toBeGreaterThan(0)
+      // Back in touch: the revocation is heard and the key refused as revoked.
+      await proxy.heal()
+      await eventually(async () => {
+        const response = await read()
+        if (response.status !== 401) {
+          await response.body?.cancel()
+          return undefined
+        }
+        return expectProblem(response, 401, "AUTH_REVOKED")
+      }, 10_000)
+    } finally {
+      await cutOff.stop()
+      await proxy.close()
+    }
+  }, 60_000)
 
   test("kill -9 of one instance under write load: every acknowledged write is kept and seq stays gapless", async () => {
     const sessionId = await newSession(instances[0]!, key)
