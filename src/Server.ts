@@ -32,6 +32,7 @@ import { type AppConfigShape, StartupError } from "./Config.js"
 import { AdminAuthenticationLive, AuthenticationLive, OptionalOperatorLive } from "./http/Auth.js"
 import * as Boundary from "./http/Boundary.js"
 import * as HotRoutes from "./http/HotRoutes.js"
+import * as McpEndpoint from "./mcp/Endpoint.js"
 import { HandlersLive } from "./http/Handlers.js"
 import * as Logging from "./telemetry/Logging.js"
 import { serverScheduler } from "./Scheduler.js"
@@ -59,6 +60,10 @@ export interface ServerOptions {
   readonly eventHeartbeat?: Duration.DurationInput
   /** Where rate limits are counted, when not as the configuration implies (tests of the database store on SQLite). */
   readonly rateLimitStore?: "cache" | "database"
+  /** Seconds a connection may send nothing before Bun closes it (Bun's default, 10; tests shorten it). */
+  readonly idleTimeoutSeconds?: number
+  /** MCP session bounds and allowed origins (tests shorten the idle expiry). */
+  readonly mcp?: McpEndpoint.McpOptions
 }
 
 /**
@@ -138,22 +143,25 @@ const serverContext = Layer.mergeAll(BunHttpPlatform.layer, Etag.layerWeak).pipe
   Layer.provideMerge(Layer.mergeAll(BunFileSystem.layer, BunPath.layer))
 )
 
-/** Bun serves the hot routes itself; every other request goes to the HttpApi app. */
-const listen = (config: AppConfigShape) =>
+/** Bun serves the hot routes and `/mcp` itself; every other request goes to the HttpApi app. */
+const listen = (config: AppConfigShape, mcp: McpEndpoint.McpOptions | undefined, idleTimeoutSeconds = 10) =>
   Layer.unwrapScoped(
-    Effect.map(HotRoutes.make({ requestTimeoutMillis: config.requestTimeoutMillis, routeOf }), (routes) =>
+    Effect.map(Effect.zipWith(HotRoutes.make({ requestTimeoutMillis: config.requestTimeoutMillis, routeOf }), McpEndpoint.make(mcp), (hot, mcpRoutes) => ({ ...hot, ...mcpRoutes })), (routes) =>
       BunHttpServer.layerServer({
         port: config.port,
         hostname: config.host,
         // Above our own 1 MiB rule, so that the boundary (not Bun) answers oversized bodies.
         maxRequestBodySize: 16 * 1024 * 1024,
+        idleTimeout: idleTimeoutSeconds,
         routes
       }))
   ).pipe(
     Layer.provideMerge(serverContext),
-    Layer.catchAllCause((cause) =>
-      Layer.fail(new StartupError("PORT", `cannot listen on ${config.host}:${config.port} (${Cause.squash(cause)})`))
-    )
+    Layer.catchAllCause((cause) => {
+      // A setting of the routes (the MCP endpoint's origins) names itself; anything else is the listen.
+      const named = Cause.failureOption(cause).pipe(Option.filter((failure) => failure instanceof StartupError))
+      return Layer.fail(Option.getOrElse(named, () => new StartupError("PORT", `cannot listen on ${config.host}:${config.port} (${Cause.squash(cause)})`)))
+    })
   )
 
 export const MainLive = (options: ServerOptions) =>
@@ -165,7 +173,7 @@ export const MainLive = (options: ServerOptions) =>
     Layer.provide(Boundary.layer({ requestTimeoutMillis: options.config.requestTimeoutMillis, routeOf })),
     Layer.provide(ApiLive),
     HttpServer.withLogAddress,
-    Layer.provideMerge(listen(options.config)),
+    Layer.provideMerge(listen(options.config, options.mcp, options.idleTimeoutSeconds)),
     Layer.provide(ServicesLive(options)),
     Layer.provide(Logging.layer({ format: options.config.logFormat, level: options.config.logLevel })),
     Layer.provide(TelemetryLive(options)),

@@ -63,6 +63,8 @@ export interface DatabaseShape {
     effect: Effect.Effect<A, E, R>
   ) => Effect.Effect<A, E | DbOperational | Overloaded, R>
   readonly breaker: CircuitBreaker.CircuitBreaker<DbOperational>
+  /** Statements run synchronously on the event loop (SQLite), not over a socket (PostgreSQL). */
+  readonly runsOnTheLoop: boolean
   /** Whether what this process kept in memory may have changed since it was read (see `ChangeSignal`). */
   readonly changes: ChangeSignal.ChangeSignalShape
 }
@@ -85,6 +87,8 @@ export interface GuardOptions<E extends { readonly transient: boolean }> {
   /** Only this dependency's own errors move its breaker or are retried. */
   readonly isUnavailable: (error: unknown) => error is E
   readonly unavailable: (fields: UnavailableFields) => E
+  /** See `BreakerOptions.runsOnTheLoop`. */
+  readonly runsOnTheLoop: boolean
 }
 
 /**
@@ -98,6 +102,7 @@ export const makeGuards = <E extends { readonly transient: boolean }>(options: G
     const breaker = yield* CircuitBreaker.make<E>({
       ...resilience.breaker,
       dependency,
+      runsOnTheLoop: options.runsOnTheLoop,
       isFailure: options.isUnavailable,
       rejected: (retryAfterSeconds) =>
         unavailable({ operation: dependency, reason: "breaker_open", transient: false, retryAfterSeconds, cause: CircuitBreaker.breakerOpenCause(dependency) }),
@@ -120,13 +125,14 @@ export const makeGuards = <E extends { readonly transient: boolean }>(options: G
 const isDbOperational = (error: unknown): error is DbOperational => error instanceof DbOperational
 
 export class Database extends Context.Tag("bulwark/Database")<Database, DatabaseShape>() {
-  static readonly make = (resilience: DatabaseResilience = defaultResilience) =>
+  static readonly make = (resilience: DatabaseResilience = defaultResilience, runsOnTheLoop = true) =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const changes = yield* ChangeSignal.ChangeSignal
       const { breaker, retry, writes } = yield* makeGuards<DbOperational>({
         dependency: "database",
         resilience,
+        runsOnTheLoop,
         isUnavailable: isDbOperational,
         unavailable: (fields) => new DbOperational(fields)
       })
@@ -158,7 +164,7 @@ export class Database extends Context.Tag("bulwark/Database")<Database, Database
             Effect.catchIf((error): error is SqlError => error instanceof SqlError, translateSqlError(operation))
           )
         ).pipe(span(operation, "write"))
-      return Database.of({ sql, read, write, insertUnique, transaction, breaker, changes })
+      return Database.of({ sql, read, write, insertUnique, transaction, breaker, runsOnTheLoop, changes })
     })
 }
 
@@ -226,6 +232,7 @@ const migratedClient = (options: DatabaseOptions): Layer.Layer<SqlClient.SqlClie
 
 /** The database for the whole process: client, migrations applied, its change signal, the `Database` door. */
 export const layer = (options: DatabaseOptions) =>
-  Layer.effect(Database, Database.make(sizedToPool(options.resilience ?? defaultResilience, options.url, "database"))).pipe(
-    Layer.provideMerge(migratedClient(options))
-  )
+  Layer.effect(
+    Database,
+    Database.make(sizedToPool(options.resilience ?? defaultResilience, options.url, "database"), options.url._tag !== "Postgres")
+  ).pipe(Layer.provideMerge(migratedClient(options)))

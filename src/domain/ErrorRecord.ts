@@ -2,7 +2,7 @@ import { Schema } from "effect"
 import { PayloadKinds } from "../telemetry/Sanitize.js"
 import { DateTimeFromString, IntegerFromString, Timestamp, Uuid } from "./Ids.js"
 
-export const ErrorType = Schema.Literal("http", "stream", "database", "cache", "memory", "validation", "auth", "internal")
+export const ErrorType = Schema.Literal("http", "stream", "mcp", "database", "cache", "memory", "validation", "auth", "internal")
 export const Severity = Schema.Literal("critical", "error", "warning")
 
 /**

@@ -1,0 +1,190 @@
+/**
+ * `/mcp` (SPEC §11): the second door into the same services. Its edge does what the REST edge does
+ * (request id, rate limits, the same bearer credentials, problem bodies for HTTP-level failures,
+ * ledgered) plus what the protocol asks: a foreign `Origin` is refused (DNS rebinding), a body is
+ * one JSON-RPC message (no batches), and each request goes to its era: a request whose `_meta`
+ * declares its version is of the stateless 2026-07-28 revision; anything else is of the session
+ * revisions (2025-11-25 and older), which the official SDK's transport serves.
+ */
+import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import type { Server as BunServer } from "bun"
+import { Cause, Config, Effect, Exit, Option, Runtime, Schedule } from "effect"
+import { StartupError } from "../Config.js"
+import { ErrorLedger } from "../../services/ErrorLedger.js"
+import { RateLimiter } from "../../services/RateLimiter.js"
+import { type AppError, FieldIssue, Forbidden, PayloadTooLarge, UnsupportedMediaType } from "../errors.js"
+import { authenticateCaller } from "../http/Auth.js"
+import { MAX_BODY_BYTES } from "../http/Boundary.js"
+import { type InFlightRequest, track } from "../http/InFlight.js"
+import { classify, problemResponse } from "../http/Problem.js"
+import { DEFAULT_SESSION_LIMITS, type LegacySessionLimits, makeLegacy, type RequestScope } from "./Legacy.js"
+import { declaredVersion, makeModern } from "./Modern.js"
+import { ErrorCodes, errorResponse, MODERN_VERSION } from "./Protocol.js"
+import type { McpRunner, McpServices } from "./Runner.js"
+
+export const MCP_PATH = "/mcp"
+const ROUTE = `POST ${MCP_PATH}`
+
+export interface McpOptions {
+  readonly sessions?: Partial<LegacySessionLimits>
+  /** How often idle sessions are looked for. */
+  readonly sweepEvery?: import("effect").Duration.DurationInput
+  /** Origins allowed besides the server's own loopback origins and `BULWARK_MCP_ALLOWED_ORIGINS`. */
+  readonly allowedOrigins?: ReadonlyArray<string>
+}
+
+const ORIGINS_VARIABLE = "BULWARK_MCP_ALLOWED_ORIGINS"
+
+/**
+ * `BULWARK_MCP_ALLOWED_ORIGINS`: comma-separated origins (`https://bulwark.example.com`) a browser
+ * may call `/mcp` from, e.g. the public URL behind a proxy. Anything that is not an origin stops the start.
+ */
+const configuredOrigins = Effect.flatMap(
+  Config.string(ORIGINS_VARIABLE).pipe(Config.withDefault("")),
+  (raw) =>
+    Effect.forEach(raw.split(",").map((entry) => entry.trim()).filter((entry) => entry !== ""), (entry) => {
+      const origin = URL.canParse(entry) ? new URL(entry).origin : "null"
+      return origin === entry
+        ? Effect.succeed(entry)
+        : Effect.fail(new StartupError(ORIGINS_VARIABLE, `"${entry}" is not an origin (scheme://host[:port], nothing after it)`))
+    })
+).pipe(Effect.catchTag("ConfigError", (error) => Effect.fail(new StartupError(ORIGINS_VARIABLE, String(error)))))
+
+const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+const LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
+
+const tooLarge = new PayloadTooLarge({
+  detail: "The request body is over 1 MiB.",
+  errors: [new FieldIssue({ pointer: "", detail: "must be at most 1048576 bytes" })]
+})
+
+const isJsonMediaType = (contentType: string): boolean => (contentType.split(";")[0]?.trim().toLowerCase() ?? "") === "application/json"
+
+/** Copies a response with the edge's headers added. */
+const withHeaders = (response: Response, headers: Record<string, string>): Response => {
+  const merged = new Headers(response.headers)
+  for (const [name, value] of Object.entries(headers)) merged.set(name, value)
+  return new Response(response.body, { status: response.status, statusText: response.statusText, headers: merged })
+}
+
+export const make = (options: McpOptions = {}) =>
+  Effect.gen(function*() {
+    const runtime = yield* Effect.runtime<McpServices | RateLimiter>()
+    const authenticate = yield* authenticateCaller
+    const limiter = yield* RateLimiter
+    const ledger = yield* ErrorLedger
+    const run: McpRunner = {
+      promise: Runtime.runPromise(runtime),
+      fork: Runtime.runFork(runtime)
+    }
+    const allowedOrigins = [...(yield* configuredOrigins), ...(options.allowedOrigins ?? [])]
+    const limits = { ...DEFAULT_SESSION_LIMITS, ...options.sessions }
+    const legacy = makeLegacy(run, limits)
+    const modern = makeModern(run, runtime)
+    yield* Effect.addFinalizer(() => Effect.promise(() => legacy.closeAll()))
+    yield* Effect.promise(() => legacy.sweep(Date.now())).pipe(
+      Effect.repeat(Schedule.spaced(options.sweepEvery ?? "1 minute")),
+      Effect.forkScoped
+    )
+
+    /**
+     * DNS rebinding protection: a browser page may only reach `/mcp` from the server's own origin.
+     * Clients that are not browsers send no `Origin` and are not affected.
+     */
+    const originAllowed = (origin: string | null, port: number | undefined) => {
+      if (origin === null) return true
+      if (allowedOrigins.includes(origin)) return true
+      return LOOPBACK_HOSTS.some((host) => origin === `http://${host}:${port}` || origin === `https://${host}:${port}`)
+    }
+
+    /** A failure at the HTTP level: ledgered (type `mcp`) and answered as a problem, as REST does. */
+    const failed = (error: AppError, request: Request, inFlight: InFlightRequest, tenantId?: string) =>
+      run.promise(
+        Effect.map(
+          ledger.record(error, {
+            type: "mcp",
+            route: ROUTE,
+            method: request.method,
+            requestId: inFlight.requestId,
+            userAgent: inFlight.userAgent,
+            tenantId
+          }),
+          (errorId) => HttpServerResponse.toWeb(problemResponse(error, errorId))
+        )
+      )
+
+    const serve = async (request: Request, server: BunServer<unknown>, inFlight: InFlightRequest): Promise<Response> => {
+      const requestId = inFlight.requestId
+      const edgeHeaders = () => {
+        const limited = inFlight.rateLimit
+        return limited === undefined ? { "x-request-id": requestId } : {
+          "x-request-id": requestId,
+          "ratelimit-limit": String(limited.limit),
+          "ratelimit-remaining": String(limited.remaining),
+          "ratelimit-reset": String(limited.reset)
+        }
+      }
+      const answer = (response: Response) => withHeaders(response, edgeHeaders())
+
+      if (!originAllowed(request.headers.get("origin"), server.port)) {
+        return answer(await failed(new Forbidden({ detail: "Requests from this Origin are refused (DNS rebinding protection)." }), request, inFlight))
+      }
+      const hasSession = request.headers.has("mcp-session-id")
+      if (request.method !== "POST" && !((request.method === "GET" || request.method === "DELETE") && hasSession)) {
+        // The stateless era has no GET stream and no session to delete; the session era needs its id.
+        return answer(errorResponse(null, 405, ErrorCodes.InvalidRequest, "Method not allowed: POST a JSON-RPC message (GET and DELETE need an Mcp-Session-Id)", undefined, { allow: "POST" }))
+      }
+      if (Number(request.headers.get("content-length") ?? "0") > MAX_BODY_BYTES) return answer(await failed(tooLarge, request, inFlight))
+
+      // The same credentials and limits as `/v1`: without a credential the client's address is counted.
+      const anonymous = request.headers.get("authorization") === null
+      // The peer's address only counts requests without credentials (asking Bun for it costs a few µs).
+      const address = anonymous ? server.requestIP(request)?.address : undefined
+      const serverRequest = address === undefined ? HttpServerRequest.fromWeb(request) : HttpServerRequest.fromWeb(request).modify({ remoteAddress: address })
+      track(serverRequest, inFlight)
+      const who = await Runtime.runPromiseExit(runtime)(
+        (anonymous
+          ? Effect.zipRight(limiter.hit(`ip:${Option.getOrElse(serverRequest.remoteAddress, () => "unknown")}`), authenticate)
+          : authenticate).pipe(Effect.provideService(HttpServerRequest.HttpServerRequest, serverRequest))
+      )
+      if (Exit.isFailure(who)) return answer(await failed(classify(who.cause), request, inFlight))
+      const caller = who.value
+      const scope: RequestScope = { caller, httpRequestId: requestId, userAgent: inFlight.userAgent }
+
+      let body: unknown = undefined
+      if (request.method === "POST") {
+        if (!isJsonMediaType(request.headers.get("content-type") ?? "")) {
+          return answer(await failed(new UnsupportedMediaType({ detail: "MCP messages must be sent as application/json." }), request, inFlight, caller.tenantId))
+        }
+        const text = await request.text()
+        if (Buffer.byteLength(text) > MAX_BODY_BYTES) return answer(await failed(tooLarge, request, inFlight, caller.tenantId))
+        try {
+          body = JSON.parse(text)
+        } catch {
+          return answer(errorResponse(null, 400, ErrorCodes.ParseError, "Parse error: the body is not JSON"))
+        }
+        if (Array.isArray(body)) {
+          return answer(errorResponse(null, 400, ErrorCodes.InvalidRequest, "Invalid Request: batches are not supported; send one JSON-RPC message per POST"))
+        }
+      }
+      const modernRequest = request.method === "POST" &&
+        (declaredVersion(body) !== undefined || (!hasSession && request.headers.get("mcp-protocol-version") === MODERN_VERSION))
+      const response = modernRequest ? await modern.handle(request, body, scope) : await legacy.handle(request, body, scope)
+      return answer(response)
+    }
+
+    const handler = async (request: Request, server: BunServer<unknown>): Promise<Response> => {
+      const given = request.headers.get("x-request-id")
+      const requestId = given !== null && CLIENT_REQUEST_ID.test(given) ? given : crypto.randomUUID()
+      const inFlight: InFlightRequest = { requestId, userAgent: request.headers.get("user-agent") ?? undefined, rateLimit: undefined }
+      try {
+        return await serve(request, server, inFlight)
+      } catch (defect) {
+        // A bug below the edge (ours or the SDK's): a 500 with an error_id, never a bare one.
+        const response = await failed(classify(Cause.die(defect)), request, inFlight)
+        return withHeaders(response, { "x-request-id": requestId })
+      }
+    }
+
+    return { [MCP_PATH]: handler } as const
+  })
