@@ -18,7 +18,7 @@ import { Auth } from "../services/Auth.js"
 import { ConsoleSessions } from "../services/ConsoleSessions.js"
 import { Health } from "../services/Health.js"
 import { Idempotency } from "../services/Idempotency.js"
-import { RateLimitConfig, RateLimiter } from "../services/RateLimiter.js"
+import { RateLimitConfig, RateLimiter, RateLimitStore } from "../services/RateLimiter.js"
 import { CachedReads, CachePolicy } from "../services/CachedReads.js"
 import { ErrorLedger, ErrorRecords } from "../services/ErrorLedger.js"
 import { ErrorsRepo } from "../services/ErrorsRepo.js"
@@ -60,6 +60,8 @@ export interface ServerOptions {
   readonly memoryResilience?: Database.DatabaseResilience
   /** How often an event stream pings and checks its session (SPEC: 15 s; tests shorten it). */
   readonly eventHeartbeat?: Duration.DurationInput
+  /** Where rate limits are counted, when not as the configuration implies (tests of the database store on SQLite). */
+  readonly rateLimitStore?: "cache" | "database"
   /** Seconds a connection may send nothing before Bun closes it (Bun's default, 10; tests shorten it). */
   readonly idleTimeoutSeconds?: number
   /** MCP session bounds and allowed origins (tests shorten the idle expiry). */
@@ -69,6 +71,14 @@ export interface ServerOptions {
   /** OTEL_TRACES_SAMPLER_ARG, 1 when not given. */
   readonly traceSampleRatio?: number
 }
+
+/**
+ * Rate limits are counted where every instance sees them: Redis when set; else the database when it
+ * is a server several instances share (PostgreSQL); else in process (SQLite serves one process).
+ */
+const rateLimitStoreOf = (options: ServerOptions): "cache" | "database" =>
+  options.rateLimitStore ??
+    (Option.isNone(options.config.redisUrl) && options.config.database._tag === "Postgres" ? "database" : "cache")
 
 /** OTLP export when an endpoint is configured; without one nothing is exported. */
 const TelemetryLive = (options: ServerOptions) =>
@@ -118,6 +128,7 @@ export const ServicesLive = (options: ServerOptions) =>
     Layer.provideMerge(Layer.succeed(ConsoleSettings, { traceUrl: options.traceUrl ?? null })),
     Layer.provideMerge(SharedContextLive(options)),
     Layer.provideMerge(Layer.succeed(RateLimitConfig, options.config.rateLimit)),
+    Layer.provideMerge(Layer.succeed(RateLimitStore, rateLimitStoreOf(options))),
     Layer.provideMerge(adminTokenLayer(options.config.adminToken, options.config.database)),
     Layer.provideMerge(jwtSecretLayer(options.config.jwtSecret, options.config.database)),
     Layer.provideMerge(InfrastructureLive(options))
