@@ -44,6 +44,8 @@ export const monitor = (options: MonitorOptions = defaultMonitorOptions) =>
         // Held-up intervals, oldest first, as parallel arrays of start and end.
         const starts: Array<number> = []
         const ends: Array<number> = []
+        /** Index of the oldest hold-up still kept. */
+        let oldest = 0
         let due = Date.now() + options.intervalMillis
         let timer: ReturnType<typeof setTimeout> | undefined
         const tick = () => {
@@ -53,9 +55,12 @@ export const monitor = (options: MonitorOptions = defaultMonitorOptions) =>
             starts.push(due)
             ends.push(now)
           }
-          while (ends.length > 0 && ends[0]! < now - options.historyMillis) {
-            starts.shift()
-            ends.shift()
+          // Forget what is older than the history, in bulk: a busy loop adds a hold-up every tick.
+          while (oldest < ends.length && ends[oldest]! < now - options.historyMillis) oldest++
+          if (oldest >= 1024 && oldest * 2 >= ends.length) {
+            starts.splice(0, oldest)
+            ends.splice(0, oldest)
+            oldest = 0
           }
           due = now + options.intervalMillis
           timer = setTimeout(tick, options.intervalMillis)
@@ -69,7 +74,7 @@ export const monitor = (options: MonitorOptions = defaultMonitorOptions) =>
           // The hold-up in progress: the tick is due but has not run (the caller runs instead of it).
           const now = Date.now()
           if (now - due >= MIN_LATENESS_MILLIS) total += overlap(due, now, from, to)
-          for (let i = ends.length - 1; i >= 0 && ends[i]! > from; i--) total += overlap(starts[i]!, ends[i]!, from, to)
+          for (let i = ends.length - 1; i >= oldest && ends[i]! > from; i--) total += overlap(starts[i]!, ends[i]!, from, to)
           return total
         }
         return { heldUpBetween, stop: () => clearTimeout(timer) }

@@ -33,6 +33,19 @@ describe("LoopDelay.monitor", () => {
       expect(histogram.max).toBeGreaterThanOrEqual(0.12)
     }))))
 
+  test("hold-ups older than the history are forgotten", () =>
+    Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const monitor = yield* LoopDelay.monitor({ intervalMillis: 5, historyMillis: 100 })
+      yield* Effect.promise(() => Bun.sleep(20))
+      const before = Date.now()
+      blockFor(60)
+      const after = Date.now()
+      yield* Effect.promise(() => Bun.sleep(20))
+      expect(monitor.heldUpBetween(before, after)).toBeGreaterThanOrEqual(40)
+      yield* Effect.promise(() => Bun.sleep(300))
+      expect(monitor.heldUpBetween(before, after)).toBe(0)
+    }))))
+
   test("an idle loop is not held up", () =>
     Effect.runPromise(Effect.scoped(Effect.gen(function*() {
       const monitor = yield* LoopDelay.monitor()
