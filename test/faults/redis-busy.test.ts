@@ -51,7 +51,7 @@ describe.skipIf(!available)("a busy process and a healthy Redis", () => {
     await redis.stop()
   })
 
-  test("60 concurrent message posts: every one is stored, the cache breaker stays closed, no CACHE_UNAVAILABLE row", async () => {
+  test("60 concurrent message posts: every one is stored, the cache and database breakers stay closed, nothing ledgered against them", async () => {
     const tenant = await server.createTenant()
     const created = await server.fetch("/v1/sessions", withKey(tenant.api_key, { method: "POST", body: JSON.stringify({ title: "burst" }) }))
     const sessionId = ((await created.json()) as { id: string }).id
@@ -66,6 +66,9 @@ describe.skipIf(!available)("a busy process and a healthy Redis", () => {
     await ledgerDrained(server, tenant.api_key)
     expect(await ledgerRows(server, "CACHE_UNAVAILABLE")).toEqual([])
     expect(await breakerOf(server, "cache")).toMatchObject({ state: "closed", consecutive_failures: 0 })
+    // The database (on PostgreSQL, a dependency over a socket too) was not blamed either.
+    expect(await ledgerRows(server, "DATABASE_UNAVAILABLE")).toEqual([])
+    expect(await breakerOf(server, "database")).toMatchObject({ state: "closed", consecutive_failures: 0 })
   })
 
   test("a command Redis refuses (a key of the wrong type) is served from the database and never moves the breaker", async () => {
