@@ -179,7 +179,7 @@ await describeOnPostgres("SQLSTATE translation on PostgreSQL", () => {
     expect((syntax as SqlError).message).toContain("42601")
   })
 
-  test("57P01: after pg_terminate_backend of every pooled connection, the next statements succeed on new ones, with no retry of ours", async () => {
+  test("57P01: after pg_terminate_backend of every pooled connection, the next statements and transactions succeed on new ones, with no retry of ours", async () => {
     const admin = connect(clone.url)
     try {
       for (let round = 0; round < 5; round++) {
@@ -194,6 +194,14 @@ await describeOnPostgres("SQLSTATE translation on PostgreSQL", () => {
           Effect.all([sql<{ one: number }>`SELECT 1 AS one`, sql<{ one: number }>`SELECT 1 AS one`, sql<{ one: number }>`SELECT 1 AS one`], { concurrency: 3 })))
         if (Exit.isFailure(raw)) throw new Error(Cause.pretty(raw.cause))
         expect(raw.value.map((rows) => rows[0]?.one)).toEqual([1, 1, 1])
+        // Transactions too: a reserved connection found dead at BEGIN is exchanged for another.
+        await admin.unsafe(
+          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        const transactions = await run(Effect.flatMap(SqlClient.SqlClient, (sql) =>
+          Effect.all(Array.from({ length: 3 }, () => sql.withTransaction(sql<{ one: number }>`SELECT 1 AS one`)), { concurrency: 3 })))
+        if (Exit.isFailure(transactions)) throw new Error(Cause.pretty(transactions.cause))
+        expect(transactions.value.map((rows) => rows[0]?.one)).toEqual([1, 1, 1])
       }
     } finally {
       await admin.close()
