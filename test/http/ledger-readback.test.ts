@@ -6,8 +6,8 @@
  */
 import { Database } from "bun:sqlite"
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { eventually, expectProblem, ledgerRecord, type LedgerRecord, startServer, type TestServer, withKey } from "../support/server.js"
 import { sqliteOnly } from "../support/postgres.js"
+import { eventually, expectProblem, ledgerRecord, type LedgerRecord, startServer, type TestServer, withKey } from "../support/server.js"
 
 let server: TestServer
 let tenant: { id: string; api_key: string }
