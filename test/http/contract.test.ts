@@ -9,6 +9,7 @@ import Ajv2020 from "ajv/dist/2020.js"
 import addFormats from "ajv-formats"
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { checkResponse, ContractViolation } from "../support/contract.js"
+import { openEvents } from "../support/sse.js"
 import { ledgerRecord, expectProblem, startServer, type TestServer, withKey } from "../support/server.js"
 
 let server: TestServer
@@ -167,6 +168,13 @@ describe("caching headers", () => {
       expect({ path, cacheControl: response.headers.get("cache-control") }).toEqual({ path, cacheControl: "private, no-store" })
     }
     expect((await server.admin("/v1/admin/errors?limit=1")).headers.get("cache-control")).toBe("private, no-store")
+    const stream = await openEvents(`${server.url}/v1/sessions/${sessionId}/events`, withKey(tenant.api_key))
+    try {
+      expect(stream.response.status).toBe(200)
+      expect(stream.response.headers.get("cache-control")).toBe("private, no-store")
+    } finally {
+      stream.close()
+    }
     expect((await server.fetch("/v1/sessions")).headers.get("cache-control")).toBeNull()
     expect((await server.fetch("/health/live")).headers.get("cache-control")).toBeNull()
   })
