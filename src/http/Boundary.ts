@@ -10,7 +10,7 @@ import { Effect, Exit, FiberId, Option, type Tracer } from "effect"
 import { TENANT_ATTRIBUTE } from "../../services/Auth.js"
 import { ErrorLedger } from "../../services/ErrorLedger.js"
 import { RateLimiter } from "../../services/RateLimiter.js"
-import { secretRoutes } from "../Api.js"
+import { CONSOLE_COOKIE, secretRoutes } from "../Api.js"
 import { type AppError, FieldIssue, MethodNotAllowed, PayloadTooLarge, Timeout, UnsupportedMediaType, ValidationFailed } from "../errors.js"
 import { sanitizePayload } from "../telemetry/Sanitize.js"
 import { interruptedOnlyBy, isClientAbort, type RouteLookup } from "../telemetry/ServerSpan.js"
@@ -194,6 +194,7 @@ const withAllowedMethods = (error: AppError, request: HttpServerRequest.HttpServ
  * `no-store`; every other response to a request with credentials is `private, no-store`.
  */
 export const NO_STORE = "no-store"
+const CONSOLE_COOKIE_PREFIX = `${CONSOLE_COOKIE}=`
 export const PRIVATE_NO_STORE = "private, no-store"
 
 export interface BoundaryOptions {
@@ -213,7 +214,7 @@ export const problemBoundary = (options: BoundaryOptions) =>
     const cacheControlOf = (request: HttpServerRequest.HttpServerRequest): string | undefined =>
       request.method === "POST" && secret.has(`POST ${options.routeOf("POST", request.url)}`)
         ? NO_STORE
-        : request.headers.authorization !== undefined
+        : request.headers.authorization !== undefined || (request.headers.cookie ?? "").includes(CONSOLE_COOKIE_PREFIX)
         ? PRIVATE_NO_STORE
         : undefined
     const ledger = yield* ErrorLedger

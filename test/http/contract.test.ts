@@ -175,6 +175,18 @@ describe("caching headers", () => {
     } finally {
       stream.close()
     }
+    // The console's sign-in carries a secret (its cookie); answers to requests with that cookie are private.
+    const signIn = await server.fetch("/v1/console/session", {
+      method: "POST",
+      headers: { "content-type": "application/json", origin: server.url },
+      body: JSON.stringify({ admin_token: server.adminToken })
+    })
+    expect(signIn.status).toBe(200)
+    expect(signIn.headers.get("cache-control")).toBe("no-store")
+    const cookie = (signIn.headers.get("set-cookie") ?? "").split(";")[0]!
+    const withCookie = await server.fetch("/v1/admin/errors?limit=1", { headers: { cookie } })
+    expect(withCookie.status).toBe(200)
+    expect(withCookie.headers.get("cache-control")).toBe("private, no-store")
     expect((await server.fetch("/v1/sessions")).headers.get("cache-control")).toBeNull()
     expect((await server.fetch("/health/live")).headers.get("cache-control")).toBeNull()
   })

@@ -1,19 +1,30 @@
-/** The per-call timeout lets a finished call go at once, also when the call runs uninterruptibly. */
+/** The per-call timeout that discounts this process's own loop delay, under `TestClock`. */
 import { describe, expect, test } from "bun:test"
-import { Effect, Fiber, Option, TestContext } from "effect"
+import { Effect, Fiber, TestClock, TestContext } from "effect"
 import { discountingLoopDelay } from "../../layers/resilience/Timeout.js"
 
-const neverHeldUp = { heldUpBetween: () => 0 }
+const notHeldUp = { heldUpBetween: () => 0 }
+
+const run = <A, E>(effect: Effect.Effect<A, E>) => Effect.runPromise(Effect.provide(effect, TestContext.TestContext))
 
 describe("discountingLoopDelay", () => {
-  test("an uninterruptible call that succeeds is not held until its timer runs out (the ledger's batch write)", async () => {
-    const outcome = await Effect.gen(function*() {
-      const call = discountingLoopDelay(Effect.succeed("written"), { timeout: "2 seconds", loop: neverHeldUp, onTimeout: () => "timed out" as const })
-      const fiber = yield* Effect.forkDaemon(Effect.uninterruptible(call))
-      // Under TestClock no time passes: only a timer that is interrupted lets the fiber finish.
-      for (let i = 0; i < 10; i++) yield* Effect.yieldNow()
-      return yield* Fiber.poll(fiber)
-    }).pipe(Effect.provide(TestContext.TestContext), Effect.runPromise)
-    expect(Option.map(outcome, (exit) => exit._tag === "Success" && exit.value)).toEqual(Option.some("written"))
-  })
+  test("a call that finishes inside an uninterruptible region (a finalizer's drain) returns at once, not after the timeout", () =>
+    run(Effect.gen(function*() {
+      const fiber = yield* Effect.fork(Effect.uninterruptible(
+        discountingLoopDelay(Effect.succeed("written"), { timeout: "2 seconds", loop: notHeldUp, onTimeout: () => "timed out" as const })
+      ))
+      // The test clock never moves: were the race to wait for its losing timer, this would hang.
+      expect(yield* Fiber.join(fiber)).toBe("written")
+    })))
+
+  test("a call that does not answer fails with its overrun once the dependency's time is up", () =>
+    run(Effect.gen(function*() {
+      const fiber = yield* Effect.fork(Effect.either(
+        discountingLoopDelay(Effect.never, { timeout: "100 millis", loop: notHeldUp, onTimeout: (overrun) => overrun })
+      ))
+      yield* TestClock.adjust("100 millis")
+      const outcome = yield* Fiber.join(fiber)
+      expect(outcome._tag).toBe("Left")
+      if (outcome._tag === "Left") expect(outcome.left).toMatchObject({ timeoutMillis: 100, waitedMillis: 100, dependencySlow: true })
+    })))
 })
