@@ -191,11 +191,12 @@ const withAllowedMethods = (error: AppError, request: HttpServerRequest.HttpServ
 
 /**
  * Caching (SPEC §4): a response that carries a secret (a new API key, an access token) is
- * `no-store`; every other response to a request with credentials is `private, no-store`.
+ * `no-store`; every other response to a request with credentials (a bearer credential or the
+ * console's cookie) is `private, no-store`.
  */
-export const NO_STORE = "no-store"
+const NO_STORE = "no-store"
+const PRIVATE_NO_STORE = "private, no-store"
 const CONSOLE_COOKIE_PREFIX = `${CONSOLE_COOKIE}=`
-export const PRIVATE_NO_STORE = "private, no-store"
 
 export interface BoundaryOptions {
   readonly requestTimeoutMillis: number
