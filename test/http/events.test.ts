@@ -2,7 +2,7 @@
 import { Database } from "bun:sqlite"
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { eventually, expectProblem, ledgerRecord, startServer, type TestServer, withKey } from "../support/server.js"
-import { sqliteOnly } from "../support/postgres.js"
+import { harness, sqliteOnly } from "../support/postgres.js"
 import { openEvents, type SseClient } from "../support/sse.js"
 
 let server: TestServer
@@ -241,4 +241,37 @@ describe("an open stream and the server's idle timeout", () => {
       await quietServer.close()
     }
   }, 15_000)
+})
+
+describe("instances on one PostgreSQL without Redis", () => {
+  // Without a bus they cannot hear each other: streams check the shared database every second.
+  const onPostgres = harness.dialect === "postgres" ? test : test.skip
+  onPostgres("a message posted through one instance reaches a stream on another within seconds, with no Redis", async () => {
+    const first = await startServer({ eventHeartbeat: "60 seconds" })
+    const second = await startServer({ eventHeartbeat: "60 seconds", databaseFile: first.databaseFile })
+    try {
+      const sharedKey = (await first.createTenant()).api_key
+      const sessionId = ((await (await first.fetch("/v1/sessions", withKey(sharedKey, { method: "POST", body: "{}" }))).json()) as { id: string }).id
+      const client = await openEvents(`${second.url}/v1/sessions/${sessionId}/events`, withKey(sharedKey))
+      try {
+        expect(client.response.status).toBe(200)
+        for (const content of ["one", "two"]) {
+          const posted = await first.fetch(`/v1/sessions/${sessionId}/messages`, withKey(sharedKey, {
+            method: "POST",
+            body: JSON.stringify({ agent_id: "writer", content })
+          }))
+          expect(posted.status).toBe(201)
+          const { seq } = (await posted.json()) as { seq: number }
+          const event = await client.nextEvent(3000)
+          expect(JSON.parse(event.data)).toMatchObject({ seq, content })
+        }
+        await quiet(client, 1500)
+      } finally {
+        client.close()
+      }
+    } finally {
+      await second.close()
+      await first.close()
+    }
+  }, 20_000)
 })
