@@ -149,9 +149,11 @@ const listen = (config: AppConfigShape, mcp: McpEndpoint.McpOptions | undefined,
       }))
   ).pipe(
     Layer.provideMerge(serverContext),
-    Layer.catchAllCause((cause) =>
-      Layer.fail(new StartupError("PORT", `cannot listen on ${config.host}:${config.port} (${Cause.squash(cause)})`))
-    )
+    Layer.catchAllCause((cause) => {
+      // A setting of the routes (the MCP endpoint's origins) names itself; anything else is the listen.
+      const named = Cause.failureOption(cause).pipe(Option.filter((failure) => failure instanceof StartupError))
+      return Layer.fail(Option.getOrElse(named, () => new StartupError("PORT", `cannot listen on ${config.host}:${config.port} (${Cause.squash(cause)})`)))
+    })
   )
 
 export const MainLive = (options: ServerOptions) =>

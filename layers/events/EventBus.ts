@@ -17,6 +17,7 @@ import { Cause, Clock, Context, Duration, Effect, Either, Layer, Runtime, Schedu
 import { Cache } from "../cache/Cache.js"
 import { Message } from "../../src/domain/Message.js"
 import type { CacheUnavailable } from "../../src/errors.js"
+import { sanitizeSample } from "../../src/telemetry/Sanitize.js"
 
 export const SessionEvent = Schema.Union(
   Schema.TaggedStruct("MessagePosted", { tenantId: Schema.String, message: Message }),
@@ -126,7 +127,7 @@ export class EventBus extends Context.Tag("bulwark/EventBus")<EventBus, EventBus
           if (Either.isLeft(decoded)) {
             // Not ours to act on; streams catch up from the database whatever was meant.
             runFork(Effect.logWarning("an event on the session channel did not decode; ignored").pipe(
-              Effect.annotateLogs({ channel: CHANNEL, sample: text.slice(0, 200) })
+              Effect.annotateLogs({ channel: CHANNEL, sample: sanitizeSample(text) })
             ))
           } else if (decoded.right.origin !== origin) {
             // Our own events were delivered in process when they were published.
