@@ -58,6 +58,22 @@ describe.skipIf(!available)("a write's reply lost after its commit", () => {
     expect(((await next.json()) as { seq: number }).seq).toBe(2)
   })
 
+  test("a session whose commit was not acknowledged is answered 201 once, not 409 for the request's own row", async () => {
+    const lost = proxy.loseReply({ request: "INSERT INTO sessions", reply: "INSERT 0 1" })
+    const response = await server.fetch("/v1/sessions", withKey(tenant.api_key, { method: "POST", body: JSON.stringify({ title: "once" }) }))
+    const text = await response.text()
+    expect(await Promise.race([lost.then(() => true), Bun.sleep(0).then(() => false)])).toBe(true)
+    expect(`${response.status} ${text}`).toStartWith("201 ")
+    const created = JSON.parse(text) as { id: string; title: string }
+    const rows = await withConnection(database.url, (sql) =>
+      sql`SELECT id FROM sessions WHERE tenant_id = ${tenant.id} AND title = 'once'` as Promise<Array<{ id: string }>>)
+    expect(rows.map((row) => row.id)).toEqual([created.id])
+    // A client-chosen id that exists is still a conflict.
+    const again = await server.fetch("/v1/sessions", withKey(tenant.api_key, { method: "POST", body: JSON.stringify({ id: created.id, title: "once" }) }))
+    expect(again.status).toBe(409)
+    expect(((await again.json()) as { code: string }).code).toBe("SESSION_ALREADY_EXISTS")
+  })
+
   test("a ledger row whose commit was not acknowledged is kept once, not reported dropped", async () => {
     const droppedBefore = await droppedRows(server)
     const lost = proxy.loseReply({ request: "INSERT INTO errors", reply: "INSERT 0 1" })
