@@ -8,7 +8,8 @@
  */
 import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { Server as BunServer } from "bun"
-import { Cause, Effect, Exit, Option, Runtime, Schedule } from "effect"
+import { Cause, Config, Effect, Exit, Option, Runtime, Schedule } from "effect"
+import { StartupError } from "../Config.js"
 import { ErrorLedger } from "../../services/ErrorLedger.js"
 import { RateLimiter } from "../../services/RateLimiter.js"
 import { type AppError, FieldIssue, Forbidden, PayloadTooLarge, UnsupportedMediaType } from "../errors.js"
@@ -28,9 +29,26 @@ export interface McpOptions {
   readonly sessions?: Partial<LegacySessionLimits>
   /** How often idle sessions are looked for. */
   readonly sweepEvery?: import("effect").Duration.DurationInput
-  /** Origins allowed besides the server's own loopback origins (e.g. the public URL behind a proxy). */
+  /** Origins allowed besides the server's own loopback origins and `BULWARK_MCP_ALLOWED_ORIGINS`. */
   readonly allowedOrigins?: ReadonlyArray<string>
 }
+
+const ORIGINS_VARIABLE = "BULWARK_MCP_ALLOWED_ORIGINS"
+
+/**
+ * `BULWARK_MCP_ALLOWED_ORIGINS`: comma-separated origins (`https://bulwark.example.com`) a browser
+ * may call `/mcp` from, e.g. the public URL behind a proxy. Anything that is not an origin stops the start.
+ */
+const configuredOrigins = Effect.flatMap(
+  Config.string(ORIGINS_VARIABLE).pipe(Config.withDefault("")),
+  (raw) =>
+    Effect.forEach(raw.split(",").map((entry) => entry.trim()).filter((entry) => entry !== ""), (entry) => {
+      const origin = URL.canParse(entry) ? new URL(entry).origin : "null"
+      return origin === entry
+        ? Effect.succeed(entry)
+        : Effect.fail(new StartupError(ORIGINS_VARIABLE, `"${entry}" is not an origin (scheme://host[:port], nothing after it)`))
+    })
+).pipe(Effect.catchTag("ConfigError", (error) => Effect.fail(new StartupError(ORIGINS_VARIABLE, String(error)))))
 
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 const LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
@@ -59,6 +77,7 @@ export const make = (options: McpOptions = {}) =>
       promise: Runtime.runPromise(runtime),
       fork: Runtime.runFork(runtime)
     }
+    const allowedOrigins = [...(yield* configuredOrigins), ...(options.allowedOrigins ?? [])]
     const limits = { ...DEFAULT_SESSION_LIMITS, ...options.sessions }
     const legacy = makeLegacy(run, limits)
     const modern = makeModern(run, runtime)
@@ -74,7 +93,7 @@ export const make = (options: McpOptions = {}) =>
      */
     const originAllowed = (origin: string | null, port: number | undefined) => {
       if (origin === null) return true
-      if (options.allowedOrigins?.includes(origin)) return true
+      if (allowedOrigins.includes(origin)) return true
       return LOOPBACK_HOSTS.some((host) => origin === `http://${host}:${port}` || origin === `https://${host}:${port}`)
     }
 
@@ -118,10 +137,11 @@ export const make = (options: McpOptions = {}) =>
       if (Number(request.headers.get("content-length") ?? "0") > MAX_BODY_BYTES) return answer(await failed(tooLarge, request, inFlight))
 
       // The same credentials and limits as `/v1`: without a credential the client's address is counted.
-      const address = server.requestIP(request)?.address
+      const anonymous = request.headers.get("authorization") === null
+      // The peer's address only counts requests without credentials (asking Bun for it costs a few µs).
+      const address = anonymous ? server.requestIP(request)?.address : undefined
       const serverRequest = address === undefined ? HttpServerRequest.fromWeb(request) : HttpServerRequest.fromWeb(request).modify({ remoteAddress: address })
       track(serverRequest, inFlight)
-      const anonymous = request.headers.get("authorization") === null
       const who = await Runtime.runPromiseExit(runtime)(
         (anonymous
           ? Effect.zipRight(limiter.hit(`ip:${Option.getOrElse(serverRequest.remoteAddress, () => "unknown")}`), authenticate)

@@ -1,22 +1,30 @@
-/** The per-call timeout inside an uninterruptible region (the ledger's batch, a commit). */
-import { expect, test } from "bun:test"
+/** The per-call timeout that discounts this process's own loop delay, under `TestClock`. */
+import { describe, expect, test } from "bun:test"
 import { Effect, Fiber, TestClock, TestContext } from "effect"
-import type { LoopDelayShape } from "../../layers/resilience/LoopDelay.js"
 import { discountingLoopDelay } from "../../layers/resilience/Timeout.js"
 
-const neverHeldUp: LoopDelayShape = { heldUpBetween: () => 0 }
+const notHeldUp = { heldUpBetween: () => 0 }
 
-test("an uninterruptible call ends when its work ends, not when its timeout would have run out", () =>
-  Effect.gen(function*() {
-    const call = discountingLoopDelay(Effect.as(Effect.sleep("10 millis"), "done"), {
-      timeout: "2 seconds",
-      loop: neverHeldUp,
-      onTimeout: () => "timed out" as const
-    })
-    const fiber = yield* Effect.fork(Effect.uninterruptible(call))
-    yield* TestClock.adjust("10 millis")
-    // Had the race waited for its losing timer, the call would still be running here.
-    const exit = yield* Fiber.poll(fiber)
-    expect(exit._tag).toBe("Some")
-    expect(yield* Fiber.join(fiber)).toBe("done")
-  }).pipe(Effect.provide(TestContext.TestContext), Effect.runPromise))
+const run = <A, E>(effect: Effect.Effect<A, E>) => Effect.runPromise(Effect.provide(effect, TestContext.TestContext))
+
+describe("discountingLoopDelay", () => {
+  test("a call that finishes inside an uninterruptible region (a finalizer's drain) returns at once, not after the timeout", () =>
+    run(Effect.gen(function*() {
+      const fiber = yield* Effect.fork(Effect.uninterruptible(
+        discountingLoopDelay(Effect.succeed("written"), { timeout: "2 seconds", loop: notHeldUp, onTimeout: () => "timed out" as const })
+      ))
+      // The test clock never moves: were the race to wait for its losing timer, this would hang.
+      expect(yield* Fiber.join(fiber)).toBe("written")
+    })))
+
+  test("a call that does not answer fails with its overrun once the dependency's time is up", () =>
+    run(Effect.gen(function*() {
+      const fiber = yield* Effect.fork(Effect.either(
+        discountingLoopDelay(Effect.never, { timeout: "100 millis", loop: notHeldUp, onTimeout: (overrun) => overrun })
+      ))
+      yield* TestClock.adjust("100 millis")
+      const outcome = yield* Fiber.join(fiber)
+      expect(outcome._tag).toBe("Left")
+      if (outcome._tag === "Left") expect(outcome.left).toMatchObject({ timeoutMillis: 100, waitedMillis: 100, dependencySlow: true })
+    })))
+})
