@@ -15,9 +15,10 @@ import { EventBus } from "../layers/events/EventBus.js"
 import { MemoryStore } from "../layers/memory/MemoryStore.js"
 import * as LoopDelay from "../layers/resilience/LoopDelay.js"
 import { Auth } from "../services/Auth.js"
+import { ConsoleSessions } from "../services/ConsoleSessions.js"
 import { Health } from "../services/Health.js"
 import { Idempotency } from "../services/Idempotency.js"
-import { RateLimitConfig, RateLimiter } from "../services/RateLimiter.js"
+import { RateLimitConfig, RateLimiter, RateLimitStore } from "../services/RateLimiter.js"
 import { CachedReads, CachePolicy } from "../services/CachedReads.js"
 import { ErrorLedger, ErrorRecords } from "../services/ErrorLedger.js"
 import { ErrorsRepo } from "../services/ErrorsRepo.js"
@@ -28,6 +29,7 @@ import { MessagesRepo } from "../services/MessagesRepo.js"
 import { Sessions } from "../services/Sessions.js"
 import { Tenants } from "../services/Tenants.js"
 import { Api } from "./Api.js"
+import { ConsoleSettings } from "./domain/Console.js"
 import { type AppConfigShape, StartupError } from "./Config.js"
 import { AdminAuthenticationLive, AuthenticationLive, OptionalOperatorLive } from "./http/Auth.js"
 import * as Boundary from "./http/Boundary.js"
@@ -58,11 +60,25 @@ export interface ServerOptions {
   readonly memoryResilience?: Database.DatabaseResilience
   /** How often an event stream pings and checks its session (SPEC: 15 s; tests shorten it). */
   readonly eventHeartbeat?: Duration.DurationInput
+  /** Where rate limits are counted, when not as the configuration implies (tests of the database store on SQLite). */
+  readonly rateLimitStore?: "cache" | "database"
   /** Seconds a connection may send nothing before Bun closes it (Bun's default, 10; tests shorten it). */
   readonly idleTimeoutSeconds?: number
   /** MCP session bounds and allowed origins (tests shorten the idle expiry). */
   readonly mcp?: McpEndpoint.McpOptions
+  /** BULWARK_TRACE_URL (see `consoleTracingConfig`). */
+  readonly traceUrl?: string | null
+  /** OTEL_TRACES_SAMPLER_ARG, 1 when not given. */
+  readonly traceSampleRatio?: number
 }
+
+/**
+ * Rate limits are counted where every instance sees them: Redis when set; else the database when it
+ * is a server several instances share (PostgreSQL); else in process (SQLite serves one process).
+ */
+const rateLimitStoreOf = (options: ServerOptions): "cache" | "database" =>
+  options.rateLimitStore ??
+    (Option.isNone(options.config.redisUrl) && options.config.database._tag === "Postgres" ? "database" : "cache")
 
 /** OTLP export when an endpoint is configured; without one nothing is exported. */
 const TelemetryLive = (options: ServerOptions) =>
@@ -108,9 +124,11 @@ const SharedContextLive = (options: ServerOptions) =>
   )
 
 export const ServicesLive = (options: ServerOptions) =>
-  Layer.mergeAll(Tenants.Default, Auth.Default, Health.Default, RateLimiter.layer).pipe(
+  Layer.mergeAll(Tenants.Default, Auth.Default, Health.Default, RateLimiter.layer, ConsoleSessions.Default).pipe(
+    Layer.provideMerge(Layer.succeed(ConsoleSettings, { traceUrl: options.traceUrl ?? null })),
     Layer.provideMerge(SharedContextLive(options)),
     Layer.provideMerge(Layer.succeed(RateLimitConfig, options.config.rateLimit)),
+    Layer.provideMerge(Layer.succeed(RateLimitStore, rateLimitStoreOf(options))),
     Layer.provideMerge(adminTokenLayer(options.config.adminToken, options.config.database)),
     Layer.provideMerge(jwtSecretLayer(options.config.jwtSecret, options.config.database)),
     Layer.provideMerge(InfrastructureLive(options))

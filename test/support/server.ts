@@ -56,10 +56,16 @@ export interface TestServerOptions {
    * same data (it is not deleted on close).
    */
   readonly databaseFile?: string
+  /** Where rate limits are counted, when not as the configuration implies. */
+  readonly rateLimitStore?: "cache" | "database"
   /** Generous by default so that only the rate-limit tests meet it. */
   readonly rateLimit?: { readonly limit: number; readonly windowMillis: number }
   /** MCP session bounds and allowed origins. */
   readonly mcp?: McpOptions
+  /** BULWARK_TRACE_URL. */
+  readonly traceUrl?: string
+  /** OTEL_TRACES_SAMPLER_ARG. */
+  readonly traceSampleRatio?: number
 }
 
 /** How many times the work of `/__test/hang` was interrupted (its finalizer ran). */
@@ -122,8 +128,11 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
       ...(options.cacheResilience === undefined ? {} : { cacheResilience: options.cacheResilience }),
       ...(options.memoryResilience === undefined ? {} : { memoryResilience: options.memoryResilience }),
       ...(options.eventHeartbeat === undefined ? {} : { eventHeartbeat: options.eventHeartbeat }),
+      ...(options.rateLimitStore === undefined ? {} : { rateLimitStore: options.rateLimitStore }),
       ...(options.idleTimeoutSeconds === undefined ? {} : { idleTimeoutSeconds: options.idleTimeoutSeconds }),
-      ...(options.mcp === undefined ? {} : { mcp: options.mcp })
+      ...(options.mcp === undefined ? {} : { mcp: options.mcp }),
+      ...(options.traceUrl === undefined ? {} : { traceUrl: options.traceUrl }),
+      ...(options.traceSampleRatio === undefined ? {} : { traceSampleRatio: options.traceSampleRatio })
     })
   )
   const address = await runtime.runPromise(Effect.map(HttpServer.HttpServer, (server) => server.address))
