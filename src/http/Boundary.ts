@@ -10,7 +10,7 @@ import { Cause, Effect, Exit, FiberId, HashSet, Option, type Tracer } from "effe
 import { TENANT_ATTRIBUTE } from "../../services/Auth.js"
 import { ErrorLedger } from "../../services/ErrorLedger.js"
 import { RateLimiter } from "../../services/RateLimiter.js"
-import { secretRoutes } from "../Api.js"
+import { CONSOLE_COOKIE, secretRoutes } from "../Api.js"
 import { type AppError, FieldIssue, MethodNotAllowed, PayloadTooLarge, Timeout, UnsupportedMediaType, ValidationFailed } from "../errors.js"
 import { sanitizePayload } from "../telemetry/Sanitize.js"
 import { interruptedOnlyBy, isClientAbort, type RouteLookup } from "../telemetry/ServerSpan.js"
@@ -208,10 +208,12 @@ const withAllowedMethods = (error: AppError, request: HttpServerRequest.HttpServ
 
 /**
  * Caching (SPEC §4): a response that carries a secret (a new API key, an access token) is
- * `no-store`; every other response to a request with credentials is `private, no-store`.
+ * `no-store`; every other response to a request with credentials (a bearer credential or the
+ * console's cookie) is `private, no-store`.
  */
-export const NO_STORE = "no-store"
-export const PRIVATE_NO_STORE = "private, no-store"
+const NO_STORE = "no-store"
+const PRIVATE_NO_STORE = "private, no-store"
+const CONSOLE_COOKIE_PREFIX = `${CONSOLE_COOKIE}=`
 
 export interface BoundaryOptions {
   readonly requestTimeoutMillis: number
@@ -230,7 +232,7 @@ export const problemBoundary = (options: BoundaryOptions) =>
     const cacheControlOf = (request: HttpServerRequest.HttpServerRequest): string | undefined =>
       request.method === "POST" && secret.has(`POST ${options.routeOf("POST", request.url)}`)
         ? NO_STORE
-        : request.headers.authorization !== undefined
+        : request.headers.authorization !== undefined || (request.headers.cookie ?? "").includes(CONSOLE_COOKIE_PREFIX)
         ? PRIVATE_NO_STORE
         : undefined
     const ledger = yield* ErrorLedger
