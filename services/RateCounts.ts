@@ -17,7 +17,7 @@ import { ErrorLedger } from "./ErrorLedger.js"
 export interface LeasedCounterOptions {
   readonly limit: number
   readonly windowMillis: number
-  /** The most units one lease takes; fewer as the window fills. */
+  /** The most units one lease takes (an eighth of what is left, if less). */
   readonly maxLease?: number
 }
 
@@ -36,7 +36,7 @@ export const makeLeasedCounter = (options: LeasedCounterOptions) =>
     const db = yield* Database
     const ledger = yield* ErrorLedger
     const sql = db.sql
-    const maxLease = options.maxLease ?? 16
+    const maxLease = options.maxLease ?? 64
     const { limit } = options
     const leases = new Map<string, Lease>()
 
