@@ -5,8 +5,9 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, HttpApiSecurity, OpenApi } from "@effect/platform"
 import { Context, Schema } from "effect"
 import { CurrentOperator, CurrentPrincipal } from "./domain/Principal.js"
-import { ErrorList, ErrorRecord, ErrorStats, ListErrorsParams, ResolveError, StatsParams } from "./domain/ErrorRecord.js"
+import { ErrorGroup, ErrorGroupList, ErrorList, ErrorRecord, ErrorStats, Fingerprint, ListErrorsParams, ListGroupsParams, ResolveError, StatsParams } from "./domain/ErrorRecord.js"
 import { AccessToken, TokenRequest } from "./domain/Auth.js"
+import { ConsoleSessionInfo, ConsoleSignIn, SignInHeaders } from "./domain/Console.js"
 import { BreakerAction, BreakerStatus, Dependency, HealthReport } from "./domain/Health.js"
 import { Uuid } from "./domain/Ids.js"
 import { ApiError } from "./domain/Problem.js"
@@ -40,6 +41,16 @@ export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("Aut
   security: { bearer }
 }) {}
 
+/** The console's session cookie (SPEC §12): HttpOnly, SameSite=Strict, expiring; its value is not the admin token. */
+export const CONSOLE_COOKIE = "bulwark_console"
+
+export const consoleSession = HttpApiSecurity.apiKey({ in: "cookie", key: CONSOLE_COOKIE }).pipe(
+  HttpApiSecurity.annotate(
+    OpenApi.Description,
+    "The console's session cookie from POST /v1/console/session. A request that changes something (any method but GET and HEAD) with it must carry the server's own `Origin`, else 403 FORBIDDEN."
+  )
+)
+
 export class AdminAuthentication extends HttpApiMiddleware.Tag<AdminAuthentication>()("AdminAuthentication", {
   failure: Schema.Union(
     ApiError.Unauthenticated,
@@ -49,7 +60,9 @@ export class AdminAuthentication extends HttpApiMiddleware.Tag<AdminAuthenticati
     ApiError.CacheUnavailable
   ),
   provides: CurrentOperator,
+  // The last scheme's handler decides (HttpApi tries them in order and answers the last failure).
   security: {
+    consoleSession,
     adminToken: HttpApiSecurity.bearer.pipe(
       HttpApiSecurity.annotate(OpenApi.Description, "The admin token (BULWARK_ADMIN_TOKEN), or an API key created with `admin`.")
     )
@@ -60,7 +73,7 @@ export class AdminAuthentication extends HttpApiMiddleware.Tag<AdminAuthenticati
 export class OptionalOperator extends HttpApiMiddleware.Tag<OptionalOperator>()("OptionalOperator", {
   optional: true,
   provides: CurrentOperator,
-  security: { adminToken: HttpApiSecurity.bearer }
+  security: { consoleSession, adminToken: HttpApiSecurity.bearer }
 }) {}
 
 const Status = Schema.Struct({ status: Schema.Literal("ok") })
@@ -340,6 +353,28 @@ export class AdminGroup extends HttpApiGroup.make("admin")
       .addSuccess(ErrorStats)
   )
   .add(
+    HttpApiEndpoint.get("errorGroups", "/errors/groups")
+      .annotate(OpenApi.Summary, "List error groups")
+      .setUrlParams(refusingUnknownFields(ListGroupsParams))
+      .addSuccess(ErrorGroupList)
+      .annotate(
+        OpenApi.Description,
+        "Errors grouped by fingerprint (code, route template and top stack frame), busiest first. The filters pick the rows counted; `resolved=false` keeps groups with an unresolved error, `resolved=true` those with none."
+      )
+  )
+  .add(
+    HttpApiEndpoint.post("resolveErrorGroup", "/errors/groups/:fingerprint/resolve")
+      .annotate(OpenApi.Summary, "Resolve an error group")
+      .setPath(Schema.Struct({ fingerprint: Fingerprint }))
+      .setPayload(refusingUnknownFields(ResolveError))
+      .addSuccess(ErrorGroup)
+      .addError(ApiError.NotFound)
+      .annotate(
+        OpenApi.Description,
+        "Resolves every error of the group recorded so far, with the notes; a later error of the same fingerprint reopens the group."
+      )
+  )
+  .add(
     HttpApiEndpoint.get("getError", "/errors/:error_id")
       .annotate(OpenApi.Summary, "Read an error record")
       .setPath(Schema.Struct({ error_id: Uuid }))
@@ -361,6 +396,41 @@ export class AdminGroup extends HttpApiGroup.make("admin")
   .addError(ApiError.CacheUnavailable)
   .middleware(AdminAuthentication)
   .prefix("/v1/admin")
+{}
+
+export class ConsoleGroup extends HttpApiGroup.make("console")
+  .add(
+    HttpApiEndpoint.post("signIn", "/session")
+      .annotate(OpenApi.Summary, "Sign in to the console")
+      .annotate(CarriesSecret, true)
+      .setPayload(refusingUnknownFields(ConsoleSignIn))
+      .setHeaders(SignInHeaders)
+      .addSuccess(ConsoleSessionInfo)
+      .addError(ApiError.Unauthenticated)
+      .addError(ApiError.Forbidden)
+      .annotate(
+        OpenApi.Description,
+        "Exchanges the admin token for a console session: the answer sets an HttpOnly, SameSite=Strict cookie (Secure behind https) that expires after 8 hours and is not the token. Needs the server's own `Origin`. A wrong token is 401 AUTH_INVALID, ledgered and counted against the caller's address like any failed authentication."
+      )
+  )
+  .add(
+    HttpApiEndpoint.get("session", "/session")
+      .annotate(OpenApi.Summary, "The console session")
+      .addSuccess(ConsoleSessionInfo)
+      .middleware(AdminAuthentication)
+      .annotate(OpenApi.Description, "Who is signed in, until when, and the trace link template (BULWARK_TRACE_URL).")
+  )
+  .add(
+    HttpApiEndpoint.del("signOut", "/session")
+      .annotate(OpenApi.Summary, "Sign out of the console")
+      .addSuccess(HttpApiSchema.NoContent)
+      .middleware(AdminAuthentication)
+      .annotate(OpenApi.Description, "Ends the console session on the server and clears its cookie.")
+  )
+  .addError(ApiError.DbOperational)
+  .addError(ApiError.Overloaded)
+  .addError(ApiError.CacheUnavailable)
+  .prefix("/v1/console")
 {}
 
 /** `METHOD /path/:template` of every endpoint annotated `CarriesSecret`. */
@@ -474,6 +544,7 @@ export class Api extends HttpApi.make("bulwark")
   .add(MessagesGroup)
   .add(MemoryGroup)
   .add(AdminGroup)
+  .add(ConsoleGroup)
   .addError(ApiError.ValidationFailed)
   .addError(ApiError.MethodNotAllowed)
   .addError(ApiError.PayloadTooLarge)

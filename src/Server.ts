@@ -15,6 +15,7 @@ import { EventBus } from "../layers/events/EventBus.js"
 import { MemoryStore } from "../layers/memory/MemoryStore.js"
 import * as LoopDelay from "../layers/resilience/LoopDelay.js"
 import { Auth } from "../services/Auth.js"
+import { ConsoleSessions } from "../services/ConsoleSessions.js"
 import { Health } from "../services/Health.js"
 import { Idempotency } from "../services/Idempotency.js"
 import { RateLimitConfig, RateLimiter, RateLimitStore } from "../services/RateLimiter.js"
@@ -28,6 +29,7 @@ import { MessagesRepo } from "../services/MessagesRepo.js"
 import { Sessions } from "../services/Sessions.js"
 import { Tenants } from "../services/Tenants.js"
 import { Api } from "./Api.js"
+import { ConsoleSettings } from "./domain/Console.js"
 import { type AppConfigShape, StartupError } from "./Config.js"
 import { AdminAuthenticationLive, AuthenticationLive, OptionalOperatorLive } from "./http/Auth.js"
 import * as Boundary from "./http/Boundary.js"
@@ -64,6 +66,10 @@ export interface ServerOptions {
   readonly idleTimeoutSeconds?: number
   /** MCP session bounds and allowed origins (tests shorten the idle expiry). */
   readonly mcp?: McpEndpoint.McpOptions
+  /** BULWARK_TRACE_URL (see `consoleTracingConfig`). */
+  readonly traceUrl?: string | null
+  /** OTEL_TRACES_SAMPLER_ARG, 1 when not given. */
+  readonly traceSampleRatio?: number
 }
 
 /**
@@ -118,7 +124,8 @@ const SharedContextLive = (options: ServerOptions) =>
   )
 
 export const ServicesLive = (options: ServerOptions) =>
-  Layer.mergeAll(Tenants.Default, Auth.Default, Health.Default, RateLimiter.layer).pipe(
+  Layer.mergeAll(Tenants.Default, Auth.Default, Health.Default, RateLimiter.layer, ConsoleSessions.Default).pipe(
+    Layer.provideMerge(Layer.succeed(ConsoleSettings, { traceUrl: options.traceUrl ?? null })),
     Layer.provideMerge(SharedContextLive(options)),
     Layer.provideMerge(Layer.succeed(RateLimitConfig, options.config.rateLimit)),
     Layer.provideMerge(Layer.succeed(RateLimitStore, rateLimitStoreOf(options))),

@@ -152,6 +152,19 @@ const migrations = {
       window_index BIGINT NOT NULL,
       taken BIGINT NOT NULL
     )`
+  }),
+  /**
+   * Operators' console sign-ins (SPEC §12): only the SHA-256 of the cookie's value is kept, so a
+   * copy of the table opens no session; a row is a session until it expires or is signed out.
+   */
+  "0008_console_sessions": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE console_sessions (
+      id_hash TEXT PRIMARY KEY,
+      created_at TEXT NOT NULL,
+      expires_at TEXT NOT NULL
+    )`
+    yield* sql`CREATE INDEX console_sessions_expires ON console_sessions (expires_at)`
   })
 }
 

@@ -2,8 +2,11 @@
  * Handlers: each maps the decoded input and the caller to one service call. Nothing here reads
  * the raw request; that stays in the boundary and the auth middleware.
  */
-import { HttpApiBuilder } from "@effect/platform"
-import { Effect, Layer, Option, Schema } from "effect"
+import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import { Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
+import { CONSOLE_SESSION_SECONDS, ConsoleSessions } from "../../services/ConsoleSessions.js"
+import { ConsoleSessionInfo, ConsoleSettings } from "../domain/Console.js"
+import { isOwnOrigin } from "./Origin.js"
 import { Auth } from "../../services/Auth.js"
 import { ErrorRecords } from "../../services/ErrorLedger.js"
 import { Health } from "../../services/Health.js"
@@ -13,14 +16,14 @@ import { Memory } from "../../services/Memory.js"
 import { Messages } from "../../services/Messages.js"
 import { Sessions } from "../../services/Sessions.js"
 import { Tenants } from "../../services/Tenants.js"
-import { Api } from "../Api.js"
+import { Api, CONSOLE_COOKIE } from "../Api.js"
 import { ErrorRecord } from "../domain/ErrorRecord.js"
 import { HealthReport } from "../domain/Health.js"
-import { CurrentOperator, CurrentPrincipal } from "../domain/Principal.js"
+import { CurrentOperator, CurrentPrincipal, type Operator } from "../domain/Principal.js"
 import { prometheusText } from "../telemetry/Prometheus.js"
 import { currentRequest } from "./InFlight.js"
 import { eventStreamResponse } from "./Sse.js"
-import { codeOfSlug, DbOperational, NotFound, problemTypes, slugOf, statusOfCode } from "../errors.js"
+import { codeOfSlug, DbOperational, Forbidden, NotFound, problemTypes, slugOf, statusOfCode } from "../errors.js"
 
 const ok = { status: "ok" } as const
 
@@ -141,9 +144,45 @@ export const AdminLive = HttpApiBuilder.group(Api, "admin", (handlers) =>
       .handle("setBreaker", ({ path, payload }) => health.setBreaker(path.dependency, payload.action))
       .handle("listErrors", ({ urlParams }) => Effect.map(errors.list(urlParams), (data) => ({ data })))
       .handle("errorStats", ({ urlParams }) => errors.stats(urlParams.since))
+      .handle("errorGroups", ({ urlParams }) => Effect.map(errors.groups(urlParams), (data) => ({ data })))
+      .handle("resolveErrorGroup", ({ path, payload }) => errors.resolveGroup(path.fingerprint, payload.notes))
       .handle("getError", ({ path }) => errors.get(path.error_id))
       .handle("resolveError", ({ headers, path, payload }) =>
         once(headers["idempotency-key"], "admin.resolveError", { error_id: path.error_id, ...payload }, ErrorRecord, errors.resolve(path.error_id, payload.notes)))
   }))
 
-export const HandlersLive = Layer.mergeAll(HealthLive, ProblemsLive, AuthLive, OperationsLive, SessionsLive, MessagesLive, MemoryLive, AdminLive)
+const consoleCookie = (value: string, maxAgeSeconds: number, secure: boolean) =>
+  HttpServerResponse.unsafeSetCookie(CONSOLE_COOKIE, value, { httpOnly: true, sameSite: "strict", path: "/", maxAge: Duration.seconds(maxAgeSeconds), secure })
+
+export const ConsoleLive = HttpApiBuilder.group(Api, "console", (handlers) =>
+  Effect.gen(function*() {
+    const sessions = yield* ConsoleSessions
+    const settings = yield* ConsoleSettings
+    const info = (operator: Operator) =>
+      new ConsoleSessionInfo({
+        signed_in_with: operator._tag === "ConsoleSession" ? "console_session" : operator._tag === "AdminKey" ? "admin_key" : "admin_token",
+        expires_at: operator._tag === "ConsoleSession" ? operator.expiresAt : null,
+        trace_url: settings.traceUrl
+      })
+    return handlers
+      .handle("signIn", ({ headers, payload }) =>
+        Effect.gen(function*() {
+          if (!isOwnOrigin(headers.origin, headers.host)) {
+            return yield* new Forbidden({ detail: "Sign in from the console page of this server (its own Origin)." })
+          }
+          const session = yield* sessions.signIn(payload.admin_token)
+          const body = Schema.encodeSync(ConsoleSessionInfo)(info({ _tag: "ConsoleSession", ...session }))
+          return HttpServerResponse.unsafeJson(body).pipe(
+            consoleCookie(Redacted.value(session.id), CONSOLE_SESSION_SECONDS, headers["x-forwarded-proto"] === "https")
+          )
+        }))
+      .handle("session", () => Effect.map(CurrentOperator, info))
+      .handle("signOut", () =>
+        Effect.gen(function*() {
+          const operator = yield* CurrentOperator
+          if (operator._tag === "ConsoleSession") yield* sessions.signOut(operator.id)
+          return HttpServerResponse.empty({ status: 204 }).pipe(consoleCookie("", 0, false))
+        }))
+  }))
+
+export const HandlersLive = Layer.mergeAll(HealthLive, ProblemsLive, AuthLive, OperationsLive, SessionsLive, MessagesLive, MemoryLive, AdminLive, ConsoleLive)

@@ -62,6 +62,10 @@ export interface TestServerOptions {
   readonly rateLimit?: { readonly limit: number; readonly windowMillis: number }
   /** MCP session bounds and allowed origins. */
   readonly mcp?: McpOptions
+  /** BULWARK_TRACE_URL. */
+  readonly traceUrl?: string
+  /** OTEL_TRACES_SAMPLER_ARG. */
+  readonly traceSampleRatio?: number
 }
 
 /** How many times the work of `/__test/hang` was interrupted (its finalizer ran). */
@@ -126,7 +130,9 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
       ...(options.eventHeartbeat === undefined ? {} : { eventHeartbeat: options.eventHeartbeat }),
       ...(options.rateLimitStore === undefined ? {} : { rateLimitStore: options.rateLimitStore }),
       ...(options.idleTimeoutSeconds === undefined ? {} : { idleTimeoutSeconds: options.idleTimeoutSeconds }),
-      ...(options.mcp === undefined ? {} : { mcp: options.mcp })
+      ...(options.mcp === undefined ? {} : { mcp: options.mcp }),
+      ...(options.traceUrl === undefined ? {} : { traceUrl: options.traceUrl }),
+      ...(options.traceSampleRatio === undefined ? {} : { traceSampleRatio: options.traceSampleRatio })
     })
   )
   const address = await runtime.runPromise(Effect.map(HttpServer.HttpServer, (server) => server.address))
