@@ -1,6 +1,6 @@
 /**
  * Cache-aside reads (SPEC §3, §5). A hit is decoded with the value's schema; an entry that does not
- * decode is logged (key and a 200-character sample), deleted, and read again from the database, so
+ * decode is logged (key and a sanitised 200-character sample), deleted, and read again from the database, so
  * corruption is neither a 500 nor a silent miss. When the cache fails: with `BULWARK_CACHE_REQUIRED`
  * the request fails with 503 `CACHE_UNAVAILABLE`; without it the database serves, and the failure
  * is ledgered at severity `warning` (the breaker's own fast rejections are not ledgered one by one:
@@ -10,11 +10,10 @@ import { Context, Duration, Effect, Either, Layer, Option, Schema } from "effect
 import { Database } from "../layers/database/Database.js"
 import { Cache } from "../layers/cache/Cache.js"
 import type { CacheUnavailable } from "../src/errors.js"
+import { sanitizeSample } from "../src/telemetry/Sanitize.js"
 import { ErrorLedger } from "./ErrorLedger.js"
 
 export class CachePolicy extends Context.Tag("bulwark/CachePolicy")<CachePolicy, { readonly required: boolean }>() {}
-
-const SAMPLE_LENGTH = 200
 
 /**
  * Stored for a key the database does not have, when the caller asks for misses to be cached. Not
@@ -113,7 +112,7 @@ const make = Effect.gen(function*() {
         const decoded = decodeOnce(key, hit.value, decode)
         if (Option.isSome(decoded)) return Effect.succeed(decoded)
         return Effect.logWarning("a cached value did not decode; deleted and read from the database").pipe(
-          Effect.annotateLogs({ key, sample: hit.value.slice(0, SAMPLE_LENGTH) }),
+          Effect.annotateLogs({ key, sample: sanitizeSample(hit.value) }),
           Effect.zipRight(cache.delete(key).pipe(Effect.catchAll(tolerate(undefined)))),
           Effect.zipRight(fromDatabase)
         )

@@ -132,13 +132,33 @@ interface GroupRow {
   readonly severity: ErrorGroup["severity"]
 }
 
+/**
+ * PostgreSQL's text cannot hold U+0000 (22021), and one such character would fail the whole batch:
+ * the ledger records what it was given, so NUL is kept as the replacement character, as other
+ * undecodable bytes already are.
+ */
+const storable = (row: LedgerRow): LedgerRow => {
+  let copy: Record<string, unknown> | undefined
+  for (const [column, value] of Object.entries(row)) {
+    if (typeof value === "string" && value.includes("\u0000")) {
+      copy ??= { ...row }
+      copy[column] = value.replaceAll("\u0000", "\uFFFD")
+    }
+  }
+  return (copy as LedgerRow | undefined) ?? row
+}
+
 export class ErrorsRepo extends Effect.Service<ErrorsRepo>()("bulwark/ErrorsRepo", {
   effect: Effect.gen(function*() {
     const db = yield* Database
     const sql = db.sql
 
+    // A retry after a commit whose reply was lost (a dropped connection) finds its rows there already.
     const insertBatch = (rows: ReadonlyArray<LedgerRow>) =>
-      db.write("errors.insert_batch", sql`INSERT INTO errors ${sql.insert(rows.map((row) => ({ ...row, resolved: 0 })))}`)
+      db.write(
+        "errors.insert_batch",
+        sql`INSERT INTO errors ${sql.insert(rows.map((row) => ({ ...storable(row), resolved: 0 })))} ON CONFLICT (error_id) DO NOTHING`
+      )
 
     const find = (errorId: string) =>
       db.read("errors.find", sql<Record<string, unknown>>`SELECT * FROM errors WHERE error_id = ${errorId}`).pipe(

@@ -395,16 +395,20 @@ const make = (options: EventsOptions) =>
       }
     })
 
-    yield* Effect.zipRight(pingAll, checkAll).pipe(
-      Effect.repeat(Schedule.spaced(heartbeat)),
-      Effect.delay(heartbeat),
-      Effect.forkScoped
-    )
-    const unwellCheckEvery = options.unwellCheckEvery ?? "1 second"
-    yield* Effect.whenEffect(checkAll, Effect.map(bus.healthy, (healthy) => !healthy)).pipe(
-      Effect.repeat(Schedule.spaced(unwellCheckEvery)),
-      Effect.delay(unwellCheckEvery),
-      Effect.forkScoped
+    /** A background loop whose round never ends it: a defect is logged with its cause and the next round runs. */
+    const everyRound = (name: string, every: Duration.DurationInput, round: Effect.Effect<unknown>) =>
+      round.pipe(
+        Effect.catchAllCause((cause) => Effect.logError(`event streams: ${name} failed; next round as usual`, cause)),
+        Effect.repeat(Schedule.spaced(every)),
+        Effect.delay(every),
+        Effect.forkScoped
+      )
+
+    yield* everyRound("heartbeat", heartbeat, Effect.zipRight(pingAll, checkAll))
+    yield* everyRound(
+      "check while the bus is unwell",
+      options.unwellCheckEvery ?? "1 second",
+      Effect.whenEffect(checkAll, Effect.map(bus.healthy, (healthy) => !healthy))
     )
 
     /** Open streams and the sessions they watch in this process (for tests and the bench). */

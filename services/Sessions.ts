@@ -1,5 +1,6 @@
 /** Sessions of a tenant: create, read, list by cursor, delete. */
 import { Effect, Either, Option, Schema } from "effect"
+import { StoredText } from "../src/domain/Ids.js"
 import { CreateSession, Session, SessionPage } from "../src/domain/Session.js"
 import { FieldIssue, ValidationFailed } from "../src/errors.js"
 import { newId, nowIso } from "./Clock.js"
@@ -20,7 +21,7 @@ const SESSION_TTL = "60 seconds"
 const MISSING_SESSION_TTL = "60 seconds"
 const sessionCacheKey = (tenantId: string, id: string) => `session:${tenantId}:${id}`
 
-const Cursor = Schema.compose(Schema.StringFromBase64Url, Schema.parseJson(Schema.Tuple(Schema.String, Schema.String)))
+const Cursor = Schema.compose(Schema.StringFromBase64Url, Schema.parseJson(Schema.Tuple(StoredText, StoredText)))
 const encodeCursor = Schema.encodeSync(Cursor)
 const decodeCursor = Schema.decodeUnknownEither(Cursor)
 

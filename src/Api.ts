@@ -79,6 +79,7 @@ export class OptionalOperator extends HttpApiMiddleware.Tag<OptionalOperator>()(
 const Status = Schema.Struct({ status: Schema.Literal("ok") })
 
 export class HealthGroup extends HttpApiGroup.make("health", { topLevel: true })
+  .annotate(OpenApi.Description, "Liveness, readiness and health of the server and its dependencies.")
   .add(
     HttpApiEndpoint.get("live", "/health/live")
       .annotate(OpenApi.Summary, "Liveness probe")
@@ -115,6 +116,7 @@ export const ProblemTypeDescription = Schema.Struct({
 }).annotations({ identifier: "ProblemType" })
 
 export class ProblemsGroup extends HttpApiGroup.make("problems", { topLevel: true })
+  .annotate(OpenApi.Description, "The problem types every error response names in `type`.")
   .add(
     HttpApiEndpoint.get("describe", "/problems/:slug")
       .annotate(OpenApi.Summary, "Describe a problem type")
@@ -140,6 +142,7 @@ export const IdempotencyHeaders = Schema.Struct({
 })
 
 export class AuthGroup extends HttpApiGroup.make("auth")
+  .annotate(OpenApi.Description, "Access tokens for API keys.")
   .add(
     HttpApiEndpoint.post("token", "/token")
       .annotate(OpenApi.Summary, "Exchange an API key for an access token")
@@ -164,6 +167,7 @@ export class AuthGroup extends HttpApiGroup.make("auth")
 {}
 
 export class OperationsGroup extends HttpApiGroup.make("operations", { topLevel: true })
+  .annotate(OpenApi.Description, "Metrics for operators.")
   .add(
     HttpApiEndpoint.get("metrics", "/metrics")
       .annotate(OpenApi.Summary, "Prometheus metrics")
@@ -175,6 +179,7 @@ export class OperationsGroup extends HttpApiGroup.make("operations", { topLevel:
 {}
 
 export class SessionsGroup extends HttpApiGroup.make("sessions")
+  .annotate(OpenApi.Description, "Sessions: the shared context agents work in.")
   .add(
     HttpApiEndpoint.post("create", "/")
       .annotate(OpenApi.Summary, "Create a session")
@@ -213,6 +218,7 @@ export class SessionsGroup extends HttpApiGroup.make("sessions")
 const memoryPath = Schema.Struct({ id: SessionId, key: MemoryKey })
 
 export class MessagesGroup extends HttpApiGroup.make("messages")
+  .annotate(OpenApi.Description, "Messages of a session, and their live stream.")
   .add(
     HttpApiEndpoint.post("post", "/:id/messages")
       .annotate(OpenApi.Summary, "Post a message")
@@ -256,6 +262,7 @@ export class MessagesGroup extends HttpApiGroup.make("messages")
 {}
 
 export class MemoryGroup extends HttpApiGroup.make("memory")
+  .annotate(OpenApi.Description, "A session's key/value memory.")
   .add(
     HttpApiEndpoint.put("put", "/:id/memory/:key")
       .annotate(OpenApi.Summary, "Set a memory key")
@@ -293,6 +300,7 @@ export class MemoryGroup extends HttpApiGroup.make("memory")
 {}
 
 export class AdminGroup extends HttpApiGroup.make("admin")
+  .annotate(OpenApi.Description, "Tenants, API keys, breakers and the error ledger, for operators.")
   .add(
     HttpApiEndpoint.post("createTenant", "/tenants")
       .annotate(OpenApi.Summary, "Create a tenant and its first API key")
@@ -476,8 +484,8 @@ const headersOf = (path: string, status: number): Json => {
   if (status === 429 || status === 503) headers["Retry-After"] = ref("RetryAfter")
   if (status === 401) headers["WWW-Authenticate"] = ref("WWWAuthenticate")
   if (status === 405) headers["Allow"] = ref("Allow")
-  // Health probes are never counted; other requests are, once their bucket is known (SPEC §4).
-  if (!isHealthProbe(path) && status < 400) {
+  // Health probes are never counted; every other response that was counted carries them (SPEC §4).
+  if (!isHealthProbe(path)) {
     headers["RateLimit-Limit"] = ref("RateLimitLimit")
     headers["RateLimit-Remaining"] = ref("RateLimitRemaining")
     headers["RateLimit-Reset"] = ref("RateLimitReset")
@@ -520,6 +528,8 @@ const documentTruthfully = (spec: Json): Json => {
       }
     }
   }
+  // HttpApi's own decode error (and what only it uses) is never sent: its failures are rendered as problems.
+  for (const unused of ["HttpApiDecodeError", "Issue", "PropertyKey"]) delete spec.components.schemas[unused]
   withoutUnknownIds(spec)
   return spec
 }

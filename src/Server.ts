@@ -60,6 +60,8 @@ export interface ServerOptions {
   readonly memoryResilience?: Database.DatabaseResilience
   /** How often an event stream pings and checks its session (SPEC: 15 s; tests shorten it). */
   readonly eventHeartbeat?: Duration.DurationInput
+  /** Seconds a connection may send nothing before Bun closes it (Bun's default, 10; tests shorten it). */
+  readonly idleTimeoutSeconds?: number
   /** MCP session bounds and allowed origins (tests shorten the idle expiry). */
   readonly mcp?: McpEndpoint.McpOptions
   /** BULWARK_TRACE_URL (see `consoleTracingConfig`). */
@@ -138,7 +140,7 @@ const serverContext = Layer.mergeAll(BunHttpPlatform.layer, Etag.layerWeak).pipe
 )
 
 /** Bun serves the hot routes and `/mcp` itself; every other request goes to the HttpApi app. */
-const listen = (config: AppConfigShape, mcp: McpEndpoint.McpOptions | undefined) =>
+const listen = (config: AppConfigShape, mcp: McpEndpoint.McpOptions | undefined, idleTimeoutSeconds = 10) =>
   Layer.unwrapScoped(
     Effect.map(Effect.zipWith(HotRoutes.make({ requestTimeoutMillis: config.requestTimeoutMillis, routeOf }), McpEndpoint.make(mcp), (hot, mcpRoutes) => ({ ...hot, ...mcpRoutes })), (routes) =>
       BunHttpServer.layerServer({
@@ -146,6 +148,7 @@ const listen = (config: AppConfigShape, mcp: McpEndpoint.McpOptions | undefined)
         hostname: config.host,
         // Above our own 1 MiB rule, so that the boundary (not Bun) answers oversized bodies.
         maxRequestBodySize: 16 * 1024 * 1024,
+        idleTimeout: idleTimeoutSeconds,
         routes
       }))
   ).pipe(
@@ -164,7 +167,7 @@ export const MainLive = (options: ServerOptions) =>
     Layer.provide(Boundary.layer({ requestTimeoutMillis: options.config.requestTimeoutMillis, routeOf })),
     Layer.provide(ApiLive),
     HttpServer.withLogAddress,
-    Layer.provideMerge(listen(options.config, options.mcp)),
+    Layer.provideMerge(listen(options.config, options.mcp, options.idleTimeoutSeconds)),
     Layer.provide(ServicesLive(options)),
     Layer.provide(Logging.layer({ format: options.config.logFormat, level: options.config.logLevel })),
     Layer.provide(TelemetryLive(options)),

@@ -62,6 +62,8 @@ export interface DatabaseShape {
     effect: Effect.Effect<A, E, R>
   ) => Effect.Effect<A, E | DbOperational | Overloaded, R>
   readonly breaker: CircuitBreaker.CircuitBreaker<DbOperational>
+  /** Statements run synchronously on the event loop (SQLite), not over a socket (PostgreSQL). */
+  readonly runsOnTheLoop: boolean
   /**
    * A number that changes whenever the database is committed to by another process (the CLI,
    * another instance), and also by this one (SQLite's `PRAGMA data_version`, read on a connection
@@ -90,6 +92,8 @@ export interface GuardOptions<E extends { readonly transient: boolean }> {
   /** Only this dependency's own errors move its breaker or are retried. */
   readonly isUnavailable: (error: unknown) => error is E
   readonly unavailable: (fields: UnavailableFields) => E
+  /** See `BreakerOptions.runsOnTheLoop`. */
+  readonly runsOnTheLoop: boolean
 }
 
 /**
@@ -103,6 +107,7 @@ export const makeGuards = <E extends { readonly transient: boolean }>(options: G
     const breaker = yield* CircuitBreaker.make<E>({
       ...resilience.breaker,
       dependency,
+      runsOnTheLoop: options.runsOnTheLoop,
       isFailure: options.isUnavailable,
       rejected: (retryAfterSeconds) =>
         unavailable({ operation: dependency, reason: "breaker_open", transient: false, retryAfterSeconds, cause: CircuitBreaker.breakerOpenCause(dependency) }),
@@ -125,13 +130,14 @@ export const makeGuards = <E extends { readonly transient: boolean }>(options: G
 const isDbOperational = (error: unknown): error is DbOperational => error instanceof DbOperational
 
 export class Database extends Context.Tag("bulwark/Database")<Database, DatabaseShape>() {
-  static readonly make = (resilience: DatabaseResilience = defaultResilience) =>
+  static readonly make = (resilience: DatabaseResilience = defaultResilience, runsOnTheLoop = true) =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const changedElsewhere = yield* Sqlite.DataVersion
       const { breaker, retry, writes } = yield* makeGuards<DbOperational>({
         dependency: "database",
         resilience,
+        runsOnTheLoop,
         isUnavailable: isDbOperational,
         unavailable: (fields) => new DbOperational(fields)
       })
@@ -163,7 +169,7 @@ export class Database extends Context.Tag("bulwark/Database")<Database, Database
             Effect.catchIf((error): error is SqlError => error instanceof SqlError, translateSqlError(operation))
           )
         ).pipe(span(operation, "write"))
-      return Database.of({ sql, read, write, insertUnique, transaction, breaker, changedElsewhere })
+      return Database.of({ sql, read, write, insertUnique, transaction, breaker, runsOnTheLoop, changedElsewhere })
     })
 }
 
@@ -232,6 +238,9 @@ const migrated = Layer.effectDiscard(
 /** The database for the whole process: client, migrations applied, the `Database` door. */
 export const layer = (options: DatabaseOptions) =>
   Layer.merge(
-    Layer.effect(Database, Database.make(sizedToPool(options.resilience ?? defaultResilience, options.url, "database"))),
+    Layer.effect(
+      Database,
+      Database.make(sizedToPool(options.resilience ?? defaultResilience, options.url, "database"), options.url._tag !== "Postgres")
+    ),
     migrated
   ).pipe(Layer.provideMerge(clientLayer(options)))

@@ -13,10 +13,11 @@
  * every second instead of trusting silence. An event that could not be published is published again
  * with the next probe that gets through (the newest per session: it is a hint to read, not data).
  */
-import { Clock, Context, Duration, Effect, Either, Layer, Runtime, Schedule, Schema, type Scope } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Either, Layer, Runtime, Schedule, Schema, type Scope } from "effect"
 import { Cache } from "../cache/Cache.js"
 import { Message } from "../../src/domain/Message.js"
 import type { CacheUnavailable } from "../../src/errors.js"
+import { sanitizeSample } from "../../src/telemetry/Sanitize.js"
 
 export const SessionEvent = Schema.Union(
   Schema.TaggedStruct("MessagePosted", { tenantId: Schema.String, message: Message }),
@@ -117,11 +118,15 @@ export class EventBus extends Context.Tag("bulwark/EventBus")<EventBus, EventBus
           if (Either.isLeft(decoded)) {
             // Not ours to act on; streams catch up from the database whatever was meant.
             runFork(Effect.logWarning("an event on the session channel did not decode; ignored").pipe(
-              Effect.annotateLogs({ channel: CHANNEL, sample: text.slice(0, 200) })
+              Effect.annotateLogs({ channel: CHANNEL, sample: sanitizeSample(text) })
             ))
           } else if (decoded.right.origin !== origin) {
             // Our own events were delivered in process when they were published.
-            listener.event(decoded.right.event)
+            try {
+              listener.event(decoded.right.event)
+            } catch (defect) {
+              runFork(Effect.logError("delivering a session event from another process failed", Cause.die(defect)))
+            }
           }
         }
         yield* cache.subscribe(CHANNEL, hear)
@@ -168,7 +173,10 @@ export class EventBus extends Context.Tag("bulwark/EventBus")<EventBus, EventBus
         const publish = (event: SessionEvent) => {
           const text = encodeEnvelope({ origin, event })
           return Effect.zipRight(
-            Effect.sync(() => listener.event(event)),
+            // The message is stored: a defect among this process's streams must not fail its post.
+            Effect.sync(() => listener.event(event)).pipe(
+              Effect.catchAllDefect((defect) => Effect.logError("delivering a session event in process failed", Cause.die(defect)))
+            ),
             cache.publish(CHANNEL, text).pipe(Effect.tapError(() => Effect.sync(() => keepUnsent(event, text))))
           )
         }

@@ -17,7 +17,8 @@ export interface LoopDelayShape {
   readonly heldUpBetween: (from: number, to: number) => number
 }
 
-const unmeasured: LoopDelayShape = { heldUpBetween: () => 0 }
+/** Nothing is subtracted. */
+export const unmeasured: LoopDelayShape = { heldUpBetween: () => 0 }
 
 export class LoopDelay extends Context.Reference<LoopDelay>()("bulwark/LoopDelay", { defaultValue: () => unmeasured }) {}
 

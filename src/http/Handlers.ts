@@ -11,7 +11,7 @@ import { Auth } from "../../services/Auth.js"
 import { ErrorRecords } from "../../services/ErrorLedger.js"
 import { Health } from "../../services/Health.js"
 import { Idempotency } from "../../services/Idempotency.js"
-import { Events } from "../../services/Events.js"
+import { Events, type StreamRequest, type StreamSink } from "../../services/Events.js"
 import { Memory } from "../../services/Memory.js"
 import { Messages } from "../../services/Messages.js"
 import { Sessions } from "../../services/Sessions.js"
@@ -85,6 +85,10 @@ export const SessionsLive = HttpApiBuilder.group(Api, "sessions", (handlers) =>
       .handle("delete", ({ path }) => Effect.flatMap(CurrentPrincipal, (caller) => sessions.remove(caller.tenantId, path.id)))
   }))
 
+/** Built outside the handler, so an open stream holds these values and not the handler's whole scope. */
+const opener = (events: Events["Type"], tenantId: string, sessionId: string, after: number, request: StreamRequest) => (sink: StreamSink) =>
+  events.open(tenantId, sessionId, after, request, sink)
+
 export const MessagesLive = HttpApiBuilder.group(Api, "messages", (handlers) =>
   Effect.gen(function*() {
     const messages = yield* Messages
@@ -108,7 +112,7 @@ export const MessagesLive = HttpApiBuilder.group(Api, "messages", (handlers) =>
             userAgent: inFlight?.userAgent,
             traceId: Option.getOrUndefined(Option.map(span, (s) => s.traceId))
           }
-          return yield* eventStreamResponse((sink) => events.open(caller.tenantId, path.id, after, request, sink))
+          return yield* eventStreamResponse(opener(events, caller.tenantId, path.id, after, request))
         }))
   }))
 

@@ -198,3 +198,47 @@ describe("errors before the stream starts are plain problems", () => {
     await expectProblem(await server.fetch(`/v1/sessions/${sessionId}/events`), 401, "AUTH_MISSING")
   })
 })
+
+describe("an open stream and the server's idle timeout", () => {
+  test("a stream with nothing to send outlives the idle timeout that closes other silent connections", async () => {
+    // Pings only once a minute, and Bun closes a silent connection after one second.
+    const quietServer = await startServer({ eventHeartbeat: "60 seconds", idleTimeoutSeconds: 1 })
+    try {
+      const quietKey = (await quietServer.createTenant()).api_key
+      const sessionId = ((await (await quietServer.fetch("/v1/sessions", withKey(quietKey, { method: "POST", body: "{}" }))).json()) as { id: string }).id
+      const client = await openEvents(`${quietServer.url}/v1/sessions/${sessionId}/events`, withKey(quietKey))
+      // A keep-alive connection that says nothing after its request, for comparison: the idle timeout is in force.
+      let silentClosedAt: number | undefined
+      const openedAt = performance.now()
+      const silent = await Bun.connect({
+        hostname: "127.0.0.1",
+        port: Number(new URL(quietServer.url).port),
+        socket: {
+          open(socket) {
+            socket.write("GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+          },
+          data() {},
+          close() {
+            silentClosedAt = performance.now()
+          }
+        }
+      })
+      try {
+        await eventually(async () => (silentClosedAt !== undefined ? true : undefined), 6000)
+        expect(silentClosedAt! - openedAt).toBeGreaterThan(500)
+        const posted = await quietServer.fetch(`/v1/sessions/${sessionId}/messages`, withKey(quietKey, {
+          method: "POST",
+          body: JSON.stringify({ agent_id: "writer", content: "still there" })
+        }))
+        expect(posted.status).toBe(201)
+        const event = await client.nextEvent(2000)
+        expect(JSON.parse(event.data)).toMatchObject({ seq: 1, content: "still there" })
+      } finally {
+        silent.end()
+        client.close()
+      }
+    } finally {
+      await quietServer.close()
+    }
+  }, 15_000)
+})

@@ -29,31 +29,55 @@ interface Queryable {
 
 type TransformRows = (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined
 
+/** The driver's own words, with SQLSTATE (or its connection error code) first. */
+export const describeDriverError = (cause: unknown): string => {
+  if (!(cause instanceof Error)) return String(cause)
+  const { code, errno } = cause as { code?: unknown; errno?: unknown }
+  const state = typeof errno === "string" ? errno : typeof code === "string" ? code : undefined
+  return state === undefined ? cause.message : `${state}: ${cause.message}`
+}
+
 const run = <A>(target: Queryable, query: string, params: ReadonlyArray<unknown>, read: (query: SQL.Query<any>) => Promise<A>) =>
   Effect.async<A, SqlError>((resume) => {
     const pending = target.unsafe(query, params as Array<unknown>)
     read(pending).then(
       (result) => resume(Effect.succeed(result)),
-      (cause) => resume(Effect.fail(new SqlError({ cause, message: "Failed to execute statement" })))
+      (cause) => resume(Effect.fail(new SqlError({ cause, message: describeDriverError(cause) })))
     )
     // An interrupted call (its timeout, a client that left) cancels the statement on the server.
     return Effect.sync(() => pending.cancel())
   })
 
+/**
+ * 57P01/57P02 answer a statement only when its connection was terminated (by an operator, a
+ * failover, a crash): the statement did not run. A pooled connection can be found dead this way
+ * once each (the pool hands it out before it has read the server's farewell), so a statement on
+ * the pool is run again at once on another, up to once per connection of the pool.
+ */
+const terminatedUnderUs = (error: SqlError) => {
+  const state = (error.cause as { errno?: unknown } | null)?.errno
+  return state === "57P01" || state === "57P02"
+}
+
 const rowsOf = (query: SQL.Query<any>): Promise<ReadonlyArray<any>> => query.then((rows: Array<any>) => Array.from(rows))
 
 class BunPgConnection implements Connection {
-  constructor(private readonly target: Queryable) {}
+  /** `reconnects`: how many terminated connections a statement may meet (0 on a reserved one). */
+  constructor(private readonly target: Queryable, private readonly reconnects: number) {}
 
+  private run<A>(query: string, params: ReadonlyArray<unknown>, read: (query: SQL.Query<any>) => Promise<A>) {
+    const once = run(this.target, query, params, read)
+    return this.reconnects === 0 ? once : Effect.retry(once, { while: terminatedUnderUs, times: this.reconnects })
+  }
   execute(query: string, params: ReadonlyArray<unknown>, transformRows: TransformRows) {
-    const rows = run(this.target, query, params, rowsOf)
+    const rows = this.run(query, params, rowsOf)
     return transformRows === undefined ? rows : Effect.map(rows, transformRows)
   }
   executeRaw(query: string, params: ReadonlyArray<unknown>) {
-    return run(this.target, query, params, (pending) => pending.then((result: unknown) => result))
+    return this.run(query, params, (pending) => pending.then((result: unknown) => result))
   }
   executeValues(query: string, params: ReadonlyArray<unknown>) {
-    return run(this.target, query, params, (pending) => pending.values().then((rows: Array<Array<unknown>>) => Array.from(rows)))
+    return this.run(query, params, (pending) => pending.values().then((rows: Array<Array<unknown>>) => Array.from(rows)))
   }
   executeUnprepared(query: string, params: ReadonlyArray<unknown>, transformRows: TransformRows) {
     return this.execute(query, params, transformRows)
@@ -89,13 +113,13 @@ export const make = (options: BunPgClientOptions): Effect.Effect<BunPgClient, ne
     const reserve = Effect.acquireRelease(
       Effect.tryPromise({
         try: () => pool.reserve(),
-        catch: (cause) => new SqlError({ cause, message: "Failed to reserve a connection for a transaction" })
+        catch: (cause) => new SqlError({ cause, message: `cannot reserve a connection: ${describeDriverError(cause)}` })
       }),
       (reserved) => Effect.sync(() => reserved.release())
-    ).pipe(Effect.map((reserved): Connection => new BunPgConnection(reserved)))
+    ).pipe(Effect.map((reserved): Connection => new BunPgConnection(reserved, 0)))
     const url = new URL(Redacted.value(options.url))
     const sql = yield* SqlClient.make({
-      acquirer: Effect.succeed(new BunPgConnection(pool)),
+      acquirer: Effect.succeed(new BunPgConnection(pool, options.maxConnections)),
       transactionAcquirer: reserve,
       compiler: makeCompiler(),
       spanAttributes: [
