@@ -78,6 +78,13 @@ const respond = (file: BundleFile, body: ArrayBuffer): () => Response => {
   return () => new Response(body, { headers })
 }
 
+/**
+ * The bundler refers to the page's files relative to where it wrote the page (`./x.js` from source,
+ * `../x.js` in the build); the page answers at every depth under `/console`, so they are made absolute.
+ */
+const withAbsoluteReferences = (html: string, names: ReadonlyArray<string>): string =>
+  names.reduce((text, name) => text.replaceAll(new RegExp(`(src|href)="(?:\\.{1,2}/)*${name.replaceAll(".", "\\.")}"`, "g"), `$1="/console/${name}"`), html)
+
 export type Routes = Record<string, { GET: () => Response }>
 
 /** `GET` routes for Bun.serve: the page at `/console` and below, each bundled file at `/console/{name}`. */
@@ -89,6 +96,7 @@ export const make: Effect.Effect<Routes, StartupError> = Effect.gen(function*() 
   })
   const page = files.findIndex((file) => isHtml(file.contentType))
   if (page === -1) return yield* Effect.fail(new StartupError("console", "the console bundle has no page"))
+  bodies[page] = new TextEncoder().encode(withAbsoluteReferences(new TextDecoder().decode(bodies[page]), files.map((file) => file.name))).buffer
   const routes: Routes = {}
   files.forEach((file, i) => {
     if (i !== page) routes[`/console/${file.name}`] = { GET: respond(file, bodies[i]!) }
