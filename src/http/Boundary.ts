@@ -6,7 +6,7 @@
  */
 import { HttpApiBuilder, HttpMethod, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { HttpApp } from "@effect/platform"
-import { Effect, Exit, FiberId, Option, type Tracer } from "effect"
+import { Cause, Effect, Exit, FiberId, HashSet, Option, type Tracer } from "effect"
 import { TENANT_ATTRIBUTE } from "../../services/Auth.js"
 import { ErrorLedger } from "../../services/ErrorLedger.js"
 import { RateLimiter } from "../../services/RateLimiter.js"
@@ -141,6 +141,19 @@ const renderFailure = (
  */
 type Deadline = <A, E, R>(work: Effect.Effect<A, E, R>) => Effect.Effect<A, E | Timeout, R>
 
+/**
+ * The work was interrupted, and not by the deadline: by the request's own interruption (a client
+ * that left), which reaches the work at once, while the request itself may not be interruptible
+ * yet. The request's interruptors say who it was, so a client abort stays a client abort (499,
+ * nothing ledgered) instead of an anonymous interruption rendered as a 500.
+ */
+const asRequestInterruption = <A, E>(exit: Exit.Exit<A, E>): Effect.Effect<A, E> =>
+  Effect.descriptorWith((request) =>
+    HashSet.size(request.interruptors) === 0
+      ? exit
+      : Effect.failCause(HashSet.reduce(request.interruptors, Cause.empty as Cause.Cause<E>, (cause, id) => Cause.parallel(cause, Cause.interrupt(id))))
+  )
+
 const withDeadline = (millis: number): Deadline => <A, E, R>(work: Effect.Effect<A, E, R>): Effect.Effect<A, E | Timeout, R> =>
   Effect.flatMap(Effect.fork(work), (fiber) =>
     Effect.async<A, E | Timeout>((resume) => {
@@ -151,7 +164,11 @@ const withDeadline = (millis: number): Deadline => <A, E, R>(work: Effect.Effect
       }, millis)
       fiber.addObserver((exit) => {
         clearTimeout(timer)
-        resume(late && Exit.isInterrupted(exit) ? Effect.fail(new Timeout({ afterMillis: millis })) : exit)
+        resume(
+          late && Exit.isInterrupted(exit)
+            ? Effect.fail(new Timeout({ afterMillis: millis }))
+            : Exit.isInterrupted(exit) ? asRequestInterruption(exit) : exit
+        )
       })
       // The request itself is interrupted (the client went away): its work goes too, and is waited for.
       return Effect.suspend(() => {
