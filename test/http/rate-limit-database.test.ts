@@ -3,8 +3,8 @@
  * on one SQLite file shared by two servers: their leases add up to the limit, never past it, and a
  * used-up window is refused by both with 429 and `Retry-After`.
  */
-import { Database as BunDatabase } from "bun:sqlite"
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import { readRows } from "../support/postgres.js"
 import { expectProblem, startServer, type TestServer, withKey } from "../support/server.js"
 
 const LIMIT = 20
@@ -50,12 +50,8 @@ describe("rate limits counted in a shared database", () => {
     expect(served).toBeLessThanOrEqual(LIMIT)
     // Units leased but not used by one server are lost to the other; leases shrink near the limit.
     expect(served).toBeGreaterThanOrEqual(LIMIT - 4)
-    const reader = new BunDatabase(first.databaseFile, { readonly: true })
-    try {
-      const row = reader.query<{ taken: number }, [string]>("SELECT taken FROM rate_counts WHERE bucket = ?").get(`key:${api_key_id}`)
-      expect(row?.taken).toBeGreaterThanOrEqual(LIMIT)
-    } finally {
-      reader.close()
-    }
+    // BIGINT: PostgreSQL's driver gives it as text.
+    const [row] = await readRows<{ taken: number | string }>(first.databaseUrl, "SELECT taken FROM rate_counts WHERE bucket = ?", [`key:${api_key_id}`])
+    expect(Number(row?.taken)).toBeGreaterThanOrEqual(LIMIT)
   })
 })
