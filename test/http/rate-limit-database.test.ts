@@ -3,8 +3,9 @@
  * on one SQLite file shared by two servers: their leases add up to the limit, never past it, and a
  * used-up window is refused by both with 429 and `Retry-After`.
  */
+import { Database as BunDatabase } from "bun:sqlite"
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { readRows } from "../support/postgres.js"
+import { readRows, sqliteOnly } from "../support/postgres.js"
 import { expectProblem, startServer, type TestServer, withKey } from "../support/server.js"
 
 const LIMIT = 20
@@ -55,7 +56,7 @@ describe("rate limits counted in a shared database", () => {
     expect(Number(row?.taken)).toBeGreaterThanOrEqual(LIMIT)
   })
 
-  test("when the database cannot take a lease, the request is refused with its 503 and Retry-After, never let through uncounted", async () => {
+  sqliteOnly("holds SQLite's file lock")("when the database cannot take a lease, the request is refused with its 503 and Retry-After, never let through uncounted", async () => {
     const server = await startServer({ rateLimit: { limit: 1000, windowMillis: 3_600_000 }, rateLimitStore: "database" })
     try {
       const { api_key } = await server.createTenant()
