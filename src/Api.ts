@@ -8,7 +8,7 @@ import { CurrentOperator, CurrentPrincipal } from "./domain/Principal.js"
 import { ErrorGroup, ErrorGroupList, ErrorList, ErrorRecord, ErrorStats, Fingerprint, ListErrorsParams, ListGroupsParams, ResolveError, StatsParams } from "./domain/ErrorRecord.js"
 import { AccessToken, TokenRequest } from "./domain/Auth.js"
 import { ConsoleSessionInfo, ConsoleSignIn, SignInHeaders } from "./domain/Console.js"
-import { BreakerAction, BreakerStatus, Dependency, HealthReport } from "./domain/Health.js"
+import { BreakerAction, BreakerStatus, Dependency, HealthReport, Rates } from "./domain/Health.js"
 import { Uuid } from "./domain/Ids.js"
 import { ApiError } from "./domain/Problem.js"
 import { MemoryEntry, MemoryKey, MemoryList, PutMemory } from "./domain/Memory.js"
@@ -340,6 +340,12 @@ export class AdminGroup extends HttpApiGroup.make("admin")
       .annotate(OpenApi.Description, "Force a breaker open, close (reset) it, or disable it.")
   )
   .add(
+    HttpApiEndpoint.get("rates", "/rates")
+      .annotate(OpenApi.Summary, "Request and error rates, last hour")
+      .addSuccess(Rates)
+      .annotate(OpenApi.Description, "Requests and error responses per minute over the last hour, as counted by this instance.")
+  )
+  .add(
     HttpApiEndpoint.get("listErrors", "/errors")
       .annotate(OpenApi.Summary, "List error records")
       .setUrlParams(refusingUnknownFields(ListErrorsParams))
@@ -399,6 +405,7 @@ export class AdminGroup extends HttpApiGroup.make("admin")
 {}
 
 export class ConsoleGroup extends HttpApiGroup.make("console")
+  .annotate(OpenApi.Description, "The operators' console: its sign-in session.")
   .add(
     HttpApiEndpoint.post("signIn", "/session")
       .annotate(OpenApi.Summary, "Sign in to the console")
@@ -468,7 +475,7 @@ const responseHeaders: Json = {
   }),
   RateLimitRemaining: header("Requests left in the current window.", { type: "string", pattern: "^[0-9]+$" }),
   RateLimitReset: header("Seconds until the window resets.", { type: "string", pattern: "^[0-9]+$" }),
-  CacheControl: header("`no-store` on responses that carry a secret; `private, no-store` on every other response to a request with credentials.", {
+  CacheControl: header("`no-store` on responses that carry a secret; `private, no-store` on every other response to a request with credentials (`Authorization`, or the console's cookie).", {
     type: "string",
     enum: ["no-store", "private, no-store"]
   })
