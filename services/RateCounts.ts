@@ -17,7 +17,7 @@ import { ErrorLedger } from "./ErrorLedger.js"
 export interface LeasedCounterOptions {
   readonly limit: number
   readonly windowMillis: number
-  /** The most units one lease takes; fewer as the window fills. */
+  /** The most units one lease takes (an eighth of what is left, if less). */
   readonly maxLease?: number
 }
 
@@ -36,7 +36,7 @@ export const makeLeasedCounter = (options: LeasedCounterOptions) =>
     const db = yield* Database
     const ledger = yield* ErrorLedger
     const sql = db.sql
-    const maxLease = options.maxLease ?? 16
+    const maxLease = options.maxLease ?? 64
     const { limit } = options
     const leases = new Map<string, Lease>()
 
@@ -68,13 +68,14 @@ export const makeLeasedCounter = (options: LeasedCounterOptions) =>
       }
       const takenBefore = current !== undefined && current.window === window ? current.before + current.granted : 0
       const size = leaseSize(takenBefore)
-      return Effect.map(lease(bucket, window, size), (rows) => {
-        const taken = Number(rows[0]?.taken ?? size)
-        const before = taken - size
+      return Effect.flatMap(lease(bucket, window, size), (rows) => {
+        // An upsert with RETURNING answers one row; none is a bug, never a count of zero.
+        if (rows[0] === undefined) return Effect.dieMessage("the rate-count lease returned no row")
+        const before = Number(rows[0].taken) - size
         const granted = Math.max(0, Math.min(size, limit - before))
         leases.set(bucket, { window, before, granted, used: granted > 0 ? 1 : 0 })
         if (leases.size > MAX_BUCKETS) for (const [key, old] of leases) if (old.window < window) leases.delete(key)
-        return granted > 0 ? before + 1 : limit + 1
+        return Effect.succeed(granted > 0 ? before + 1 : limit + 1)
       })
     }
 

@@ -190,8 +190,15 @@ export interface DatabaseOptions {
 export const clientLayer = (options: DatabaseOptions): Layer.Layer<SqlClient.SqlClient, StartupError> =>
   options.url._tag === "Postgres" ? postgresClient(options, options.url) : sqliteClient(options)
 
-const sqliteClient = (options: DatabaseOptions) =>
-  Sqlite.layer({ filename: options.url._tag === "SqliteFile" ? options.url.filename : ":memory:", busyTimeoutMillis: options.sqliteBusyTimeoutMillis })
+const sqliteClient = (options: DatabaseOptions, busyTimeoutMillis = options.sqliteBusyTimeoutMillis) =>
+  Sqlite.layer({ filename: options.url._tag === "SqliteFile" ? options.url.filename : ":memory:", busyTimeoutMillis })
+
+/**
+ * How long SQLite waits on another process's lock while opening and migrating: processes started
+ * together on one new file take turns instead of failing. The event loop serves nothing yet; once
+ * migrated, the configured (short) wait applies.
+ */
+const SQLITE_START_PATIENCE_MILLIS = 5_000
 
 const postgresClient = (options: DatabaseOptions, url: Extract<DatabaseUrl, { _tag: "Postgres" }>) =>
   Postgres.layer({
@@ -226,8 +233,13 @@ const migratedClient = (options: DatabaseOptions): Layer.Layer<SqlClient.SqlClie
   options.url._tag === "Postgres"
     ? ChangeSignal.polledLayer().pipe(Layer.provideMerge(migrated), Layer.provideMerge(postgresClient(options, options.url)))
     : Layer.effect(ChangeSignal.ChangeSignal, Effect.map(Sqlite.DataVersion, ChangeSignal.fromDataVersion)).pipe(
+      Layer.provideMerge(Layer.effectDiscard(
+        Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(`PRAGMA busy_timeout = ${Math.max(0, Math.trunc(options.sqliteBusyTimeoutMillis))}`)).pipe(
+          Effect.mapError((error) => new StartupError("DATABASE_URL", `cannot set the SQLite busy timeout (${error.message})`))
+        )
+      )),
       Layer.provideMerge(migrated),
-      Layer.provideMerge(sqliteClient(options))
+      Layer.provideMerge(sqliteClient(options, SQLITE_START_PATIENCE_MILLIS))
     )
 
 /** The database for the whole process: client, migrations applied, its change signal, the `Database` door. */

@@ -58,4 +58,38 @@ describe("rate limits counted in a shared database", () => {
       reader.close()
     }
   })
+
+  test("when the database cannot take a lease, the request is refused with its 503 and Retry-After, never let through uncounted", async () => {
+    const server = await startServer({ rateLimit: { limit: 1000, windowMillis: 3_600_000 }, rateLimitStore: "database" })
+    try {
+      const { api_key } = await server.createTenant()
+      const created = await server.fetch("/v1/sessions", withKey(api_key, { method: "POST", body: "{}" }))
+      const sessionId = ((await created.json()) as { id: string }).id
+      // The key, the session and a lease (1000 / 8, at most 64 units) are now in memory: the hot
+      // read needs the database only for the next lease.
+      const read = () => server.fetch(`/v1/sessions/${sessionId}`, withKey(api_key))
+      let served = 0
+      const holder = new BunDatabase(server.databaseFile)
+      try {
+        for (; served < 200; served++) {
+          if (served === 10) holder.run("BEGIN EXCLUSIVE")
+          const response = await read()
+          if (response.status !== 200) {
+            const problem = await expectProblem(response, 503, "DATABASE_UNAVAILABLE")
+            expect(problem.retry_after_seconds).toBeGreaterThan(0)
+            break
+          }
+          await response.body?.cancel()
+        }
+      } finally {
+        holder.run("ROLLBACK")
+        holder.close()
+      }
+      // Refused once its lease ran out (it took 64 units, one of them by the create), not before.
+      expect(served).toBe(63)
+      expect((await read()).status).toBe(200)
+    } finally {
+      await server.close()
+    }
+  })
 })
