@@ -8,10 +8,12 @@
  * run (2), BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_BULWARK_DIR the Bulwark checkout to
  * start (this repository; another checkout compares two versions against the same references),
  * BENCH_DATABASES (`sqlite,postgres`), BENCH_POSTGRES_URL (the loopback PostgreSQL).
+ * Last, the live fan-out scenarios of bench/fanout.ts (its own FANOUT_* settings).
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { availableParallelism, cpus, loadavg, tmpdir } from "node:os"
 import { join, resolve } from "node:path"
+import { runFanout } from "./fanout.js"
 import { type BenchPostgres, DEFAULT_POSTGRES_URL, openBenchPostgres } from "./postgres.js"
 import { freePort, runToEnd, rssMegabytes, stopAll } from "./processes.js"
 import { buildReport, type Measurement, type ProcessStats, renderMarkdown } from "./report.js"
@@ -275,8 +277,11 @@ const run = async (settings: Settings, workDir: string, postgres: BenchPostgres 
       ...STANDING_NOTES
     ]
   })
-  const markdown = renderMarkdown(report)
-  writeResults(markdown, { settings, report, measurements })
+  await stopAll()
+  progress("live fan-out (bench/fanout.ts)")
+  const fanout = await runFanout({ repoRoot: REPO_ROOT, bulwarkDir: settings.bulwarkDir, core: settings.cores?.server ?? null, postgres })
+  const markdown = `${renderMarkdown(report)}\n\n## Live fan-out\n\n${fanout}\n`
+  writeResults(markdown, { settings, report, measurements, fanout })
   console.log(markdown)
   progress(`written to ${join(RESULTS_DIR, "latest.md")} and latest.json`)
 }

@@ -8,7 +8,7 @@
  */
 import { Cause, Chunk, Clock, Context, Duration, Effect, FiberRef, Layer, LogLevel, Metric, Option, Queue, Schedule } from "effect"
 import { identity } from "effect/Function"
-import type { ErrorRecord, ListErrorsFilter } from "../src/domain/ErrorRecord.js"
+import type { ErrorRecord, ListErrorsFilter, ListGroupsFilter } from "../src/domain/ErrorRecord.js"
 import { sha256Hex } from "../src/Digests.js"
 import { type AppError, DbOperational, Internal, NotFound, serverMessageOf, stackOf, statusOf } from "../src/errors.js"
 import { errorsTotal, labelled, ledgerDroppedTotal } from "../src/telemetry/Metrics.js"
@@ -302,7 +302,22 @@ export class ErrorRecords extends Effect.Service<ErrorRecords>()("bulwark/ErrorR
       }
     })
 
-    return { get, list, resolve, stats } as const
+    const groups = Effect.fn("ErrorRecords.groups")(function*(filter: ListGroupsFilter) {
+      return yield* repo.groups(filter, yield* Clock.currentTimeMillis)
+    })
+
+    /**
+     * Resolves the rows of a group as they are now; an error of its fingerprint recorded later is
+     * unresolved, which is what reopens the group.
+     */
+    const resolveGroup = Effect.fn("ErrorRecords.resolveGroup")(function*(fingerprint: string, notes: string | undefined) {
+      yield* repo.resolveGroup(fingerprint, notes ?? null, yield* nowIso)
+      const [group] = yield* repo.groups({ fingerprint }, yield* Clock.currentTimeMillis)
+      if (group === undefined) return yield* new NotFound({ code: "ERROR_NOT_FOUND", detail: `No error group ${fingerprint} exists.` })
+      return group
+    })
+
+    return { get, list, resolve, stats, groups, resolveGroup } as const
   }),
   dependencies: [ErrorsRepo.Default]
 }) {}

@@ -2,7 +2,7 @@
 import type { Statement } from "@effect/sql"
 import { Effect, Either, Option, Schema } from "effect"
 import { Database } from "../layers/database/Database.js"
-import { ErrorRecord, type ListErrorsFilter } from "../src/domain/ErrorRecord.js"
+import { ErrorGroup, ErrorRecord, type ListErrorsFilter, type ListGroupsFilter } from "../src/domain/ErrorRecord.js"
 import { type PayloadKind, PayloadKinds } from "../src/telemetry/Sanitize.js"
 
 export interface LedgerRow {
@@ -78,7 +78,7 @@ const readPayload = (text: unknown, kind: unknown): { readonly payload: unknown;
  * One stored row as a record, whatever it holds: a column that does not decode is named in
  * `unreadable_fields` and shown as null or a placeholder, never failing the row or the list.
  */
-export const toRecord = (row: Record<string, unknown>): ErrorRecord => {
+const toRecord = (row: Record<string, unknown>): ErrorRecord => {
   const { kind, payload } = readPayload(row.request_payload, row.request_payload_kind)
   const stored = decodeStored(row)
   if (Either.isRight(stored)) {
@@ -106,14 +106,59 @@ export const isUnreadable = (record: ErrorRecord): boolean =>
   record.unreadable_fields !== undefined || record.request_payload_kind === "unreadable"
 
 export const DEFAULT_ERRORS_LIMIT = 100
+export const DEFAULT_GROUPS_LIMIT = 50
+
+/** A group's trend: one count per clock hour (UTC) of the last day, oldest first. */
+export const TREND_HOURS = 24
+const HOUR_MILLIS = 3_600_000
+
+/** The clock hours of a trend, as the first 13 characters of their RFC 3339 text (`2026-12-02T06`). */
+const trendHours = (nowMillis: number): ReadonlyArray<string> => {
+  const current = Math.floor(nowMillis / HOUR_MILLIS) * HOUR_MILLIS
+  return Array.from({ length: TREND_HOURS }, (_, i) => new Date(current - (TREND_HOURS - 1 - i) * HOUR_MILLIS).toISOString().slice(0, 13))
+}
+
+interface GroupRow {
+  readonly fingerprint: string
+  readonly count: number | bigint | string
+  readonly first_seen: string
+  readonly last_seen: string
+  readonly unresolved_count: number | bigint | string
+  readonly error_id: string
+  readonly code: string
+  readonly status: number | bigint | string
+  readonly type: ErrorGroup["type"]
+  readonly route: string | null
+  readonly severity: ErrorGroup["severity"]
+}
+
+/**
+ * PostgreSQL's text cannot hold U+0000 (22021), and one such character would fail the whole batch:
+ * the ledger records what it was given, so NUL is kept as the replacement character, as other
+ * undecodable bytes already are.
+ */
+const storable = (row: LedgerRow): LedgerRow => {
+  let copy: Record<string, unknown> | undefined
+  for (const [column, value] of Object.entries(row)) {
+    if (typeof value === "string" && value.includes("\u0000")) {
+      copy ??= { ...row }
+      copy[column] = value.replaceAll("\u0000", "\uFFFD")
+    }
+  }
+  return (copy as LedgerRow | undefined) ?? row
+}
 
 export class ErrorsRepo extends Effect.Service<ErrorsRepo>()("bulwark/ErrorsRepo", {
   effect: Effect.gen(function*() {
     const db = yield* Database
     const sql = db.sql
 
+    // A retry after a commit whose reply was lost (a dropped connection) finds its rows there already.
     const insertBatch = (rows: ReadonlyArray<LedgerRow>) =>
-      db.write("errors.insert_batch", sql`INSERT INTO errors ${sql.insert(rows.map((row) => ({ ...row, resolved: 0 })))}`)
+      db.write(
+        "errors.insert_batch",
+        sql`INSERT INTO errors ${sql.insert(rows.map((row) => ({ ...storable(row), resolved: 0 })))} ON CONFLICT (error_id) DO NOTHING`
+      )
 
     const find = (errorId: string) =>
       db.read("errors.find", sql<Record<string, unknown>>`SELECT * FROM errors WHERE error_id = ${errorId}`).pipe(
@@ -164,6 +209,83 @@ export class ErrorsRepo extends Effect.Service<ErrorsRepo>()("bulwark/ErrorsRepo
         "errors.purge", sql<{ error_id: string }>`DELETE FROM errors WHERE occurred_at < ${cutoff} RETURNING error_id`
       ).pipe(Effect.map((rows) => rows.length))
 
-    return { insertBatch, find, list, resolve, stats, purgeOlderThan } as const
+    /**
+     * Groups of the rows the filter picks, busiest first. The counts are taken in SQL; the fields
+     * of the group (code, route, severity...) are those of its newest row, which also names it.
+     */
+    const groups = (filter: ListGroupsFilter & { readonly fingerprint?: string }, nowMillis: number) =>
+      Effect.gen(function*() {
+        const conditions: Array<Statement.Fragment> = []
+        if (filter.fingerprint !== undefined) conditions.push(sql`fingerprint = ${filter.fingerprint}`)
+        if (filter.code !== undefined) conditions.push(sql`code = ${filter.code}`)
+        if (filter.type !== undefined) conditions.push(sql`type = ${filter.type}`)
+        if (filter.severity !== undefined) conditions.push(sql`severity = ${filter.severity}`)
+        if (filter.route !== undefined) conditions.push(sql`route = ${filter.route}`)
+        if (filter.since !== undefined) conditions.push(sql`occurred_at >= ${filter.since.toISOString()}`)
+        const where = conditions.length > 0 ? sql`WHERE ${sql.and(conditions)}` : sql``
+        const having = filter.resolved === undefined
+          ? sql``
+          : filter.resolved
+          ? sql`HAVING SUM(CASE WHEN resolved = 0 THEN 1 ELSE 0 END) = 0`
+          : sql`HAVING SUM(CASE WHEN resolved = 0 THEN 1 ELSE 0 END) > 0`
+        const limit = filter.limit ?? DEFAULT_GROUPS_LIMIT
+        const rows = yield* db.read(
+          "errors.groups",
+          sql<GroupRow>`WITH g AS (
+              SELECT fingerprint, COUNT(*) AS count, MIN(occurred_at) AS first_seen, MAX(occurred_at) AS last_seen,
+                     SUM(CASE WHEN resolved = 0 THEN 1 ELSE 0 END) AS unresolved_count
+              FROM errors ${where} GROUP BY fingerprint ${having}
+              ORDER BY COUNT(*) DESC, MAX(occurred_at) DESC LIMIT ${limit})
+            SELECT g.fingerprint, g.count, g.first_seen, g.last_seen, g.unresolved_count,
+                   e.error_id, e.code, e.status, e.type, e.route, e.severity
+            FROM g JOIN errors e ON e.fingerprint = g.fingerprint AND e.occurred_at = g.last_seen
+            ORDER BY g.count DESC, g.last_seen DESC, e.error_id DESC`
+        )
+        // Rows of one group that share its newest instant: the first (highest id) stands for it.
+        const newest = new Map<string, GroupRow>()
+        for (const row of rows) if (!newest.has(row.fingerprint)) newest.set(row.fingerprint, row)
+        if (newest.size === 0) return []
+        const hours = trendHours(nowMillis)
+        const counts = yield* db.read(
+          "errors.group_trends",
+          sql<{ fingerprint: string; hour: string; count: number | bigint | string }>`SELECT fingerprint, SUBSTR(occurred_at, 1, 13) AS hour, COUNT(*) AS count
+            FROM errors WHERE occurred_at >= ${hours[0]!}
+              AND fingerprint IN ${sql.in([...newest.keys()])} GROUP BY fingerprint, SUBSTR(occurred_at, 1, 13)`
+        )
+        const trends = new Map<string, Map<string, number>>()
+        for (const row of counts) {
+          const byHour = trends.get(row.fingerprint) ?? new Map<string, number>()
+          byHour.set(row.hour, Number(row.count))
+          trends.set(row.fingerprint, byHour)
+        }
+        return [...newest.values()].map((row) =>
+          new ErrorGroup({
+            fingerprint: row.fingerprint,
+            code: row.code,
+            status: Number(row.status),
+            type: row.type,
+            route: row.route,
+            severity: row.severity,
+            count: Number(row.count),
+            first_seen: row.first_seen,
+            last_seen: row.last_seen,
+            last_error_id: row.error_id,
+            unresolved_count: Number(row.unresolved_count),
+            trend: hours.map((hour) => trends.get(row.fingerprint)?.get(hour) ?? 0)
+          }, { disableValidation: true })
+        )
+      })
+
+    /** Resolves every unresolved row of a group; returns how many. */
+    const resolveGroup = (fingerprint: string, notes: string | null, resolvedAt: string) =>
+      Effect.gen(function*() {
+        const resolved = yield* db.write(
+          "errors.resolve_group", sql<{ error_id: string }>`UPDATE errors SET resolved = 1, resolved_at = ${resolvedAt}, notes = ${notes}
+              WHERE fingerprint = ${fingerprint} AND resolved = 0 RETURNING error_id`
+        )
+        return resolved.length
+      })
+
+    return { insertBatch, find, list, resolve, stats, purgeOlderThan, groups, resolveGroup } as const
   })
 }) {}

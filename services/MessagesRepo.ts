@@ -26,7 +26,9 @@ export class MessagesRepo extends Effect.Service<MessagesRepo>()("bulwark/Messag
      * Takes the session's next `seq` and inserts the message, atomically: the row lock on the session
      * (the write lock on SQLite) orders concurrent posters, so `seq` is gapless across instances.
      * `None` when there is no session. On PostgreSQL one statement, so the lock is held for one round
-     * trip; SQLite has no data-modifying CTE, so there it is a transaction of two.
+     * trip; SQLite has no data-modifying CTE, so there it is a transaction of two. On PostgreSQL a retry
+     * after a lost connection may find the row its own first attempt committed (the reply was lost):
+     * then it answers with that row instead of writing a second one or failing on its own id.
      */
     const append = (tenantId: string, message: Omit<MessageRow, "seq">) => {
       const appended = (seq: number) => Option.some(new MessageRow({ ...message, seq }, { disableValidation: true }))
@@ -35,14 +37,19 @@ export class MessagesRepo extends Effect.Service<MessagesRepo>()("bulwark/Messag
         pg: () =>
           db.write(
             "messages.append",
-            sql<{ seq: number }>`WITH bumped AS (
+            sql<{ seq: number }>`WITH earlier AS (
+                SELECT seq FROM messages WHERE tenant_id = ${tenantId} AND session_id = ${message.session_id} AND id = ${message.id}
+              ), bumped AS (
                 UPDATE sessions SET last_seq = last_seq + 1
-                WHERE tenant_id = ${tenantId} AND id = ${message.session_id} RETURNING last_seq
+                WHERE tenant_id = ${tenantId} AND id = ${message.session_id} AND NOT EXISTS (SELECT 1 FROM earlier)
+                RETURNING last_seq
+              ), inserted AS (
+                INSERT INTO messages (tenant_id, session_id, seq, id, agent_id, content, metadata, created_at)
+                SELECT ${tenantId}, ${message.session_id}, last_seq, ${message.id}, ${message.agent_id},
+                  ${message.content}, ${metadata}, ${message.created_at}
+                FROM bumped RETURNING seq
               )
-              INSERT INTO messages (tenant_id, session_id, seq, id, agent_id, content, metadata, created_at)
-              SELECT ${tenantId}, ${message.session_id}, last_seq, ${message.id}, ${message.agent_id},
-                ${message.content}, ${metadata}, ${message.created_at}
-              FROM bumped RETURNING seq`
+              SELECT seq FROM inserted UNION ALL SELECT seq FROM earlier`
           ).pipe(Effect.map((rows) => rows[0] === undefined ? Option.none<MessageRow>() : appended(rows[0].seq))),
         orElse: () =>
           db.transaction(

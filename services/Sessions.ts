@@ -1,5 +1,6 @@
 /** Sessions of a tenant: create, read, list by cursor, delete. */
 import { Effect, Either, Option, Schema } from "effect"
+import { StoredText } from "../src/domain/Ids.js"
 import { CreateSession, Session, SessionPage } from "../src/domain/Session.js"
 import { FieldIssue, ValidationFailed } from "../src/errors.js"
 import { newId, nowIso } from "./Clock.js"
@@ -20,7 +21,7 @@ const SESSION_TTL = "60 seconds"
 const MISSING_SESSION_TTL = "60 seconds"
 const sessionCacheKey = (tenantId: string, id: string) => `session:${tenantId}:${id}`
 
-const Cursor = Schema.compose(Schema.StringFromBase64Url, Schema.parseJson(Schema.Tuple(Schema.String, Schema.String)))
+const Cursor = Schema.compose(Schema.StringFromBase64Url, Schema.parseJson(Schema.Tuple(StoredText, StoredText)))
 const encodeCursor = Schema.encodeSync(Cursor)
 const decodeCursor = Schema.decodeUnknownEither(Cursor)
 
@@ -38,6 +39,18 @@ export class Sessions extends Effect.Service<Sessions>()("bulwark/Sessions", {
     const events = yield* Events
     const idempotency = yield* Idempotency
 
+    /**
+     * A fresh random id can only collide with this request's own first attempt, committed although
+     * its reply was lost on the way back (a retry after a dropped connection): the row found is this
+     * write, not a conflict. A client-chosen id keeps its 409, as another client may hold it.
+     */
+    const insertGenerated = (tenantId: string, row: SessionRow) =>
+      repo.insert(tenantId, row).pipe(
+        Effect.catchTag("Conflict", (conflict) =>
+          Effect.flatMap(repo.find(tenantId, row.id), (stored) =>
+            Option.isSome(stored) && Date.parse(stored.value.created_at) === Date.parse(row.created_at) ? Effect.void : Effect.fail(conflict)))
+      )
+
     const create = Effect.fn("Sessions.create")(function*(tenantId: string, input: CreateSession) {
       const now = yield* nowIso
       const row = {
@@ -47,7 +60,7 @@ export class Sessions extends Effect.Service<Sessions>()("bulwark/Sessions", {
         created_at: now,
         updated_at: now
       }
-      yield* repo.insert(tenantId, row)
+      yield* input.id === undefined ? insertGenerated(tenantId, row) : repo.insert(tenantId, row)
       return toSession(row)
     })
 

@@ -5,9 +5,10 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiMiddleware, HttpApiSchema, HttpApiSecurity, OpenApi } from "@effect/platform"
 import { Context, Schema } from "effect"
 import { CurrentOperator, CurrentPrincipal } from "./domain/Principal.js"
-import { ErrorList, ErrorRecord, ErrorStats, ListErrorsParams, ResolveError, StatsParams } from "./domain/ErrorRecord.js"
+import { ErrorGroup, ErrorGroupList, ErrorList, ErrorRecord, ErrorStats, Fingerprint, ListErrorsParams, ListGroupsParams, ResolveError, StatsParams } from "./domain/ErrorRecord.js"
 import { AccessToken, TokenRequest } from "./domain/Auth.js"
-import { BreakerAction, BreakerStatus, Dependency, HealthReport } from "./domain/Health.js"
+import { ConsoleSessionInfo, ConsoleSignIn, SignInHeaders } from "./domain/Console.js"
+import { BreakerAction, BreakerStatus, Dependency, HealthReport, Rates } from "./domain/Health.js"
 import { Uuid } from "./domain/Ids.js"
 import { ApiError } from "./domain/Problem.js"
 import { MemoryEntry, MemoryKey, MemoryList, PutMemory } from "./domain/Memory.js"
@@ -40,6 +41,16 @@ export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("Aut
   security: { bearer }
 }) {}
 
+/** The console's session cookie (SPEC §12): HttpOnly, SameSite=Strict, expiring; its value is not the admin token. */
+export const CONSOLE_COOKIE = "bulwark_console"
+
+export const consoleSession = HttpApiSecurity.apiKey({ in: "cookie", key: CONSOLE_COOKIE }).pipe(
+  HttpApiSecurity.annotate(
+    OpenApi.Description,
+    "The console's session cookie from POST /v1/console/session. A request that changes something (any method but GET and HEAD) with it must carry the server's own `Origin`, else 403 FORBIDDEN."
+  )
+)
+
 export class AdminAuthentication extends HttpApiMiddleware.Tag<AdminAuthentication>()("AdminAuthentication", {
   failure: Schema.Union(
     ApiError.Unauthenticated,
@@ -49,7 +60,9 @@ export class AdminAuthentication extends HttpApiMiddleware.Tag<AdminAuthenticati
     ApiError.CacheUnavailable
   ),
   provides: CurrentOperator,
+  // The last scheme's handler decides (HttpApi tries them in order and answers the last failure).
   security: {
+    consoleSession,
     adminToken: HttpApiSecurity.bearer.pipe(
       HttpApiSecurity.annotate(OpenApi.Description, "The admin token (BULWARK_ADMIN_TOKEN), or an API key created with `admin`.")
     )
@@ -60,12 +73,13 @@ export class AdminAuthentication extends HttpApiMiddleware.Tag<AdminAuthenticati
 export class OptionalOperator extends HttpApiMiddleware.Tag<OptionalOperator>()("OptionalOperator", {
   optional: true,
   provides: CurrentOperator,
-  security: { adminToken: HttpApiSecurity.bearer }
+  security: { consoleSession, adminToken: HttpApiSecurity.bearer }
 }) {}
 
 const Status = Schema.Struct({ status: Schema.Literal("ok") })
 
 export class HealthGroup extends HttpApiGroup.make("health", { topLevel: true })
+  .annotate(OpenApi.Description, "Liveness, readiness and health of the server and its dependencies.")
   .add(
     HttpApiEndpoint.get("live", "/health/live")
       .annotate(OpenApi.Summary, "Liveness probe")
@@ -102,6 +116,7 @@ export const ProblemTypeDescription = Schema.Struct({
 }).annotations({ identifier: "ProblemType" })
 
 export class ProblemsGroup extends HttpApiGroup.make("problems", { topLevel: true })
+  .annotate(OpenApi.Description, "The problem types every error response names in `type`.")
   .add(
     HttpApiEndpoint.get("describe", "/problems/:slug")
       .annotate(OpenApi.Summary, "Describe a problem type")
@@ -127,6 +142,7 @@ export const IdempotencyHeaders = Schema.Struct({
 })
 
 export class AuthGroup extends HttpApiGroup.make("auth")
+  .annotate(OpenApi.Description, "Access tokens for API keys.")
   .add(
     HttpApiEndpoint.post("token", "/token")
       .annotate(OpenApi.Summary, "Exchange an API key for an access token")
@@ -151,6 +167,7 @@ export class AuthGroup extends HttpApiGroup.make("auth")
 {}
 
 export class OperationsGroup extends HttpApiGroup.make("operations", { topLevel: true })
+  .annotate(OpenApi.Description, "Metrics for operators.")
   .add(
     HttpApiEndpoint.get("metrics", "/metrics")
       .annotate(OpenApi.Summary, "Prometheus metrics")
@@ -162,6 +179,7 @@ export class OperationsGroup extends HttpApiGroup.make("operations", { topLevel:
 {}
 
 export class SessionsGroup extends HttpApiGroup.make("sessions")
+  .annotate(OpenApi.Description, "Sessions: the shared context agents work in.")
   .add(
     HttpApiEndpoint.post("create", "/")
       .annotate(OpenApi.Summary, "Create a session")
@@ -200,6 +218,7 @@ export class SessionsGroup extends HttpApiGroup.make("sessions")
 const memoryPath = Schema.Struct({ id: SessionId, key: MemoryKey })
 
 export class MessagesGroup extends HttpApiGroup.make("messages")
+  .annotate(OpenApi.Description, "Messages of a session, and their live stream.")
   .add(
     HttpApiEndpoint.post("post", "/:id/messages")
       .annotate(OpenApi.Summary, "Post a message")
@@ -243,6 +262,7 @@ export class MessagesGroup extends HttpApiGroup.make("messages")
 {}
 
 export class MemoryGroup extends HttpApiGroup.make("memory")
+  .annotate(OpenApi.Description, "A session's key/value memory.")
   .add(
     HttpApiEndpoint.put("put", "/:id/memory/:key")
       .annotate(OpenApi.Summary, "Set a memory key")
@@ -280,6 +300,7 @@ export class MemoryGroup extends HttpApiGroup.make("memory")
 {}
 
 export class AdminGroup extends HttpApiGroup.make("admin")
+  .annotate(OpenApi.Description, "Tenants, API keys, breakers and the error ledger, for operators.")
   .add(
     HttpApiEndpoint.post("createTenant", "/tenants")
       .annotate(OpenApi.Summary, "Create a tenant and its first API key")
@@ -319,6 +340,12 @@ export class AdminGroup extends HttpApiGroup.make("admin")
       .annotate(OpenApi.Description, "Force a breaker open, close (reset) it, or disable it.")
   )
   .add(
+    HttpApiEndpoint.get("rates", "/rates")
+      .annotate(OpenApi.Summary, "Request and error rates, last hour")
+      .addSuccess(Rates)
+      .annotate(OpenApi.Description, "Requests and error responses per minute over the last hour, as counted by this instance.")
+  )
+  .add(
     HttpApiEndpoint.get("listErrors", "/errors")
       .annotate(OpenApi.Summary, "List error records")
       .setUrlParams(refusingUnknownFields(ListErrorsParams))
@@ -330,6 +357,28 @@ export class AdminGroup extends HttpApiGroup.make("admin")
       .annotate(OpenApi.Summary, "Count error records")
       .setUrlParams(refusingUnknownFields(StatsParams))
       .addSuccess(ErrorStats)
+  )
+  .add(
+    HttpApiEndpoint.get("errorGroups", "/errors/groups")
+      .annotate(OpenApi.Summary, "List error groups")
+      .setUrlParams(refusingUnknownFields(ListGroupsParams))
+      .addSuccess(ErrorGroupList)
+      .annotate(
+        OpenApi.Description,
+        "Errors grouped by fingerprint (code, route template and top stack frame), busiest first. The filters pick the rows counted; `resolved=false` keeps groups with an unresolved error, `resolved=true` those with none."
+      )
+  )
+  .add(
+    HttpApiEndpoint.post("resolveErrorGroup", "/errors/groups/:fingerprint/resolve")
+      .annotate(OpenApi.Summary, "Resolve an error group")
+      .setPath(Schema.Struct({ fingerprint: Fingerprint }))
+      .setPayload(refusingUnknownFields(ResolveError))
+      .addSuccess(ErrorGroup)
+      .addError(ApiError.NotFound)
+      .annotate(
+        OpenApi.Description,
+        "Resolves every error of the group recorded so far, with the notes; a later error of the same fingerprint reopens the group."
+      )
   )
   .add(
     HttpApiEndpoint.get("getError", "/errors/:error_id")
@@ -353,6 +402,42 @@ export class AdminGroup extends HttpApiGroup.make("admin")
   .addError(ApiError.CacheUnavailable)
   .middleware(AdminAuthentication)
   .prefix("/v1/admin")
+{}
+
+export class ConsoleGroup extends HttpApiGroup.make("console")
+  .annotate(OpenApi.Description, "The operators' console: its sign-in session.")
+  .add(
+    HttpApiEndpoint.post("signIn", "/session")
+      .annotate(OpenApi.Summary, "Sign in to the console")
+      .annotate(CarriesSecret, true)
+      .setPayload(refusingUnknownFields(ConsoleSignIn))
+      .setHeaders(SignInHeaders)
+      .addSuccess(ConsoleSessionInfo)
+      .addError(ApiError.Unauthenticated)
+      .addError(ApiError.Forbidden)
+      .annotate(
+        OpenApi.Description,
+        "Exchanges the admin token for a console session: the answer sets an HttpOnly, SameSite=Strict cookie (Secure behind https) that expires after 8 hours and is not the token. Needs the server's own `Origin`. A wrong token is 401 AUTH_INVALID, ledgered and counted against the caller's address like any failed authentication."
+      )
+  )
+  .add(
+    HttpApiEndpoint.get("session", "/session")
+      .annotate(OpenApi.Summary, "The console session")
+      .addSuccess(ConsoleSessionInfo)
+      .middleware(AdminAuthentication)
+      .annotate(OpenApi.Description, "Who is signed in, until when, and the trace link template (BULWARK_TRACE_URL).")
+  )
+  .add(
+    HttpApiEndpoint.del("signOut", "/session")
+      .annotate(OpenApi.Summary, "Sign out of the console")
+      .addSuccess(HttpApiSchema.NoContent)
+      .middleware(AdminAuthentication)
+      .annotate(OpenApi.Description, "Ends the console session on the server and clears its cookie.")
+  )
+  .addError(ApiError.DbOperational)
+  .addError(ApiError.Overloaded)
+  .addError(ApiError.CacheUnavailable)
+  .prefix("/v1/console")
 {}
 
 /** `METHOD /path/:template` of every endpoint annotated `CarriesSecret`. */
@@ -390,7 +475,7 @@ const responseHeaders: Json = {
   }),
   RateLimitRemaining: header("Requests left in the current window.", { type: "string", pattern: "^[0-9]+$" }),
   RateLimitReset: header("Seconds until the window resets.", { type: "string", pattern: "^[0-9]+$" }),
-  CacheControl: header("`no-store` on responses that carry a secret; `private, no-store` on every other response to a request with credentials.", {
+  CacheControl: header("`no-store` on responses that carry a secret; `private, no-store` on every other response to a request with credentials (`Authorization`, or the console's cookie).", {
     type: "string",
     enum: ["no-store", "private, no-store"]
   })
@@ -406,8 +491,8 @@ const headersOf = (path: string, status: number): Json => {
   if (status === 429 || status === 503) headers["Retry-After"] = ref("RetryAfter")
   if (status === 401) headers["WWW-Authenticate"] = ref("WWWAuthenticate")
   if (status === 405) headers["Allow"] = ref("Allow")
-  // Health probes are never counted; other requests are, once their bucket is known (SPEC §4).
-  if (!isHealthProbe(path) && status < 400) {
+  // Health probes are never counted; every other response that was counted carries them (SPEC §4).
+  if (!isHealthProbe(path)) {
     headers["RateLimit-Limit"] = ref("RateLimitLimit")
     headers["RateLimit-Remaining"] = ref("RateLimitRemaining")
     headers["RateLimit-Reset"] = ref("RateLimitReset")
@@ -450,6 +535,8 @@ const documentTruthfully = (spec: Json): Json => {
       }
     }
   }
+  // HttpApi's own decode error (and what only it uses) is never sent: its failures are rendered as problems.
+  for (const unused of ["HttpApiDecodeError", "Issue", "PropertyKey"]) delete spec.components.schemas[unused]
   withoutUnknownIds(spec)
   return spec
 }
@@ -464,6 +551,7 @@ export class Api extends HttpApi.make("bulwark")
   .add(MessagesGroup)
   .add(MemoryGroup)
   .add(AdminGroup)
+  .add(ConsoleGroup)
   .addError(ApiError.ValidationFailed)
   .addError(ApiError.MethodNotAllowed)
   .addError(ApiError.PayloadTooLarge)

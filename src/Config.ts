@@ -143,6 +143,25 @@ export const appConfig = Config.all({
 
 export type AppConfigShape = Config.Config.Success<typeof appConfig>
 
+/**
+ * Read beside `appConfig` and passed to the server as options of their own, so that a configuration
+ * built by hand (tests, the benchmark) need not name them.
+ * - `BULWARK_TRACE_URL`: the console's link from an error to its trace, `{trace_id}` replaced;
+ * - `OTEL_TRACES_SAMPLER_ARG`: the share of new traces recorded (parent-based ratio sampling; a
+ *   request that brings a `traceparent` follows its caller's decision).
+ */
+export const consoleTracingConfig = Config.all({
+  traceUrl: Config.option(
+    Config.string("BULWARK_TRACE_URL").pipe(
+      requiring("BULWARK_TRACE_URL", "expected an http(s) URL containing {trace_id}", (url) => /^https?:\/\/\S+$/.test(url) && url.includes("{trace_id}"))
+    )
+  ),
+  traceSampleRatio: Config.number("OTEL_TRACES_SAMPLER_ARG").pipe(
+    Config.withDefault(1),
+    requiring("OTEL_TRACES_SAMPLER_ARG", "expected a ratio from 0 to 1", (ratio) => ratio >= 0 && ratio <= 1)
+  )
+})
+
 export class AppConfig extends Context.Tag("bulwark/AppConfig")<AppConfig, AppConfigShape>() {
   static readonly layer = Layer.effect(AppConfig, appConfig)
 }

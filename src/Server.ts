@@ -11,13 +11,14 @@ import { Cause, type Duration, Effect, FiberRef, Layer, Option } from "effect"
 import * as Database from "../layers/database/Database.js"
 import { adminTokenLayer, jwtSecretLayer } from "../layers/Secrets.js"
 import * as Cache from "../layers/cache/Cache.js"
-import { EventBus } from "../layers/events/EventBus.js"
+import { defaultBusHealth, EventBus } from "../layers/events/EventBus.js"
 import { MemoryStore } from "../layers/memory/MemoryStore.js"
 import * as LoopDelay from "../layers/resilience/LoopDelay.js"
 import { Auth } from "../services/Auth.js"
+import { ConsoleSessions } from "../services/ConsoleSessions.js"
 import { Health } from "../services/Health.js"
 import { Idempotency } from "../services/Idempotency.js"
-import { RateLimitConfig, RateLimiter } from "../services/RateLimiter.js"
+import { RateLimitConfig, RateLimiter, RateLimitStore } from "../services/RateLimiter.js"
 import { CachedReads, CachePolicy } from "../services/CachedReads.js"
 import { ErrorLedger, ErrorRecords } from "../services/ErrorLedger.js"
 import { ErrorsRepo } from "../services/ErrorsRepo.js"
@@ -28,15 +29,18 @@ import { MessagesRepo } from "../services/MessagesRepo.js"
 import { Sessions } from "../services/Sessions.js"
 import { Tenants } from "../services/Tenants.js"
 import { Api } from "./Api.js"
+import { ConsoleSettings } from "./domain/Console.js"
 import { type AppConfigShape, StartupError } from "./Config.js"
 import { AdminAuthenticationLive, AuthenticationLive, OptionalOperatorLive } from "./http/Auth.js"
 import * as Boundary from "./http/Boundary.js"
+import * as ConsoleRoutes from "./console/Routes.js"
 import * as HotRoutes from "./http/HotRoutes.js"
 import * as McpEndpoint from "./mcp/Endpoint.js"
 import { HandlersLive } from "./http/Handlers.js"
 import * as Logging from "./telemetry/Logging.js"
 import { serverScheduler } from "./Scheduler.js"
 import * as Otlp from "./telemetry/Otlp.js"
+import { RequestRates } from "./telemetry/Rates.js"
 import { ROUTER_CONFIG, routeTemplates, serverSpan, withoutBuiltinTracer } from "./telemetry/ServerSpan.js"
 
 /**
@@ -58,9 +62,25 @@ export interface ServerOptions {
   readonly memoryResilience?: Database.DatabaseResilience
   /** How often an event stream pings and checks its session (SPEC: 15 s; tests shorten it). */
   readonly eventHeartbeat?: Duration.DurationInput
+  /** Where rate limits are counted, when not as the configuration implies (tests of the database store on SQLite). */
+  readonly rateLimitStore?: "cache" | "database"
+  /** Seconds a connection may send nothing before Bun closes it (Bun's default, 10; tests shorten it). */
+  readonly idleTimeoutSeconds?: number
   /** MCP session bounds and allowed origins (tests shorten the idle expiry). */
   readonly mcp?: McpEndpoint.McpOptions
+  /** BULWARK_TRACE_URL (see `consoleTracingConfig`). */
+  readonly traceUrl?: string | null
+  /** OTEL_TRACES_SAMPLER_ARG, 1 when not given. */
+  readonly traceSampleRatio?: number
 }
+
+/**
+ * Rate limits are counted where every instance sees them: Redis when set; else the database when it
+ * is a server several instances share (PostgreSQL); else in process (SQLite serves one process).
+ */
+const rateLimitStoreOf = (options: ServerOptions): "cache" | "database" =>
+  options.rateLimitStore ??
+    (Option.isNone(options.config.redisUrl) && options.config.database._tag === "Postgres" ? "database" : "cache")
 
 /** OTLP export when an endpoint is configured; without one nothing is exported. */
 const TelemetryLive = (options: ServerOptions) =>
@@ -98,7 +118,10 @@ export const InfrastructureLive = (options: Omit<ServerOptions, "extraRoutes">) 
 const SharedContextLive = (options: ServerOptions) =>
   Layer.mergeAll(Sessions.Default, Messages.Default, Memory.layer()).pipe(
     Layer.provideMerge(Events.layer(options.eventHeartbeat === undefined ? {} : { heartbeat: options.eventHeartbeat })),
-    Layer.provideMerge(Layer.merge(EventBus.layer, MessagesRepo.Default)),
+    Layer.provideMerge(Layer.merge(
+      EventBus.layerWith({ ...defaultBusHealth, sharedDatabase: options.config.database._tag === "Postgres" }),
+      MessagesRepo.Default
+    )),
     Layer.provideMerge(Idempotency.Default),
     Layer.provideMerge(
       MemoryStore.layer(Database.sizedToPool(options.memoryResilience ?? Database.defaultResilience, options.config.database, "memory"))
@@ -106,9 +129,11 @@ const SharedContextLive = (options: ServerOptions) =>
   )
 
 export const ServicesLive = (options: ServerOptions) =>
-  Layer.mergeAll(Tenants.Default, Auth.Default, Health.Default, RateLimiter.layer).pipe(
+  Layer.mergeAll(Tenants.Default, Auth.Default, Health.Default, RateLimiter.layer, ConsoleSessions.Default, RequestRates.layer).pipe(
+    Layer.provideMerge(Layer.succeed(ConsoleSettings, { traceUrl: options.traceUrl ?? null })),
     Layer.provideMerge(SharedContextLive(options)),
     Layer.provideMerge(Layer.succeed(RateLimitConfig, options.config.rateLimit)),
+    Layer.provideMerge(Layer.succeed(RateLimitStore, rateLimitStoreOf(options))),
     Layer.provideMerge(adminTokenLayer(options.config.adminToken, options.config.database)),
     Layer.provideMerge(jwtSecretLayer(options.config.jwtSecret, options.config.database)),
     Layer.provideMerge(InfrastructureLive(options))
@@ -130,16 +155,25 @@ const serverContext = Layer.mergeAll(BunHttpPlatform.layer, Etag.layerWeak).pipe
   Layer.provideMerge(Layer.mergeAll(BunFileSystem.layer, BunPath.layer))
 )
 
-/** Bun serves the hot routes and `/mcp` itself; every other request goes to the HttpApi app. */
-const listen = (config: AppConfigShape, mcp: McpEndpoint.McpOptions | undefined) =>
+/** Bun serves the hot routes, `/mcp` and the console itself; every other request goes to the HttpApi app. */
+const listen = (config: AppConfigShape, mcp: McpEndpoint.McpOptions | undefined, idleTimeoutSeconds = 10) =>
+  Layer.unwrapEffect(Effect.map(ConsoleRoutes.make, (consoleRoutes) => listenWith(config, mcp, idleTimeoutSeconds, consoleRoutes)))
+
+const listenWith = (
+  config: AppConfigShape,
+  mcp: McpEndpoint.McpOptions | undefined,
+  idleTimeoutSeconds: number,
+  consoleRoutes: ConsoleRoutes.Routes
+) =>
   Layer.unwrapScoped(
-    Effect.map(Effect.zipWith(HotRoutes.make({ requestTimeoutMillis: config.requestTimeoutMillis, routeOf }), McpEndpoint.make(mcp), (hot, mcpRoutes) => ({ ...hot, ...mcpRoutes })), (routes) =>
+    Effect.map(Effect.all([HotRoutes.make({ requestTimeoutMillis: config.requestTimeoutMillis, routeOf }), McpEndpoint.make(mcp)]), ([hot, mcpRoutes]) =>
       BunHttpServer.layerServer({
         port: config.port,
         hostname: config.host,
         // Above our own 1 MiB rule, so that the boundary (not Bun) answers oversized bodies.
         maxRequestBodySize: 16 * 1024 * 1024,
-        routes
+        idleTimeout: idleTimeoutSeconds,
+        routes: { ...hot, ...mcpRoutes, ...consoleRoutes }
       }))
   ).pipe(
     Layer.provideMerge(serverContext),
@@ -159,7 +193,7 @@ export const MainLive = (options: ServerOptions) =>
     Layer.provide(Boundary.layer({ requestTimeoutMillis: options.config.requestTimeoutMillis, routeOf })),
     Layer.provide(ApiLive),
     HttpServer.withLogAddress,
-    Layer.provideMerge(listen(options.config, options.mcp)),
+    Layer.provideMerge(listen(options.config, options.mcp, options.idleTimeoutSeconds)),
     Layer.provide(ServicesLive(options)),
     Layer.provide(Logging.layer({ format: options.config.logFormat, level: options.config.logLevel })),
     Layer.provide(TelemetryLive(options)),

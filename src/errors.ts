@@ -382,7 +382,11 @@ export const serverMessageOf = (error: AppError): string => {
     case "DbOperational":
     case "CacheUnavailable":
     case "MemoryUnavailable":
-      return `${error.operation} failed (${error.reason}): ${String((error.cause as { message?: unknown } | null)?.message ?? error.cause)}`
+    {
+      // Without a cause the reason is the whole story; never print "null" in its place.
+      const cause = (error.cause as { message?: unknown } | null | undefined)?.message ?? error.cause
+      return cause === null || cause === undefined ? `${error.operation} failed (${error.reason})` : `${error.operation} failed (${error.reason}): ${String(cause)}`
+    }
     case "RateLimited":
       return `rate limited; retry after ${error.retryAfterSeconds}s`
     case "Overloaded":

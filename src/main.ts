@@ -1,10 +1,11 @@
 /** Entry point: read the configuration, then serve until SIGTERM/SIGINT. */
 import * as BunRuntime from "@effect/platform-bun/BunRuntime"
-import { Effect, Layer } from "effect"
-import { appConfig, describeStartupFailure } from "./Config.js"
+import { Effect, Layer, Option } from "effect"
+import { appConfig, consoleTracingConfig, describeStartupFailure } from "./Config.js"
 import { MainLive } from "./Server.js"
 
-const program = Effect.flatMap(appConfig, (config) => Layer.launch(MainLive({ config }))).pipe(
+const program = Effect.flatMap(Effect.all([appConfig, consoleTracingConfig]), ([config, extra]) =>
+  Layer.launch(MainLive({ config, traceUrl: Option.getOrNull(extra.traceUrl), traceSampleRatio: extra.traceSampleRatio }))).pipe(
   Effect.tapErrorCause((cause) => Effect.sync(() => console.error(describeStartupFailure(cause))))
 )
 

@@ -4,7 +4,7 @@
  * anything that can only be a bug (a syntax error, a constraint the caller did not expect) is a
  * defect. Nothing becomes a 404 or a `null`.
  */
-import type { SqlError } from "@effect/sql/SqlError"
+import { SqlError } from "@effect/sql/SqlError"
 import { Effect } from "effect"
 import { Conflict, type ConflictCode, DbOperational } from "../../src/errors.js"
 
@@ -34,7 +34,7 @@ const SQLSTATE = /^[0-9A-Z]{5}$/
 export const driverCodeOf = (error: SqlError): string => {
   const driver = driverErrorOf(error)
   const code = typeof driver.code === "string" ? driver.code : ""
-  if (code === "ERR_POSTGRES_SERVER_ERROR" && typeof driver.errno === "string") return driver.errno
+  if (typeof driver.errno === "string" && SQLSTATE.test(driver.errno)) return driver.errno
   return code
 }
 
@@ -102,13 +102,14 @@ export function translateSqlError(operation: string, options?: TranslateOptions)
     case "UniqueViolation":
       return options?.onUnique !== undefined
         ? Effect.fail(new Conflict({ code: options.onUnique, detail: options.conflictDetail ?? "The resource already exists." }))
-        : Effect.die(error)
+        : Effect.die(new SqlError({ cause: error.cause, message: `${operation} failed with an unexpected unique violation: ${error.message}` }))
     case "Operational":
       return Effect.fail(
         new DbOperational({ operation, reason: fault.reason, transient: fault.transient, retryAfterSeconds: 1, cause: error })
       )
     case "Bug":
-      return Effect.die(error)
+      // The ledger records a defect's message: it names the operation and the driver's code.
+      return Effect.die(new SqlError({ cause: error.cause, message: `${operation} failed with ${fault.reason}: ${error.message}` }))
   }
   }
 }

@@ -13,10 +13,11 @@
  * every second instead of trusting silence. An event that could not be published is published again
  * with the next probe that gets through (the newest per session: it is a hint to read, not data).
  */
-import { Clock, Context, Duration, Effect, Either, Layer, Runtime, Schedule, Schema, type Scope } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Either, Layer, Runtime, Schedule, Schema, type Scope } from "effect"
 import { Cache } from "../cache/Cache.js"
 import { Message } from "../../src/domain/Message.js"
 import type { CacheUnavailable } from "../../src/errors.js"
+import { sanitizeSample } from "../../src/telemetry/Sanitize.js"
 
 export const SessionEvent = Schema.Union(
   Schema.TaggedStruct("MessagePosted", { tenantId: Schema.String, message: Message }),
@@ -44,6 +45,11 @@ export interface BusHealthOptions {
   readonly unwellAfter: Duration.DurationInput
   /** A process not heard for this long is taken to be gone (the cache breaker's longest open time). */
   readonly forgetAfter: Duration.DurationInput
+  /**
+   * Other processes may write to the same database (PostgreSQL). Without Redis they cannot be heard
+   * at all, so the bus is never well and streams check the database every second.
+   */
+  readonly sharedDatabase?: boolean
 }
 
 export const defaultBusHealth: BusHealthOptions = { probeEvery: "250 millis", unwellAfter: "750 millis", forgetAfter: "60 seconds" }
@@ -75,7 +81,11 @@ export class EventBus extends Context.Tag("bulwark/EventBus")<EventBus, EventBus
         const noListener: BusListener = { event: () => {}, health: () => {} }
         let listener = noListener
         // In one process nothing can be missed; with Redis, nothing is trusted until a probe returns.
-        let healthy = cache.kind === "memory"
+        const deaf = cache.kind === "memory" && options.sharedDatabase === true
+        let healthy = cache.kind === "memory" && !deaf
+        if (deaf) {
+          yield* Effect.logInfo("no REDIS_URL on a shared database: event streams check it every second for messages posted elsewhere")
+        }
         let probeHeardAt = Number.NEGATIVE_INFINITY
         /** Other processes by origin: when each was last heard. */
         const peers = new Map<string, number>()
@@ -117,11 +127,15 @@ export class EventBus extends Context.Tag("bulwark/EventBus")<EventBus, EventBus
           if (Either.isLeft(decoded)) {
             // Not ours to act on; streams catch up from the database whatever was meant.
             runFork(Effect.logWarning("an event on the session channel did not decode; ignored").pipe(
-              Effect.annotateLogs({ channel: CHANNEL, sample: text.slice(0, 200) })
+              Effect.annotateLogs({ channel: CHANNEL, sample: sanitizeSample(text) })
             ))
           } else if (decoded.right.origin !== origin) {
             // Our own events were delivered in process when they were published.
-            listener.event(decoded.right.event)
+            try {
+              listener.event(decoded.right.event)
+            } catch (defect) {
+              runFork(Effect.logError("delivering a session event from another process failed", Cause.die(defect)))
+            }
           }
         }
         yield* cache.subscribe(CHANNEL, hear)
@@ -168,7 +182,10 @@ export class EventBus extends Context.Tag("bulwark/EventBus")<EventBus, EventBus
         const publish = (event: SessionEvent) => {
           const text = encodeEnvelope({ origin, event })
           return Effect.zipRight(
-            Effect.sync(() => listener.event(event)),
+            // The message is stored: a defect among this process's streams must not fail its post.
+            Effect.sync(() => listener.event(event)).pipe(
+              Effect.catchAllDefect((defect) => Effect.logError("delivering a session event in process failed", Cause.die(defect)))
+            ),
             cache.publish(CHANNEL, text).pipe(Effect.tapError(() => Effect.sync(() => keepUnsent(event, text))))
           )
         }

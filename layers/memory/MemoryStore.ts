@@ -46,10 +46,11 @@ const isMemoryUnavailable = (error: unknown): error is MemoryUnavailable => erro
 export class MemoryStore extends Context.Tag("bulwark/MemoryStore")<MemoryStore, MemoryStoreShape>() {
   static readonly make = (resilience: DatabaseResilience = defaultResilience) =>
     Effect.gen(function*() {
-      const { sql } = yield* Database
+      const { sql, runsOnTheLoop } = yield* Database
       const { breaker, retry, writes } = yield* makeGuards<MemoryUnavailable>({
         dependency: "memory",
         resilience,
+        runsOnTheLoop,
         isUnavailable: isMemoryUnavailable,
         unavailable: (fields) => new MemoryUnavailable(fields)
       })

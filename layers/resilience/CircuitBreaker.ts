@@ -18,7 +18,7 @@
  */
 import { Clock, Duration, Effect, type Exit, Metric, MetricLabel } from "effect"
 import { withoutStackTrace } from "../../src/errors.js"
-import { LoopDelay } from "./LoopDelay.js"
+import * as LoopDelay from "./LoopDelay.js"
 import { discountingLoopDelay, type Overrun } from "./Timeout.js"
 import { breakerState, breakerTransitionsTotal, dependencyUp } from "../../src/telemetry/Metrics.js"
 
@@ -48,6 +48,11 @@ export interface BreakerOptions<E> {
   readonly maxOpenDuration: Duration.DurationInput
   readonly halfOpenMaxProbes: number
   readonly callTimeout: Duration.DurationInput
+  /**
+   * The dependency's calls run synchronously on this process's event loop (SQLite): a hold-up of
+   * the loop during a call may be the call itself, so none of it is discounted from its time.
+   */
+  readonly runsOnTheLoop?: boolean
   /** Whether an error means the dependency is unwell (and so counts against it). */
   readonly isFailure: (error: unknown) => boolean
   /** The error a rejected call fails with; `retryAfterSeconds` is the time left open. */
@@ -91,7 +96,7 @@ export const make = <E>(options: BreakerOptions<E>) =>
     const baseOpenMillis = Duration.toMillis(options.openDuration)
     const maxOpenMillis = Duration.toMillis(options.maxOpenDuration)
     const slowMillis = Duration.toMillis(options.slowCallDuration)
-    const loop = yield* LoopDelay
+    const loop = options.runsOnTheLoop === true ? LoopDelay.unmeasured : yield* LoopDelay.LoopDelay
     const dependencyLabel = MetricLabel.make("dependency", options.dependency)
     const stateGauge = Metric.taggedWithLabels(breakerState, [dependencyLabel])
     const upGauge = Metric.taggedWithLabels(dependencyUp, [dependencyLabel])

@@ -76,3 +76,38 @@ export class ErrorStats extends Schema.Class<ErrorStats>("ErrorStats")({
 export class ResolveError extends Schema.Class<ResolveError>("ResolveError")({
   notes: Schema.optional(Schema.String.pipe(Schema.maxLength(4096)))
 }) {}
+
+/** Errors of one fingerprint (SPEC §6), like an issue in an error tracker. */
+export class ErrorGroup extends Schema.Class<ErrorGroup>("ErrorGroup")({
+  fingerprint: Schema.String,
+  code: Schema.String,
+  status: Schema.Int,
+  type: ErrorType,
+  route: Schema.NullOr(Schema.String),
+  severity: Severity,
+  count: Schema.Int,
+  first_seen: Timestamp,
+  last_seen: Timestamp,
+  last_error_id: Uuid,
+  unresolved_count: Schema.Int,
+  trend: Schema.Array(Schema.Int).annotations({
+    description: "Errors of this group in each of the last 24 hours (UTC clock hours), oldest first; the last is the current hour."
+  })
+}) {}
+
+export class ErrorGroupList extends Schema.Class<ErrorGroupList>("ErrorGroupList")({ data: Schema.Array(ErrorGroup) }) {}
+
+export const Fingerprint = Schema.String.pipe(Schema.pattern(/^[0-9a-f]{1,64}$/)).annotations({
+  description: "An error group's fingerprint (lowercase hex)."
+})
+
+export const ListGroupsParams = Schema.Struct({
+  since: Schema.optional(DateTimeFromString),
+  resolved: Schema.optional(BooleanFromString),
+  code: Schema.optional(Schema.String.pipe(Schema.pattern(/^[A-Z_]{1,64}$/))),
+  type: Schema.optional(ErrorType),
+  severity: Schema.optional(Severity),
+  route: Schema.optional(Schema.String.pipe(Schema.minLength(1), Schema.maxLength(512))),
+  limit: Schema.optional(IntegerFromString({ minimum: 1, maximum: 500 }))
+})
+export type ListGroupsFilter = Schema.Schema.Type<typeof ListGroupsParams>

@@ -37,3 +37,11 @@ export const DateTimeFromString = Schema.String.pipe(
   Schema.validDate(),
   Schema.annotations({ jsonSchema: { type: "string", format: "date-time" } })
 )
+
+/**
+ * Text stored as it is sent: PostgreSQL's text cannot hold U+0000, so neither database is given it
+ * (the same 400 on both). JSON values are stored escaped and need no such rule.
+ */
+export const StoredText = Schema.String.pipe(
+  Schema.filter((text) => !text.includes("\u0000"), { message: () => "must not contain the character U+0000" })
+)

@@ -1,11 +1,11 @@
 import { Schema } from "effect"
-import { IntegerFromString, Timestamp, Uuid } from "./Ids.js"
+import { IntegerFromString, StoredText, Timestamp, Uuid } from "./Ids.js"
 import { Metadata, SessionId } from "./Session.js"
 
 /** A message's content may be at most this many bytes of UTF-8 (SPEC §3: 413 beyond it). */
 export const MAX_CONTENT_BYTES = 64 * 1024
 
-export const AgentId = Schema.String.pipe(
+export const AgentId = StoredText.pipe(
   Schema.minLength(1),
   Schema.maxLength(128),
   Schema.annotations({ identifier: "AgentId", description: "The agent posting; the key must allow it (\"*\" allows all)." })
@@ -27,7 +27,7 @@ export class Message extends Schema.Class<Message>("Message")({
 /** The content's byte limit is checked by the service, so that it answers 413 rather than 400. */
 export class PostMessage extends Schema.Class<PostMessage>("PostMessage")({
   agent_id: AgentId,
-  content: Schema.String,
+  content: StoredText,
   metadata: Schema.optional(Metadata)
 }) {}
 

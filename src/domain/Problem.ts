@@ -5,6 +5,7 @@
  */
 import { HttpApiSchema } from "@effect/platform"
 import { ParseResult, Schema } from "effect"
+import { HealthReport } from "./Health.js"
 import { AppErrorClasses, codesByTag, type ErrorTag, FieldIssue, statusByTag } from "../errors.js"
 
 export class ProblemBody extends Schema.Class<ProblemBody>("Problem")({
@@ -16,7 +17,8 @@ export class ProblemBody extends Schema.Class<ProblemBody>("Problem")({
   code: Schema.String,
   error_id: Schema.UUID,
   retry_after_seconds: Schema.optional(Schema.Int.annotations({ description: "Only on 429 and 503." })),
-  errors: Schema.optional(Schema.Array(FieldIssue).annotations({ description: "Only on 400, 413 and 415." }))
+  errors: Schema.optional(Schema.Array(FieldIssue).annotations({ description: "Only on 400, 413 and 415." })),
+  health: Schema.optional(HealthReport.annotations({ description: "Only on GET /health's 503: the health report." }))
 }) {}
 
 type ErrorClass<Tag extends ErrorTag> = Extract<(typeof AppErrorClasses)[number], { readonly _tag: Tag }>

@@ -1,5 +1,5 @@
 import { Schema } from "effect"
-import { IntegerFromString, Timestamp, Uuid } from "./Ids.js"
+import { IntegerFromString, StoredText, Timestamp, Uuid } from "./Ids.js"
 
 export const SessionId = Uuid
 
@@ -18,7 +18,7 @@ export class Session extends Schema.Class<Session>("Session")({
 
 export class CreateSession extends Schema.Class<CreateSession>("CreateSession")({
   id: Schema.optional(SessionId),
-  title: Schema.optional(Schema.NullOr(Schema.String.pipe(Schema.maxLength(512)))),
+  title: Schema.optional(Schema.NullOr(StoredText.pipe(Schema.maxLength(512)))),
   metadata: Schema.optional(Metadata)
 }) {}
 

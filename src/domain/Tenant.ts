@@ -1,5 +1,5 @@
 import { Schema } from "effect"
-import { Timestamp, Uuid } from "./Ids.js"
+import { StoredText, Timestamp, Uuid } from "./Ids.js"
 
 export const TenantId = Uuid
 export const KeyId = Uuid
@@ -8,7 +8,7 @@ export const KeyId = Uuid
 export const AgentName = Schema.String.pipe(Schema.pattern(/^(\*|[A-Za-z0-9._:-]{1,128})$/))
 
 export class CreateTenant extends Schema.Class<CreateTenant>("CreateTenant")({
-  name: Schema.String.pipe(Schema.trimmed(), Schema.minLength(1), Schema.maxLength(128))
+  name: StoredText.pipe(Schema.trimmed(), Schema.minLength(1), Schema.maxLength(128))
 }) {}
 
 export class CreatedTenant extends Schema.Class<CreatedTenant>("CreatedTenant")({
@@ -20,7 +20,7 @@ export class CreatedTenant extends Schema.Class<CreatedTenant>("CreatedTenant")(
 }) {}
 
 export class CreateKey extends Schema.Class<CreateKey>("CreateKey")({
-  name: Schema.optional(Schema.String.pipe(Schema.maxLength(128))),
+  name: Schema.optional(StoredText.pipe(Schema.maxLength(128))),
   allowed_agents: Schema.optional(Schema.Array(AgentName).pipe(Schema.maxItems(256))),
   admin: Schema.optional(Schema.Boolean)
 }) {}

@@ -6,10 +6,12 @@
 import { HttpServerRequest } from "@effect/platform"
 import { Effect, Layer, Redacted } from "effect"
 import { Auth } from "../../services/Auth.js"
+import { ConsoleSessions } from "../../services/ConsoleSessions.js"
 import { RateLimiter } from "../../services/RateLimiter.js"
-import type { Principal } from "../domain/Principal.js"
-import { AdminAuthentication, Authentication, OptionalOperator } from "../Api.js"
-import { Unauthenticated } from "../errors.js"
+import type { Operator, Principal } from "../domain/Principal.js"
+import { AdminAuthentication, Authentication, CONSOLE_COOKIE, OptionalOperator } from "../Api.js"
+import { Forbidden, Unauthenticated } from "../errors.js"
+import { isOwnOrigin, isSafeMethod } from "./Origin.js"
 
 const BEARER = /^Bearer[ \t]+(\S.*)$/i
 
@@ -48,15 +50,38 @@ export const AuthenticationLive = Layer.effect(
   Effect.map(authenticateCaller, (authenticate) => Authentication.of({ bearer: () => authenticate }))
 )
 
+/**
+ * An operator by its bearer credential or, when it sends none, by its console cookie. A change made
+ * with the cookie must come from the server's own origin (SPEC §12), so another site cannot make
+ * the browser act for the operator; that is checked before the session is looked up.
+ */
+const authenticateOperatorRequest = Effect.gen(function*() {
+  const auth = yield* Auth
+  const sessions = yield* ConsoleSessions
+  const byBearer = Effect.flatMap(bearerCredential, auth.authenticateOperator)
+  return Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+    const cookie = request.headers.authorization === undefined ? request.cookies[CONSOLE_COOKIE] : undefined
+    if (cookie === undefined) return byBearer
+    if (!isSafeMethod(request.method) && !isOwnOrigin(request.headers.origin, request.headers.host)) {
+      return Effect.fail(new Forbidden({ detail: "A change made with the console's cookie must come from the server's own origin." }))
+    }
+    return Effect.map(sessions.check(Redacted.make(cookie)), (session): Operator => ({ _tag: "ConsoleSession", id: session.id, expiresAt: session.expiresAt }))
+  })
+})
+
+/** Both schemes are decided by the bearer's handler, which HttpApi runs last, so its failure is the one answered. */
+const decidedByAdminToken = Effect.fail(new Unauthenticated({ code: "AUTH_MISSING", detail: "No credential was sent." }))
+
 export const AdminAuthenticationLive = Layer.effect(
   AdminAuthentication,
   Effect.gen(function*() {
-    const auth = yield* Auth
+    const authenticate = yield* authenticateOperatorRequest
     const limiter = yield* RateLimiter
     return AdminAuthentication.of({
+      consoleSession: () => decidedByAdminToken,
       // The admin token is the operators' own and is not limited; an admin key is, like any key.
       adminToken: () =>
-        Effect.flatMap(bearerCredential, auth.authenticateOperator).pipe(
+        authenticate.pipe(
           Effect.tap((operator) => (operator._tag === "AdminKey" ? limiter.hit(keyBucket(operator.principal)) : Effect.void))
         )
     })
@@ -65,10 +90,9 @@ export const AdminAuthenticationLive = Layer.effect(
 
 export const OptionalOperatorLive = Layer.effect(
   OptionalOperator,
-  Effect.gen(function*() {
-    const auth = yield* Auth
-    return OptionalOperator.of({
-      adminToken: () => Effect.flatMap(bearerCredential, auth.authenticateOperator)
-    })
-  })
+  Effect.map(authenticateOperatorRequest, (authenticate) =>
+    OptionalOperator.of({
+      consoleSession: () => decidedByAdminToken,
+      adminToken: () => authenticate
+    }))
 )

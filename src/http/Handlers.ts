@@ -2,25 +2,29 @@
  * Handlers: each maps the decoded input and the caller to one service call. Nothing here reads
  * the raw request; that stays in the boundary and the auth middleware.
  */
-import { HttpApiBuilder } from "@effect/platform"
-import { Effect, Layer, Option, Schema } from "effect"
+import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import { Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
+import { CONSOLE_SESSION_SECONDS, ConsoleSessions } from "../../services/ConsoleSessions.js"
+import { ConsoleSessionInfo, ConsoleSettings } from "../domain/Console.js"
+import { isOwnOrigin } from "./Origin.js"
 import { Auth } from "../../services/Auth.js"
 import { ErrorRecords } from "../../services/ErrorLedger.js"
 import { Health } from "../../services/Health.js"
 import { Idempotency } from "../../services/Idempotency.js"
-import { Events } from "../../services/Events.js"
+import { Events, type StreamRequest, type StreamSink } from "../../services/Events.js"
 import { Memory } from "../../services/Memory.js"
 import { Messages } from "../../services/Messages.js"
 import { Sessions } from "../../services/Sessions.js"
 import { Tenants } from "../../services/Tenants.js"
-import { Api } from "../Api.js"
+import { Api, CONSOLE_COOKIE } from "../Api.js"
 import { ErrorRecord } from "../domain/ErrorRecord.js"
 import { HealthReport } from "../domain/Health.js"
-import { CurrentOperator, CurrentPrincipal } from "../domain/Principal.js"
+import { CurrentOperator, CurrentPrincipal, type Operator } from "../domain/Principal.js"
 import { prometheusText } from "../telemetry/Prometheus.js"
+import { RequestRates } from "../telemetry/Rates.js"
 import { currentRequest } from "./InFlight.js"
 import { eventStreamResponse } from "./Sse.js"
-import { codeOfSlug, DbOperational, NotFound, problemTypes, slugOf, statusOfCode } from "../errors.js"
+import { codeOfSlug, DbOperational, Forbidden, NotFound, problemTypes, slugOf, statusOfCode } from "../errors.js"
 
 const ok = { status: "ok" } as const
 
@@ -82,6 +86,10 @@ export const SessionsLive = HttpApiBuilder.group(Api, "sessions", (handlers) =>
       .handle("delete", ({ path }) => Effect.flatMap(CurrentPrincipal, (caller) => sessions.remove(caller.tenantId, path.id)))
   }))
 
+/** Built outside the handler, so an open stream holds these values and not the handler's whole scope. */
+const opener = (events: Events["Type"], tenantId: string, sessionId: string, after: number, request: StreamRequest) => (sink: StreamSink) =>
+  events.open(tenantId, sessionId, after, request, sink)
+
 export const MessagesLive = HttpApiBuilder.group(Api, "messages", (handlers) =>
   Effect.gen(function*() {
     const messages = yield* Messages
@@ -105,7 +113,7 @@ export const MessagesLive = HttpApiBuilder.group(Api, "messages", (handlers) =>
             userAgent: inFlight?.userAgent,
             traceId: Option.getOrUndefined(Option.map(span, (s) => s.traceId))
           }
-          return yield* eventStreamResponse((sink) => events.open(caller.tenantId, path.id, after, request, sink))
+          return yield* eventStreamResponse(opener(events, caller.tenantId, path.id, after, request))
         }))
   }))
 
@@ -125,6 +133,7 @@ export const AdminLive = HttpApiBuilder.group(Api, "admin", (handlers) =>
     const errors = yield* ErrorRecords
     const health = yield* Health
     const idempotency = yield* Idempotency
+    const rates = yield* RequestRates
     /** Operators share one idempotency scope, whichever credential they use. */
     const once = <A, I, E, R>(key: string | undefined, operation: string, body: unknown, result: Schema.Schema<A, I>, write: Effect.Effect<A, E, R>) =>
       idempotency.run({ scope: "admin", key, operation, body, result, write })
@@ -133,13 +142,50 @@ export const AdminLive = HttpApiBuilder.group(Api, "admin", (handlers) =>
       .handle("createKey", ({ path, payload }) =>
         tenants.createKey(path.id, { name: payload.name, allowedAgents: payload.allowed_agents, admin: payload.admin }))
       .handle("revokeKey", ({ path }) => tenants.revokeKey(path.id))
+      .handle("rates", () => Effect.map(rates.lastHour, (data) => ({ data })))
       .handle("breakers", () => Effect.map(health.breakerStatuses, (data) => ({ data })))
       .handle("setBreaker", ({ path, payload }) => health.setBreaker(path.dependency, payload.action))
       .handle("listErrors", ({ urlParams }) => Effect.map(errors.list(urlParams), (data) => ({ data })))
       .handle("errorStats", ({ urlParams }) => errors.stats(urlParams.since))
+      .handle("errorGroups", ({ urlParams }) => Effect.map(errors.groups(urlParams), (data) => ({ data })))
+      .handle("resolveErrorGroup", ({ path, payload }) => errors.resolveGroup(path.fingerprint, payload.notes))
       .handle("getError", ({ path }) => errors.get(path.error_id))
       .handle("resolveError", ({ headers, path, payload }) =>
         once(headers["idempotency-key"], "admin.resolveError", { error_id: path.error_id, ...payload }, ErrorRecord, errors.resolve(path.error_id, payload.notes)))
   }))
 
-export const HandlersLive = Layer.mergeAll(HealthLive, ProblemsLive, AuthLive, OperationsLive, SessionsLive, MessagesLive, MemoryLive, AdminLive)
+const consoleCookie = (value: string, maxAgeSeconds: number, secure: boolean) =>
+  HttpServerResponse.unsafeSetCookie(CONSOLE_COOKIE, value, { httpOnly: true, sameSite: "strict", path: "/", maxAge: Duration.seconds(maxAgeSeconds), secure })
+
+export const ConsoleLive = HttpApiBuilder.group(Api, "console", (handlers) =>
+  Effect.gen(function*() {
+    const sessions = yield* ConsoleSessions
+    const settings = yield* ConsoleSettings
+    const info = (operator: Operator) =>
+      new ConsoleSessionInfo({
+        signed_in_with: operator._tag === "ConsoleSession" ? "console_session" : operator._tag === "AdminKey" ? "admin_key" : "admin_token",
+        expires_at: operator._tag === "ConsoleSession" ? operator.expiresAt : null,
+        trace_url: settings.traceUrl
+      })
+    return handlers
+      .handle("signIn", ({ headers, payload }) =>
+        Effect.gen(function*() {
+          if (!isOwnOrigin(headers.origin, headers.host)) {
+            return yield* new Forbidden({ detail: "Sign in from the console page of this server (its own Origin)." })
+          }
+          const session = yield* sessions.signIn(payload.admin_token)
+          const body = Schema.encodeSync(ConsoleSessionInfo)(info({ _tag: "ConsoleSession", ...session }))
+          return HttpServerResponse.unsafeJson(body).pipe(
+            consoleCookie(Redacted.value(session.id), CONSOLE_SESSION_SECONDS, headers["x-forwarded-proto"] === "https")
+          )
+        }))
+      .handle("session", () => Effect.map(CurrentOperator, info))
+      .handle("signOut", () =>
+        Effect.gen(function*() {
+          const operator = yield* CurrentOperator
+          if (operator._tag === "ConsoleSession") yield* sessions.signOut(operator.id)
+          return HttpServerResponse.empty({ status: 204 }).pipe(consoleCookie("", 0, false))
+        }))
+  }))
+
+export const HandlersLive = Layer.mergeAll(HealthLive, ProblemsLive, AuthLive, OperationsLive, SessionsLive, MessagesLive, MemoryLive, AdminLive, ConsoleLive)

@@ -8,8 +8,9 @@
  * fiber per client: a message shared by a thousand streams is encoded once, and an open stream
  * costs its connection and a few small objects.
  */
-import { HttpServerResponse } from "@effect/platform"
-import { Effect, Runtime, Schema } from "effect"
+import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import * as BunHttpServerRequest from "@effect/platform-bun/BunHttpServerRequest"
+import { Effect, Schema } from "effect"
 import type { StreamItem, StreamSink, Subscription } from "../../services/Events.js"
 import { Message } from "../domain/Message.js"
 import { clientDetail } from "./Problem.js"
@@ -53,11 +54,22 @@ const bytesOf = (item: StreamItem): Uint8Array => {
 }
 
 /**
+ * Bun closes a connection that sends nothing for its idle timeout (10 s by default), shorter than
+ * the heartbeat (15 s): a stream's connection is exempt. The platform keeps the Bun server on its
+ * request object without exporting it, hence the narrow cast; the SSE tests fail if it is ever gone.
+ */
+const exemptFromIdleTimeout = (request: HttpServerRequest.HttpServerRequest) => {
+  const server = (request as unknown as { readonly bunServer?: { readonly timeout: (request: Request, seconds: number) => void } }).bunServer
+  server?.timeout(BunHttpServerRequest.toRequest(request), 0)
+}
+
+/**
  * The response for a stream that `open` starts once the client reads the body (never for a
  * response that is not sent, or a HEAD). The stream ends when the client leaves (`cancel`).
  */
 export const eventStreamResponse = (open: (sink: StreamSink) => Effect.Effect<Subscription>) =>
-  Effect.map(Effect.runtime<never>(), (runtime) => {
+  Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
+    exemptFromIdleTimeout(request)
     let subscription: Subscription | undefined
     let ended = false
     const body = new ReadableStream<Uint8Array>(
@@ -68,7 +80,8 @@ export const eventStreamResponse = (open: (sink: StreamSink) => Effect.Effect<Su
         // The first pull is the first read: only then is the subscription taken.
         pull: (controller) => {
           if (subscription === undefined) {
-            subscription = Runtime.runSync(runtime)(open(sinkOf(controller)))
+            // Not the request's runtime: the stream would keep its context, span and fiber refs alive.
+            subscription = Effect.runSync(open(sinkOf(controller)))
           } else {
             subscription.resume()
           }
@@ -85,7 +98,14 @@ export const eventStreamResponse = (open: (sink: StreamSink) => Effect.Effect<Su
     const sinkOf = (controller: ReadableStreamDefaultController<Uint8Array>): StreamSink => ({
       write: (item) => {
         if (ended) return false
-        controller.enqueue(bytesOf(item))
+        try {
+          controller.enqueue(bytesOf(item))
+        } catch {
+          // The body was closed under us (the client is gone): the stream is released like a cancel.
+          ended = true
+          subscription?.cancel()
+          return false
+        }
         return (controller.desiredSize ?? 0) > -UNREAD_LIMIT
       },
       end: () => {
@@ -97,7 +117,8 @@ export const eventStreamResponse = (open: (sink: StreamSink) => Effect.Effect<Su
 
     return HttpServerResponse.raw(body, {
       contentType: "text/event-stream",
-      // No caching, and no buffering by a proxy in front: each event should reach the client now.
-      headers: { "cache-control": "no-cache", "x-accel-buffering": "no" }
+      // No buffering by a proxy in front: each event should reach the client now. (Caching: the
+      // edge makes every answer to a request with credentials `private, no-store`.)
+      headers: { "x-accel-buffering": "no" }
     })
   })

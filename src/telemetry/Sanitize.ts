@@ -128,3 +128,23 @@ export const sanitizePayload = (body: string): SanitizedPayload | null => {
   }
   return Buffer.byteLength(json) <= MAX_PAYLOAD_BYTES ? { kind: "json", text: json } : { kind: "truncated", text: cutToLimit(json) }
 }
+
+/** How much of a foreign text a log line shows. */
+export const SAMPLE_LENGTH = 200
+
+/**
+ * A short sample of a text we could not use (a cache entry that did not decode, a message on the
+ * event channel), for a log line: sanitised before it is cut, so that a credential straddling the
+ * cut is still recognised whole. JSON is sanitised by key, anything else as free text; only a
+ * window past the sample's end is looked at, so a huge text costs no more than a small one.
+ */
+export const sanitizeSample = (text: string, length = SAMPLE_LENGTH): string => {
+  const window = text.length > length * 4 ? text.slice(0, length * 4) : text
+  let sanitized: string
+  try {
+    sanitized = window === text ? JSON.stringify(sanitizeValue(JSON.parse(text))) : sanitizeText(window)
+  } catch {
+    sanitized = sanitizeText(window)
+  }
+  return sanitized.length > length ? sanitized.slice(0, length) : sanitized
+}

@@ -6,6 +6,7 @@
  */
 import { Database } from "bun:sqlite"
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
+import { sqliteOnly } from "../support/postgres.js"
 import { eventually, expectProblem, ledgerRecord, type LedgerRecord, startServer, type TestServer, withKey } from "../support/server.js"
 
 let server: TestServer
@@ -86,7 +87,7 @@ describe("rows of misbehaving requests read back", () => {
 })
 
 describe("rows that do not decode", () => {
-  test("are listed with what can be read, and the failure is ledgered once", async () => {
+  sqliteOnly("writes rows through a second SQLite connection")("are listed with what can be read, and the failure is ledgered once", async () => {
     const seeded = await expectProblem(await server.fetch(`/v1/sessions/${crypto.randomUUID()}`, withKey(tenant.api_key)), 404, "SESSION_NOT_FOUND")
     await ledgerRecord(server, seeded.error_id)
     const badPayload = crypto.randomUUID()

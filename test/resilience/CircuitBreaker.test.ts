@@ -231,4 +231,15 @@ describe("CircuitBreaker with this process's loop held up", () => {
       }
       expect(yield* breaker.status).toMatchObject({ state: "closed", windowCalls: 8, windowFailures: 0 })
     })))
+
+  test("a dependency that runs on the loop (SQLite) is not given the loop's time: its own statements are that time", () =>
+    withLoop(heldUp(0.5), Effect.gen(function*() {
+      const breaker = yield* CircuitBreaker.make(options({ runsOnTheLoop: true }))
+      for (let i = 0; i < 6; i++) {
+        const fiber = yield* Effect.fork(breaker.run(Effect.as(Effect.sleep("1500 millis"), "done")))
+        yield* TestClock.adjust("1500 millis")
+        yield* Fiber.join(fiber)
+      }
+      expect((yield* breaker.status).state).toBe("open")
+    })))
 })

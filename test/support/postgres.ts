@@ -7,7 +7,7 @@
  *
  * Without a reachable PostgreSQL those files skip with the reason printed, and fail under `CI=true`.
  */
-import { afterAll, beforeAll, test } from "bun:test"
+import { afterAll, beforeAll, describe, test } from "bun:test"
 import { SQL } from "bun"
 import { Effect, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
@@ -141,6 +141,48 @@ export const onPostgres = async (file: string, load: () => Promise<unknown>) => 
     harness.dialect = "sqlite"
   })
   await load()
+}
+
+/**
+ * A test file that needs PostgreSQL itself (not a wrapper): `describe` when it is reachable, else
+ * skipped with the reason printed (failed under `CI=true`).
+ */
+export const describeOnPostgres = async (name: string, body: () => void) => {
+  const unreachable = await postgresUnreachable()
+  if (unreachable === undefined) return describe(name, body)
+  if (process.env["CI"] === "true") {
+    return test(name, () => {
+      throw new Error(`${unreachable}; CI needs it`)
+    })
+  }
+  console.warn(`skipping ${name}: ${unreachable}`)
+  return describe.skip(`${name} (${unreachable})`, body)
+}
+
+/** One connection of its own to `url`, outside any pool under test. */
+export const connect = (url: string) => new SQL(url, { max: 1, connectionTimeout: 2 })
+
+/**
+ * Rows of `query` (with `?` placeholders) read from a server's database, whichever it is:
+ * `databaseUrl` as `TestServer.databaseUrl` gives it.
+ */
+export const readRows = async <A>(databaseUrl: string, query: string, params: ReadonlyArray<string | number | null>): Promise<Array<A>> => {
+  if (databaseUrl.startsWith("file:")) {
+    const { Database } = await import("bun:sqlite")
+    const reader = new Database(databaseUrl.slice("file:".length), { readonly: true })
+    try {
+      return reader.query(query).all(...params) as Array<A>
+    } finally {
+      reader.close()
+    }
+  }
+  const reader = connect(databaseUrl)
+  try {
+    let index = 0
+    return Array.from(await reader.unsafe(query.replaceAll("?", () => `$${++index}`), [...params])) as Array<A>
+  } finally {
+    await reader.close()
+  }
 }
 
 /**

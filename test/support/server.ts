@@ -15,6 +15,7 @@ import type { AppConfigShape } from "../../src/Config.js"
 import type { ErrorRecord } from "../../src/domain/ErrorRecord.js"
 import type { McpOptions } from "../../src/mcp/Endpoint.js"
 import { MainLive } from "../../src/Server.js"
+import { checkResponse } from "./contract.js"
 import { cloneDatabase, harness, TEST_POOL_SIZE } from "./postgres.js"
 
 export interface TestServer {
@@ -24,6 +25,8 @@ export interface TestServer {
   readonly jwtSecret: string
   readonly directory: string
   readonly databaseFile: string
+  /** `DATABASE_URL` for another process (the CLI) on this server's database. */
+  readonly databaseUrl: string
   readonly fetch: (path: string, init?: RequestInit) => Promise<Response>
   readonly admin: (path: string, init?: RequestInit) => Promise<Response>
   readonly createTenant: (name?: string) => Promise<{ id: string; api_key: string; api_key_id: string }>
@@ -46,15 +49,23 @@ export interface TestServerOptions {
   readonly memoryResilience?: DatabaseResilience
   /** How often event streams ping and check their session; 15 s by default, as in production. */
   readonly eventHeartbeat?: Duration.DurationInput
+  /** Bun's idle timeout for connections, in seconds (10 by default, as in production). */
+  readonly idleTimeoutSeconds?: number
   /**
    * Another server's database file (on PostgreSQL its database URL), to run a second instance on the
    * same data (it is not deleted on close).
    */
   readonly databaseFile?: string
+  /** Where rate limits are counted, when not as the configuration implies. */
+  readonly rateLimitStore?: "cache" | "database"
   /** Generous by default so that only the rate-limit tests meet it. */
   readonly rateLimit?: { readonly limit: number; readonly windowMillis: number }
   /** MCP session bounds and allowed origins. */
   readonly mcp?: McpOptions
+  /** BULWARK_TRACE_URL. */
+  readonly traceUrl?: string
+  /** OTEL_TRACES_SAMPLER_ARG. */
+  readonly traceSampleRatio?: number
 }
 
 /** How many times the work of `/__test/hang` was interrupted (its finalizer ran). */
@@ -117,13 +128,19 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
       ...(options.cacheResilience === undefined ? {} : { cacheResilience: options.cacheResilience }),
       ...(options.memoryResilience === undefined ? {} : { memoryResilience: options.memoryResilience }),
       ...(options.eventHeartbeat === undefined ? {} : { eventHeartbeat: options.eventHeartbeat }),
-      ...(options.mcp === undefined ? {} : { mcp: options.mcp })
+      ...(options.rateLimitStore === undefined ? {} : { rateLimitStore: options.rateLimitStore }),
+      ...(options.idleTimeoutSeconds === undefined ? {} : { idleTimeoutSeconds: options.idleTimeoutSeconds }),
+      ...(options.mcp === undefined ? {} : { mcp: options.mcp }),
+      ...(options.traceUrl === undefined ? {} : { traceUrl: options.traceUrl }),
+      ...(options.traceSampleRatio === undefined ? {} : { traceSampleRatio: options.traceSampleRatio })
     })
   )
   const address = await runtime.runPromise(Effect.map(HttpServer.HttpServer, (server) => server.address))
   if (address._tag !== "TcpAddress") throw new Error("expected a TCP address")
   const url = `http://127.0.0.1:${address.port}`
-  const fetchPath = (path: string, init?: RequestInit) => fetch(url + path, init)
+  // Every response a test receives through the harness is checked against /openapi.json.
+  const fetchPath = (path: string, init?: RequestInit) =>
+    fetch(url + path, init).then((response) => checkResponse(url, init?.method ?? "GET", path, response))
   const admin = (path: string, init: RequestInit = {}) =>
     fetchPath(path, {
       ...init,
@@ -151,6 +168,7 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
     jwtSecret,
     directory,
     databaseFile,
+    databaseUrl: onPostgres ? databaseFile : `file:${databaseFile}`,
     fetch: fetchPath,
     admin,
     createTenant,

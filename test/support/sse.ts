@@ -2,6 +2,8 @@
  * A server-sent events client over `fetch` streaming, as an agent would use one: it parses the
  * stream into events (and comments, so heartbeats can be seen) and can be closed at any time.
  */
+import { checkResponse } from "./contract.js"
+
 export interface SseEvent {
   readonly id?: string
   readonly event: string
@@ -24,7 +26,8 @@ export interface SseClient {
 
 export const openEvents = async (url: string, init: RequestInit = {}): Promise<SseClient> => {
   const abort = new AbortController()
-  const response = await fetch(url, { ...init, signal: abort.signal })
+  // Checked against /openapi.json like every harness response (an event stream by status and headers).
+  const response = await checkResponse(new URL(url).origin, init.method ?? "GET", url, await fetch(url, { ...init, signal: abort.signal }))
   const items: Array<SseItem> = []
   const waiters: Array<() => void> = []
   let done = false

@@ -19,6 +19,14 @@ export interface TcpProxy {
   readonly cut: () => Promise<void>
   /** Accepts connections but holds every byte either way until `heal`, which delivers them in order. */
   readonly stall: () => Promise<void>
+  /**
+   * The next reply that contains `reply` (e.g. PostgreSQL's command tag, sent once the statement has
+   * committed) never arrives: its connection is cut instead, as when a network fails between the
+   * server's commit and the client's read. With `request`, only a reply on a connection that sent
+   * `request` after this call counts (a client sends a statement's text only the first time on a
+   * connection, then runs it prepared, by name). Resolves when that happened.
+   */
+  readonly loseReply: (markers: { readonly reply: string; readonly request?: string }) => Promise<void>
   /** Accepts and forwards again. */
   readonly heal: () => Promise<void>
   readonly mode: () => ProxyMode
@@ -97,6 +105,21 @@ export const startTcpProxy = async (upstream: { readonly host: string; readonly 
     pair.upstream?.terminate()
   }
 
+  let losing: { readonly request: Buffer | undefined; readonly reply: Buffer; on: Pair | undefined; readonly lost: () => void } | undefined
+  const contains = (bytes: Uint8Array, marker: Buffer) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).includes(marker)
+  const watchRequest = (pair: Pair, bytes: Uint8Array) => {
+    if (losing?.request !== undefined && losing.on === undefined && contains(bytes, losing.request)) losing.on = pair
+  }
+  /** True when these upstream bytes are the reply to lose (the connection is then cut, nothing forwarded). */
+  const lose = (pair: Pair, bytes: Uint8Array): boolean => {
+    if (losing === undefined || (losing.request !== undefined && losing.on !== pair) || !contains(bytes, losing.reply)) return false
+    const { lost } = losing
+    losing = undefined
+    closePair(pair)
+    lost()
+    return true
+  }
+
   const connectUpstream = async (pair: Pair) => {
     try {
       const socket = await Bun.connect<Link>({
@@ -104,7 +127,9 @@ export const startTcpProxy = async (upstream: { readonly host: string; readonly 
         port: upstream.port,
         data: { pair, pending: [] },
         socket: {
-          data: (_socket, bytes) => forward(pair, () => pair.client, bytes),
+          data: (_socket, bytes) => {
+            if (!lose(pair, bytes)) forward(pair, () => pair.client, bytes)
+          },
           drain: flush,
           close: () => closePair(pair),
           error: () => closePair(pair)
@@ -136,6 +161,7 @@ export const startTcpProxy = async (upstream: { readonly host: string; readonly 
         },
         data: (client, bytes) => {
           const pair = client.data.pair
+          watchRequest(pair, bytes)
           forward(pair, () => pair.upstream, bytes)
         },
         drain: flush,
@@ -167,6 +193,15 @@ export const startTcpProxy = async (upstream: { readonly host: string; readonly 
       cutAll()
       held.length = 0
     },
+    loseReply: (markers) =>
+      new Promise<void>((lost) => {
+        losing = {
+          request: markers.request === undefined ? undefined : Buffer.from(markers.request),
+          reply: Buffer.from(markers.reply),
+          on: undefined,
+          lost
+        }
+      }),
     stall: async () => {
       mode = "stalled"
       listener ??= listen(port)

@@ -22,14 +22,6 @@ export interface PostgresOptions {
 /** The driver's pool, for what `SqlClient` does not cover (notifications, closing). */
 export class PostgresPool extends Context.Tag("bulwark/Postgres/Pool")<PostgresPool, BunPgClient.BunPgClient>() {}
 
-const describe = (error: SqlError): string => {
-  const cause = error.cause
-  const message = cause instanceof Error ? cause.message : String(cause ?? error.message)
-  const code = typeof cause === "object" && cause !== null ? (cause as { errno?: unknown; code?: unknown }) : {}
-  const state = typeof code.errno === "string" ? code.errno : typeof code.code === "string" ? code.code : undefined
-  return state === undefined ? message : `${state}: ${message}`
-}
-
 /** Only a server that may yet come (refused, reset, starting up, too many connections) is waited for. */
 const mayComeUp = (error: SqlError) => {
   const fault = classifyDriverError(error)
@@ -55,7 +47,7 @@ export const layer = (options: PostgresOptions): Layer.Layer<SqlClient.SqlClient
           ),
           while: mayComeUp
         }),
-        Effect.mapError((error) => new StartupError("DATABASE_URL", `cannot reach PostgreSQL (${describe(error)})`))
+        Effect.mapError((error) => new StartupError("DATABASE_URL", `cannot reach PostgreSQL (${BunPgClient.describeDriverError(error.cause)})`))
       )
       return Context.make(SqlClient.SqlClient, client.sql).pipe(Context.add(PostgresPool, client))
     })
