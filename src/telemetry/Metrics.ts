@@ -61,3 +61,7 @@ export const eventPublishFailuresTotal = Metric.counter("bulwark_event_publish_f
   description: "Session events that could not be sent to other processes (their subscribers catch up from the database)",
   incremental: true
 })
+
+export const keptKeysTrusted = Metric.gauge("bulwark_kept_keys_trusted", {
+  description: "1 while this process can tell whether API keys changed (it may use the keys it kept), 0 while it reads every key from the database"
+})
