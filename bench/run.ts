@@ -279,7 +279,7 @@ const run = async (settings: Settings, workDir: string, postgres: BenchPostgres 
   })
   await stopAll()
   progress("live fan-out (bench/fanout.ts)")
-  const fanout = await runFanout({ repoRoot: REPO_ROOT, bulwarkDir: settings.bulwarkDir, core: settings.cores?.server ?? null })
+  const fanout = await runFanout({ repoRoot: REPO_ROOT, bulwarkDir: settings.bulwarkDir, core: settings.cores?.server ?? null, postgres })
   const markdown = `${renderMarkdown(report)}\n\n## Live fan-out\n\n${fanout}\n`
   writeResults(markdown, { settings, report, measurements, fanout })
   console.log(markdown)

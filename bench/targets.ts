@@ -62,12 +62,12 @@ export interface StartContext {
   readonly core: number | null
   /** Every target serves a session with this id, so one URL shape fits all. */
   readonly sessionId: string
-  /** Where the PostgreSQL targets get their databases; null when the run is on SQLite only. */
-  readonly postgres: BenchPostgres | null
+  /** Where the PostgreSQL targets get their databases; absent when the run is on SQLite only. */
+  readonly postgres?: BenchPostgres | null
 }
 
 const postgresOf = (context: StartContext): BenchPostgres => {
-  if (context.postgres === null) throw new Error("a PostgreSQL target needs BENCH_POSTGRES_URL's server")
+  if (context.postgres === undefined || context.postgres === null) throw new Error("a PostgreSQL target needs BENCH_POSTGRES_URL's server")
   return context.postgres
 }
 

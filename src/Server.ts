@@ -11,7 +11,7 @@ import { Cause, type Duration, Effect, FiberRef, Layer, Option } from "effect"
 import * as Database from "../layers/database/Database.js"
 import { adminTokenLayer, jwtSecretLayer } from "../layers/Secrets.js"
 import * as Cache from "../layers/cache/Cache.js"
-import { EventBus } from "../layers/events/EventBus.js"
+import { defaultBusHealth, EventBus } from "../layers/events/EventBus.js"
 import { MemoryStore } from "../layers/memory/MemoryStore.js"
 import * as LoopDelay from "../layers/resilience/LoopDelay.js"
 import { Auth } from "../services/Auth.js"
@@ -116,7 +116,10 @@ export const InfrastructureLive = (options: Omit<ServerOptions, "extraRoutes">) 
 const SharedContextLive = (options: ServerOptions) =>
   Layer.mergeAll(Sessions.Default, Messages.Default, Memory.layer()).pipe(
     Layer.provideMerge(Events.layer(options.eventHeartbeat === undefined ? {} : { heartbeat: options.eventHeartbeat })),
-    Layer.provideMerge(Layer.merge(EventBus.layer, MessagesRepo.Default)),
+    Layer.provideMerge(Layer.merge(
+      EventBus.layerWith({ ...defaultBusHealth, sharedDatabase: options.config.database._tag === "Postgres" }),
+      MessagesRepo.Default
+    )),
     Layer.provideMerge(Idempotency.Default),
     Layer.provideMerge(
       MemoryStore.layer(Database.sizedToPool(options.memoryResilience ?? Database.defaultResilience, options.config.database, "memory"))

@@ -210,7 +210,7 @@ const postgresClient = (options: DatabaseOptions, url: Extract<DatabaseUrl, { _t
 /**
  * The share of the PostgreSQL pool a dependency's writes may hold at once, so that writes queue in
  * the bulkhead (and are refused with `OVERLOADED` past it) instead of in the driver, and reads
- * always find a connection. The database takes three quarters, the memory store the rest.
+ * always find a connection. The memory store takes a quarter (at least one), the database the rest.
  */
 export const sizedToPool = (resilience: DatabaseResilience, url: DatabaseUrl, share: "database" | "memory"): DatabaseResilience => {
   if (url._tag !== "Postgres") return resilience

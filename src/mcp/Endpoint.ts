@@ -60,13 +60,6 @@ const tooLarge = new PayloadTooLarge({
 
 const isJsonMediaType = (contentType: string): boolean => (contentType.split(";")[0]?.trim().toLowerCase() ?? "") === "application/json"
 
-/** Copies a response with the edge's headers added. */
-const withHeaders = (response: Response, headers: Record<string, string>): Response => {
-  const merged = new Headers(response.headers)
-  for (const [name, value] of Object.entries(headers)) merged.set(name, value)
-  return new Response(response.body, { status: response.status, statusText: response.statusText, headers: merged })
-}
-
 export const make = (options: McpOptions = {}) =>
   Effect.gen(function*() {
     const runtime = yield* Effect.runtime<McpServices | RateLimiter>()
@@ -80,7 +73,7 @@ export const make = (options: McpOptions = {}) =>
     const allowedOrigins = [...(yield* configuredOrigins), ...(options.allowedOrigins ?? [])]
     const limits = { ...DEFAULT_SESSION_LIMITS, ...options.sessions }
     const legacy = makeLegacy(run, limits)
-    const modern = makeModern(run, runtime)
+    const modern = makeModern(runtime)
     yield* Effect.addFinalizer(() => Effect.promise(() => legacy.closeAll()))
     yield* Effect.promise(() => legacy.sweep(Date.now())).pipe(
       Effect.repeat(Schedule.spaced(options.sweepEvery ?? "1 minute")),
@@ -97,44 +90,92 @@ export const make = (options: McpOptions = {}) =>
       return LOOPBACK_HOSTS.some((host) => origin === `http://${host}:${port}` || origin === `https://${host}:${port}`)
     }
 
+    /**
+     * Runs a request's program on the server's runtime. A fiber runs until it first waits, so a
+     * call served from memory (authentication, rate count and a cached read) is answered before
+     * `runFork` returns, with no promise to settle, as on the REST hot route.
+     */
+    const forkRequest = Runtime.runFork(runtime)
+    const runRequest = (program: Effect.Effect<Response, never, McpServices | RateLimiter>): Response | Promise<Response> => {
+      const fiber = forkRequest(program)
+      const exit = fiber.unsafePoll()
+      if (exit !== null) return settled(exit)
+      return new Promise((resolve) => fiber.addObserver((done) => resolve(settled(done))))
+    }
+    const settled = (exit: Exit.Exit<Response>): Response | never => {
+      if (Exit.isSuccess(exit)) return exit.value
+      // Every failure was rendered inside the program; what is left is an interruption at shutdown.
+      throw Cause.squash(exit.cause)
+    }
+
     /** A failure at the HTTP level: ledgered (type `mcp`) and answered as a problem, as REST does. */
     const failed = (error: AppError, request: Request, inFlight: InFlightRequest, tenantId?: string) =>
-      run.promise(
-        Effect.map(
-          ledger.record(error, {
-            type: "mcp",
-            route: ROUTE,
-            method: request.method,
-            requestId: inFlight.requestId,
-            userAgent: inFlight.userAgent,
-            tenantId
-          }),
-          (errorId) => HttpServerResponse.toWeb(problemResponse(error, errorId))
-        )
+      Effect.map(
+        ledger.record(error, {
+          type: "mcp",
+          route: ROUTE,
+          method: request.method,
+          requestId: inFlight.requestId,
+          userAgent: inFlight.userAgent,
+          tenantId
+        }),
+        (errorId) => HttpServerResponse.toWeb(problemResponse(error, errorId))
       )
 
-    const serve = async (request: Request, server: BunServer<unknown>, inFlight: InFlightRequest): Promise<Response> => {
-      const requestId = inFlight.requestId
-      const edgeHeaders = () => {
-        const limited = inFlight.rateLimit
-        return limited === undefined ? { "x-request-id": requestId } : {
-          "x-request-id": requestId,
-          "ratelimit-limit": String(limited.limit),
-          "ratelimit-remaining": String(limited.remaining),
-          "ratelimit-reset": String(limited.reset)
-        }
+    /** `X-Request-Id` on every response, and `RateLimit-*` on those that were counted. */
+    const withEdgeHeaders = (response: Response, inFlight: InFlightRequest): Response => {
+      response.headers.set("x-request-id", inFlight.requestId)
+      const limited = inFlight.rateLimit
+      if (limited !== undefined) {
+        response.headers.set("ratelimit-limit", String(limited.limit))
+        response.headers.set("ratelimit-remaining", String(limited.remaining))
+        response.headers.set("ratelimit-reset", String(limited.reset))
       }
-      const answer = (response: Response) => withHeaders(response, edgeHeaders())
+      return response
+    }
 
+    /** The checks that need neither the caller nor the body's meaning: origin, method, size, media type, JSON. */
+    const refusal = (request: Request, server: BunServer<unknown>, inFlight: InFlightRequest, hasSession: boolean) => {
       if (!originAllowed(request.headers.get("origin"), server.port)) {
-        return answer(await failed(new Forbidden({ detail: "Requests from this Origin are refused (DNS rebinding protection)." }), request, inFlight))
+        return failed(new Forbidden({ detail: "Requests from this Origin are refused (DNS rebinding protection)." }), request, inFlight)
       }
-      const hasSession = request.headers.has("mcp-session-id")
       if (request.method !== "POST" && !((request.method === "GET" || request.method === "DELETE") && hasSession)) {
         // The stateless era has no GET stream and no session to delete; the session era needs its id.
-        return answer(errorResponse(null, 405, ErrorCodes.InvalidRequest, "Method not allowed: POST a JSON-RPC message (GET and DELETE need an Mcp-Session-Id)", undefined, { allow: "POST" }))
+        return Effect.succeed(
+          errorResponse(null, 405, ErrorCodes.InvalidRequest, "Method not allowed: POST a JSON-RPC message (GET and DELETE need an Mcp-Session-Id)", undefined, { allow: "POST" })
+        )
       }
-      if (Number(request.headers.get("content-length") ?? "0") > MAX_BODY_BYTES) return answer(await failed(tooLarge, request, inFlight))
+      if (Number(request.headers.get("content-length") ?? "0") > MAX_BODY_BYTES) return failed(tooLarge, request, inFlight)
+      if (request.method === "POST" && !isJsonMediaType(request.headers.get("content-type") ?? "")) {
+        return failed(new UnsupportedMediaType({ detail: "MCP messages must be sent as application/json." }), request, inFlight)
+      }
+      return undefined
+    }
+
+    const parse = (text: string, request: Request, inFlight: InFlightRequest): { readonly body: unknown } | Effect.Effect<Response> => {
+      if (Buffer.byteLength(text) > MAX_BODY_BYTES) return failed(tooLarge, request, inFlight)
+      let body: unknown
+      try {
+        body = JSON.parse(text)
+      } catch {
+        return Effect.succeed(errorResponse(null, 400, ErrorCodes.ParseError, "Parse error: the body is not JSON"))
+      }
+      if (Array.isArray(body)) {
+        return Effect.succeed(errorResponse(null, 400, ErrorCodes.InvalidRequest, "Invalid Request: batches are not supported; send one JSON-RPC message per POST"))
+      }
+      return { body }
+    }
+
+    const serve = async (request: Request, server: BunServer<unknown>, inFlight: InFlightRequest): Promise<Response> => {
+      const hasSession = request.headers.has("mcp-session-id")
+      const refused = refusal(request, server, inFlight, hasSession)
+      if (refused !== undefined) return withEdgeHeaders(await runRequest(refused), inFlight)
+      let body: unknown = undefined
+      if (request.method === "POST") {
+        const parsed = parse(await request.text(), request, inFlight)
+        if (Effect.isEffect(parsed)) return withEdgeHeaders(await runRequest(parsed), inFlight)
+        body = parsed.body
+      }
 
       // The same credentials and limits as `/v1`: without a credential the client's address is counted.
       const anonymous = request.headers.get("authorization") === null
@@ -142,35 +183,26 @@ export const make = (options: McpOptions = {}) =>
       const address = anonymous ? server.requestIP(request)?.address : undefined
       const serverRequest = address === undefined ? HttpServerRequest.fromWeb(request) : HttpServerRequest.fromWeb(request).modify({ remoteAddress: address })
       track(serverRequest, inFlight)
-      const who = await Runtime.runPromiseExit(runtime)(
-        (anonymous
-          ? Effect.zipRight(limiter.hit(`ip:${Option.getOrElse(serverRequest.remoteAddress, () => "unknown")}`), authenticate)
-          : authenticate).pipe(Effect.provideService(HttpServerRequest.HttpServerRequest, serverRequest))
-      )
-      if (Exit.isFailure(who)) return answer(await failed(classify(who.cause), request, inFlight))
-      const caller = who.value
-      const scope: RequestScope = { caller, httpRequestId: requestId, userAgent: inFlight.userAgent }
-
-      let body: unknown = undefined
-      if (request.method === "POST") {
-        if (!isJsonMediaType(request.headers.get("content-type") ?? "")) {
-          return answer(await failed(new UnsupportedMediaType({ detail: "MCP messages must be sent as application/json." }), request, inFlight, caller.tenantId))
-        }
-        const text = await request.text()
-        if (Buffer.byteLength(text) > MAX_BODY_BYTES) return answer(await failed(tooLarge, request, inFlight, caller.tenantId))
-        try {
-          body = JSON.parse(text)
-        } catch {
-          return answer(errorResponse(null, 400, ErrorCodes.ParseError, "Parse error: the body is not JSON"))
-        }
-        if (Array.isArray(body)) {
-          return answer(errorResponse(null, 400, ErrorCodes.InvalidRequest, "Invalid Request: batches are not supported; send one JSON-RPC message per POST"))
-        }
-      }
+      const authenticated = anonymous
+        ? Effect.zipRight(limiter.hit(`ip:${Option.getOrElse(serverRequest.remoteAddress, () => "unknown")}`), authenticate)
+        : authenticate
       const modernRequest = request.method === "POST" &&
         (declaredVersion(body) !== undefined || (!hasSession && request.headers.get("mcp-protocol-version") === MODERN_VERSION))
-      const response = modernRequest ? await modern.handle(request, body, scope) : await legacy.handle(request, body, scope)
-      return answer(response)
+
+      const program = authenticated.pipe(
+        Effect.provideService(HttpServerRequest.HttpServerRequest, serverRequest),
+        Effect.matchEffect({
+          onFailure: (error) => failed(error, request, inFlight),
+          onSuccess: (caller): Effect.Effect<Response, never, McpServices> => {
+            const scope: RequestScope = { caller, httpRequestId: inFlight.requestId, userAgent: inFlight.userAgent }
+            if (modernRequest) return modern.handle(request, body, scope)
+            return legacy.callInSession(request, body, scope) ?? Effect.promise(() => legacy.handle(request, body, scope))
+          }
+        }),
+        // A defect below the edge (ours or the SDK's): a 500 with an error_id, never a bare one.
+        Effect.catchAllDefect((defect) => failed(classify(Cause.die(defect)), request, inFlight))
+      )
+      return withEdgeHeaders(await runRequest(program), inFlight)
     }
 
     const handler = async (request: Request, server: BunServer<unknown>): Promise<Response> => {
@@ -180,9 +212,8 @@ export const make = (options: McpOptions = {}) =>
       try {
         return await serve(request, server, inFlight)
       } catch (defect) {
-        // A bug below the edge (ours or the SDK's): a 500 with an error_id, never a bare one.
-        const response = await failed(classify(Cause.die(defect)), request, inFlight)
-        return withHeaders(response, { "x-request-id": requestId })
+        // Thrown outside the program (reading the body, the SDK's own code): still a problem with an error_id.
+        return withEdgeHeaders(await runRequest(failed(classify(Cause.die(defect)), request, inFlight)), inFlight)
       }
     }
 
