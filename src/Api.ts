@@ -8,7 +8,7 @@ import { CurrentOperator, CurrentPrincipal } from "./domain/Principal.js"
 import { ErrorGroup, ErrorGroupList, ErrorList, ErrorRecord, ErrorStats, Fingerprint, ListErrorsParams, ListGroupsParams, ResolveError, StatsParams } from "./domain/ErrorRecord.js"
 import { AccessToken, TokenRequest } from "./domain/Auth.js"
 import { ConsoleSessionInfo, ConsoleSignIn, SignInHeaders } from "./domain/Console.js"
-import { BreakerAction, BreakerStatus, Dependency, HealthReport } from "./domain/Health.js"
+import { BreakerAction, BreakerStatus, Dependency, HealthReport, Rates } from "./domain/Health.js"
 import { Uuid } from "./domain/Ids.js"
 import { ApiError } from "./domain/Problem.js"
 import { MemoryEntry, MemoryKey, MemoryList, PutMemory } from "./domain/Memory.js"
@@ -338,6 +338,12 @@ export class AdminGroup extends HttpApiGroup.make("admin")
       .setPayload(refusingUnknownFields(BreakerAction))
       .addSuccess(BreakerStatus)
       .annotate(OpenApi.Description, "Force a breaker open, close (reset) it, or disable it.")
+  )
+  .add(
+    HttpApiEndpoint.get("rates", "/rates")
+      .annotate(OpenApi.Summary, "Request and error rates, last hour")
+      .addSuccess(Rates)
+      .annotate(OpenApi.Description, "Requests and error responses per minute over the last hour, as counted by this instance.")
   )
   .add(
     HttpApiEndpoint.get("listErrors", "/errors")

@@ -33,12 +33,14 @@ import { ConsoleSettings } from "./domain/Console.js"
 import { type AppConfigShape, StartupError } from "./Config.js"
 import { AdminAuthenticationLive, AuthenticationLive, OptionalOperatorLive } from "./http/Auth.js"
 import * as Boundary from "./http/Boundary.js"
+import * as ConsoleRoutes from "./console/Routes.js"
 import * as HotRoutes from "./http/HotRoutes.js"
 import * as McpEndpoint from "./mcp/Endpoint.js"
 import { HandlersLive } from "./http/Handlers.js"
 import * as Logging from "./telemetry/Logging.js"
 import { serverScheduler } from "./Scheduler.js"
 import * as Otlp from "./telemetry/Otlp.js"
+import { RequestRates } from "./telemetry/Rates.js"
 import { ROUTER_CONFIG, routeTemplates, serverSpan, withoutBuiltinTracer } from "./telemetry/ServerSpan.js"
 
 /**
@@ -127,7 +129,7 @@ const SharedContextLive = (options: ServerOptions) =>
   )
 
 export const ServicesLive = (options: ServerOptions) =>
-  Layer.mergeAll(Tenants.Default, Auth.Default, Health.Default, RateLimiter.layer, ConsoleSessions.Default).pipe(
+  Layer.mergeAll(Tenants.Default, Auth.Default, Health.Default, RateLimiter.layer, ConsoleSessions.Default, RequestRates.layer).pipe(
     Layer.provideMerge(Layer.succeed(ConsoleSettings, { traceUrl: options.traceUrl ?? null })),
     Layer.provideMerge(SharedContextLive(options)),
     Layer.provideMerge(Layer.succeed(RateLimitConfig, options.config.rateLimit)),
@@ -153,17 +155,25 @@ const serverContext = Layer.mergeAll(BunHttpPlatform.layer, Etag.layerWeak).pipe
   Layer.provideMerge(Layer.mergeAll(BunFileSystem.layer, BunPath.layer))
 )
 
-/** Bun serves the hot routes and `/mcp` itself; every other request goes to the HttpApi app. */
+/** Bun serves the hot routes, `/mcp` and the console itself; every other request goes to the HttpApi app. */
 const listen = (config: AppConfigShape, mcp: McpEndpoint.McpOptions | undefined, idleTimeoutSeconds = 10) =>
+  Layer.unwrapEffect(Effect.map(ConsoleRoutes.make, (consoleRoutes) => listenWith(config, mcp, idleTimeoutSeconds, consoleRoutes)))
+
+const listenWith = (
+  config: AppConfigShape,
+  mcp: McpEndpoint.McpOptions | undefined,
+  idleTimeoutSeconds: number,
+  consoleRoutes: ConsoleRoutes.Routes
+) =>
   Layer.unwrapScoped(
-    Effect.map(Effect.zipWith(HotRoutes.make({ requestTimeoutMillis: config.requestTimeoutMillis, routeOf }), McpEndpoint.make(mcp), (hot, mcpRoutes) => ({ ...hot, ...mcpRoutes })), (routes) =>
+    Effect.map(Effect.all([HotRoutes.make({ requestTimeoutMillis: config.requestTimeoutMillis, routeOf }), McpEndpoint.make(mcp)]), ([hot, mcpRoutes]) =>
       BunHttpServer.layerServer({
         port: config.port,
         hostname: config.host,
         // Above our own 1 MiB rule, so that the boundary (not Bun) answers oversized bodies.
         maxRequestBodySize: 16 * 1024 * 1024,
         idleTimeout: idleTimeoutSeconds,
-        routes
+        routes: { ...hot, ...mcpRoutes, ...consoleRoutes }
       }))
   ).pipe(
     Layer.provideMerge(serverContext),

@@ -32,3 +32,16 @@ export class HealthReport extends Schema.Class<HealthReport>("HealthReport")({
     Schema.NullOr(Schema.Struct({ recent_count: Schema.Int, unresolved_count: Schema.Int, last_error: Schema.NullOr(ErrorRecord) }))
   )
 }) {}
+
+export class RatePoint extends Schema.Class<RatePoint>("RatePoint")({
+  minute: Schema.String.annotations({ description: "The minute's start (RFC 3339)." }),
+  requests: Schema.Int,
+  errors: Schema.Int.annotations({ description: "Responses with status 400 or more." }),
+  server_errors: Schema.Int.annotations({ description: "Responses with status 500 or more." })
+}) {}
+
+export class Rates extends Schema.Class<Rates>("Rates")({
+  data: Schema.Array(RatePoint).annotations({
+    description: "One point per minute of the last hour, oldest first; the last is the current minute, still counting."
+  })
+}) {}

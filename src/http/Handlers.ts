@@ -21,6 +21,7 @@ import { ErrorRecord } from "../domain/ErrorRecord.js"
 import { HealthReport } from "../domain/Health.js"
 import { CurrentOperator, CurrentPrincipal, type Operator } from "../domain/Principal.js"
 import { prometheusText } from "../telemetry/Prometheus.js"
+import { RequestRates } from "../telemetry/Rates.js"
 import { currentRequest } from "./InFlight.js"
 import { eventStreamResponse } from "./Sse.js"
 import { codeOfSlug, DbOperational, Forbidden, NotFound, problemTypes, slugOf, statusOfCode } from "../errors.js"
@@ -132,6 +133,7 @@ export const AdminLive = HttpApiBuilder.group(Api, "admin", (handlers) =>
     const errors = yield* ErrorRecords
     const health = yield* Health
     const idempotency = yield* Idempotency
+    const rates = yield* RequestRates
     /** Operators share one idempotency scope, whichever credential they use. */
     const once = <A, I, E, R>(key: string | undefined, operation: string, body: unknown, result: Schema.Schema<A, I>, write: Effect.Effect<A, E, R>) =>
       idempotency.run({ scope: "admin", key, operation, body, result, write })
@@ -140,6 +142,7 @@ export const AdminLive = HttpApiBuilder.group(Api, "admin", (handlers) =>
       .handle("createKey", ({ path, payload }) =>
         tenants.createKey(path.id, { name: payload.name, allowedAgents: payload.allowed_agents, admin: payload.admin }))
       .handle("revokeKey", ({ path }) => tenants.revokeKey(path.id))
+      .handle("rates", () => Effect.map(rates.lastHour, (data) => ({ data })))
       .handle("breakers", () => Effect.map(health.breakerStatuses, (data) => ({ data })))
       .handle("setBreaker", ({ path, payload }) => health.setBreaker(path.dependency, payload.action))
       .handle("listErrors", ({ urlParams }) => Effect.map(errors.list(urlParams), (data) => ({ data })))

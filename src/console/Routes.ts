@@ -1,0 +1,108 @@
+/**
+ * The operators' console (SPEC §12) as Bun routes: `/console` and every path below it answer the
+ * page (it routes in the browser, so `/console/errors/{error_id}` is a link support staff can paste),
+ * and its bundled script and stylesheet are served beside it, all from this process.
+ *
+ * The page is an HTML import bundled by Bun. Bun serves an HTML import passed to `routes` itself,
+ * with no way to add headers, and the console's responses must carry its security headers; so the
+ * bundle's files are served here: those `bun run build` made ahead of time when running the build,
+ * else (running from source: development and tests) a bundle made once with `Bun.build`.
+ */
+import { Effect } from "effect"
+import { basename, resolve } from "node:path"
+import { StartupError } from "../Config.js"
+import consolePage from "./index.html"
+
+/** Nothing but the server's own origin, no inline script or style, no framing (SPEC §12). */
+export const CONTENT_SECURITY_POLICY = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self'",
+  "connect-src 'self'",
+  "base-uri 'self'",
+  "form-action 'self'",
+  "frame-ancestors 'none'"
+].join("; ")
+
+const SECURITY_HEADERS = {
+  "content-security-policy": CONTENT_SECURITY_POLICY,
+  "x-content-type-options": "nosniff",
+  "x-frame-options": "DENY",
+  "referrer-policy": "no-referrer",
+  "cross-origin-opener-policy": "same-origin",
+  "cross-origin-resource-policy": "same-origin"
+} as const
+
+interface BundleFile {
+  readonly name: string
+  readonly contentType: string
+  readonly body: Blob
+}
+
+const isHtml = (contentType: string) => contentType.startsWith("text/html")
+
+const builtAhead = (files: NonNullable<Bun.HTMLBundle["files"]>): ReadonlyArray<BundleFile> =>
+  files.map((file) => ({
+    name: basename(file.path),
+    contentType: file.headers["content-type"],
+    // Paths are relative to the built server's own directory.
+    body: Bun.file(resolve(import.meta.dir, file.path))
+  }))
+
+const buildNow = async (index: string): Promise<ReadonlyArray<BundleFile>> => {
+  const built = await Bun.build({ entrypoints: [index], target: "browser", minify: true })
+  if (!built.success) throw new Error(built.logs.map(String).join("\n"))
+  return built.outputs.map((output) => ({ name: basename(output.path), contentType: output.type, body: output }))
+}
+
+/** Built once per process when running from source: the sources do not change while it runs. */
+let bundled: Promise<ReadonlyArray<BundleFile>> | undefined
+
+const bundleFiles = Effect.tryPromise({
+  try: () => {
+    if (consolePage.files !== undefined) return Promise.resolve(builtAhead(consolePage.files))
+    bundled ??= buildNow(consolePage.index)
+    return bundled
+  },
+  catch: (error) => new StartupError("console", `cannot bundle the console page (${error instanceof Error ? error.message : String(error)})`)
+})
+
+const respond = (file: BundleFile, body: ArrayBuffer): () => Response => {
+  const headers = {
+    ...SECURITY_HEADERS,
+    "content-type": file.contentType,
+    // The page names its files by content hash: the page is always asked again, the files never.
+    "cache-control": isHtml(file.contentType) ? "no-cache" : "public, max-age=31536000, immutable"
+  }
+  return () => new Response(body, { headers })
+}
+
+/**
+ * The bundler refers to the page's files relative to where it wrote the page (`./x.js` from source,
+ * `../x.js` in the build); the page answers at every depth under `/console`, so they are made absolute.
+ */
+const withAbsoluteReferences = (html: string, names: ReadonlyArray<string>): string =>
+  names.reduce((text, name) => text.replaceAll(new RegExp(`(src|href)="(?:\\.{1,2}/)*${name.replaceAll(".", "\\.")}"`, "g"), `$1="/console/${name}"`), html)
+
+export type Routes = Record<string, { GET: () => Response }>
+
+/** `GET` routes for Bun.serve: the page at `/console` and below, each bundled file at `/console/{name}`. */
+export const make: Effect.Effect<Routes, StartupError> = Effect.gen(function*() {
+  const files = yield* bundleFiles
+  const bodies = yield* Effect.tryPromise({
+    try: () => Promise.all(files.map((file) => file.body.arrayBuffer())),
+    catch: (error) => new StartupError("console", `cannot read the console bundle (${error instanceof Error ? error.message : String(error)})`)
+  })
+  const page = files.findIndex((file) => isHtml(file.contentType))
+  if (page === -1) return yield* Effect.fail(new StartupError("console", "the console bundle has no page"))
+  bodies[page] = new TextEncoder().encode(withAbsoluteReferences(new TextDecoder().decode(bodies[page]), files.map((file) => file.name))).buffer
+  const routes: Routes = {}
+  files.forEach((file, i) => {
+    if (i !== page) routes[`/console/${file.name}`] = { GET: respond(file, bodies[i]!) }
+  })
+  const pageRoute = { GET: respond(files[page]!, bodies[page]!) }
+  routes["/console"] = pageRoute
+  routes["/console/*"] = pageRoute
+  return routes
+})
