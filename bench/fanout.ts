@@ -18,6 +18,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { availableParallelism, tmpdir } from "node:os"
 import { join } from "node:path"
 import { freePort, rssMegabytes, runToEnd, spawnServer, stopAll, stopProcess, waitForReady } from "./processes.js"
+import { type BenchPostgres, DEFAULT_POSTGRES_URL, openBenchPostgres } from "./postgres.js"
 import { startBulwark, type Target } from "./targets.js"
 
 /** What the scenarios need of a server. */
@@ -125,25 +126,22 @@ const waitFor = async (what: string, condition: () => Promise<boolean> | boolean
   }
 }
 
-/** Hot reads (`GET /v1/sessions/{id}`), 8 at a time, while `during` runs (or `count` of them): their latencies. */
+/** Hot reads (`GET /v1/sessions/{id}`), 8 at a time from a process of their own, while `during` runs (or `count` of them): their latencies. */
 const hotReads = async (target: FanoutTarget, count: number, during?: Promise<unknown>) => {
-  const call = api(target)
-  const latencies: Array<number> = []
-  let done = false
-  void during?.finally(() => void (done = true))
-  await Promise.all(Array.from({ length: 8 }, async () => {
-    while (during === undefined ? latencies.length < count : !done) {
-      const startedAt = performance.now()
-      const { status } = await call(`/v1/sessions/${target.sessionId}`)
-      if (status !== 200) throw new Error(`hot read answered ${status}`)
-      latencies.push(performance.now() - startedAt)
-    }
-  }))
-  return summary(latencies)
-}
-
-export interface FanoutResult {
-  readonly markdown: string
+  const child = Bun.spawn([process.execPath, join(import.meta.dir, "hotReads.ts")], {
+    env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin", URL: `${target.baseUrl}/v1/sessions/${target.sessionId}`, KEY: target.apiKey, COUNT: String(count) },
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "inherit"
+  })
+  if (during !== undefined) {
+    await during.catch(() => undefined)
+    child.stdin.write("stop\n")
+    await child.stdin.end()
+  }
+  const output = await new Response(child.stdout).text()
+  if ((await child.exited) !== 0) throw new Error(`the hot reads failed: ${output}`)
+  return summary(JSON.parse(output) as Array<number>)
 }
 
 const oneSession = async (label: string, target: FanoutTarget, subscribers: number, messages: number, lines: Array<string>) => {
@@ -258,8 +256,17 @@ const startBroadcaster = async (repoRoot: string, workDir: string, core: number 
   return { baseUrl: `http://127.0.0.1:${port}`, apiKey: "none", sessionId: crypto.randomUUID(), process: child, adminToken: "none" }
 }
 
-/** Runs both scenarios against a Bulwark of its own, built from `bulwarkDir`, then the broadcaster; answers the markdown. */
-export const runFanout = async (options: { readonly repoRoot: string; readonly bulwarkDir: string; readonly core: number | null }): Promise<string> => {
+/**
+ * Runs both scenarios against a Bulwark of its own on SQLite, then on PostgreSQL when `postgres` is
+ * given (no Redis there either: its streams also check the database every second), then against the
+ * broadcaster; answers the markdown.
+ */
+export const runFanout = async (options: {
+  readonly repoRoot: string
+  readonly bulwarkDir: string
+  readonly core: number | null
+  readonly postgres: BenchPostgres | null
+}): Promise<string> => {
   const workDir = mkdtempSync(join(tmpdir(), "bulwark-fanout-"))
   const subscribers = number("FANOUT_SUBSCRIBERS", 1000)
   const messages = number("FANOUT_MESSAGES", 20)
@@ -270,19 +277,26 @@ export const runFanout = async (options: { readonly repoRoot: string; readonly b
       "| server | scenario | delivery | memory and other requests |",
       "| --- | --- | --- | --- |"
     ]
-    const bulwark = await startBulwark({ ...options, workDir, sessionId: crypto.randomUUID() }, { id: "bulwark" })
-    const one = await oneSession("Bulwark", bulwark, subscribers, messages, lines)
-    const many = await manySessions("Bulwark", bulwark, streams, sessions, lines)
+    const context = { ...options, workDir, sessionId: crypto.randomUUID() }
+    const bulwark = await startBulwark(context, { id: "bulwark" })
+    const one = await oneSession("Bulwark, SQLite", bulwark, subscribers, messages, lines)
+    const many = await manySessions("Bulwark, SQLite", bulwark, streams, sessions, lines)
     await stopProcess(bulwark.process)
+    if (options.postgres !== null) {
+      const onPostgres = await startBulwark(context, { id: "bulwark-pg" })
+      await oneSession("Bulwark, PostgreSQL", onPostgres, subscribers, messages, lines)
+      await manySessions("Bulwark, PostgreSQL", onPostgres, streams, sessions, lines)
+      await stopProcess(onPostgres.process)
+    }
     const floor = await startBroadcaster(options.repoRoot, workDir, options.core)
     await oneSession("Bun.serve broadcaster", floor, subscribers, messages, lines)
     await manySessions("Bun.serve broadcaster", floor, streams, sessions, lines)
     await stopProcess(floor.process)
     lines.push(
       "",
-      `Bulwark against the targets: p99 post → subscriber ≤ 100 ms: ${one.p99 <= 100 ? "met" : "not met"} (${ms(one.p99)}); ` +
+      `Bulwark on SQLite against the targets: p99 post → subscriber ≤ 100 ms: ${one.p99 <= 100 ? "met" : "not met"} (${ms(one.p99)}); ` +
         `≤ 25 KB per open stream: ${many.perStream <= 25 ? "met" : "not met"} (${many.perStream.toFixed(1)} KB). ` +
-        "Bulwark: SQLite, in-process cache, `bun start`'s build. The broadcaster does no authentication, storage or catch-up: the transport's floor. " +
+        "Bulwark: in-process cache (no Redis), `bun start`'s build. The broadcaster does no authentication, storage or catch-up: the transport's floor. " +
         "Clients are raw sockets in the harness process; servers are pinned to their own core when taskset is there. " +
         "Memory is the server's RSS, so it includes garbage not yet collected."
     )
@@ -297,11 +311,17 @@ if (import.meta.main) {
   const repoRoot = join(import.meta.dir, "..")
   const pin = Bun.which("taskset") !== null && availableParallelism() >= 2
   if (pin) await runToEnd(["taskset", "-cp", "1", String(process.pid)], { core: null, env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin" } })
+  // FANOUT_DATABASES: `sqlite` (the default) or `sqlite,postgres` (BENCH_POSTGRES_URL, the loopback server by default).
+  const postgres = (process.env["FANOUT_DATABASES"] ?? "sqlite").includes("postgres")
+    ? await openBenchPostgres(process.env["BENCH_POSTGRES_URL"] || DEFAULT_POSTGRES_URL)
+    : null
   try {
-    console.log(await runFanout({ repoRoot, bulwarkDir: repoRoot, core: pin ? 0 : null }))
+    console.log(await runFanout({ repoRoot, bulwarkDir: repoRoot, core: pin ? 0 : null, postgres }))
   } catch (error) {
     console.error(`fanout failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}`)
     await stopAll()
+    await postgres?.dropAll()
     process.exit(1)
   }
+  await postgres?.dropAll()
 }

@@ -119,7 +119,17 @@ const evaluateGoals = (rows: ReadonlyArray<Row>, bulwark: ProcessStats | undefin
   const vsHono = hot && honoHot ? ratio(hot.okPerSecond, honoHot.okPerSecond) : null
   const notFoundVsHot = hot && notFound ? ratio(notFound.okPerSecond, hot.okPerSecond) : null
   const p99Delta = hot && redisDown ? redisDown.p99Ms - hot.p99Ms : null
+  // An MCP call's cost against its REST twin's: REST req/s ÷ MCP req/s (cost is time per request).
+  const mcpCost = (mcpId: ScenarioId, restId: ScenarioId, name: string): Goal => {
+    const mcp = rowOf(rows, mcpId, "bulwark")
+    const rest = rowOf(rows, restId, "bulwark")
+    const cost = mcp && rest ? ratio(rest.okPerSecond, mcp.okPerSecond) : null
+    return { name, measured: formatRatio(cost), target: "≤ 1.50×", met: cost === null ? null : cost <= 1.5 }
+  }
   return [
+    mcpCost("mcp-read", "hot-read", "MCP get_session cost ÷ REST GET (2025-11-25 session)"),
+    mcpCost("mcp-read-stateless", "hot-read", "MCP get_session cost ÷ REST GET (2026-07-28)"),
+    mcpCost("mcp-write", "write", "MCP post_message cost ÷ REST POST (2025-11-25 session)"),
     { name: "hot read req/s, Bulwark ÷ Hono", measured: formatRatio(vsHono), target: "≥ 0.50×", met: vsHono === null ? null : vsHono >= 0.5 },
     {
       name: "404 req/s ÷ hot read req/s (Bulwark)",

@@ -118,11 +118,19 @@ const targetOf = (targets: ReadonlyMap<TargetId, Target>, id: TargetId): Target 
 const probe = async (request: WrkRequest): Promise<{ readonly status: number; readonly code: string | null }> => {
   const response = await fetch(request.url, {
     method: request.method,
-    headers: { authorization: `Bearer ${request.apiKey}`, ...(request.body === undefined ? {} : { "content-type": "application/json" }) },
+    headers: {
+      authorization: `Bearer ${request.apiKey}`,
+      ...(request.body === undefined ? {} : { "content-type": "application/json" }),
+      ...request.headers
+    },
     ...(request.body === undefined ? {} : { body: request.body })
   })
-  const body = await response.json().catch(() => null) as { code?: unknown } | null
-  return { status: response.status, code: typeof body?.code === "string" ? body.code : null }
+  const body = await response.json().catch(() => null) as
+    | { code?: unknown; result?: { isError?: unknown; structuredContent?: { code?: unknown } }; error?: { code?: unknown } }
+    | null
+  // An MCP tool error or JSON-RPC error is a 200 too: its code is what makes the answer wrong.
+  const code = body?.result?.isError === true ? body.result.structuredContent?.code : body?.error !== undefined ? `JSON-RPC ${String(body.error.code)}` : body?.code
+  return { status: response.status, code: typeof code === "string" ? code : null }
 }
 
 const probeAll = async (scenarios: ReadonlyArray<Scenario>, targets: ReadonlyMap<TargetId, Target>): Promise<Array<string>> => {
@@ -130,7 +138,7 @@ const probeAll = async (scenarios: ReadonlyArray<Scenario>, targets: ReadonlyMap
   for (const scenario of scenarios) {
     for (const id of scenario.targets) {
       const answer = await probe(scenario.request(targetOf(targets, id)))
-      if (answer.status !== scenario.expectedStatus) {
+      if (answer.status !== scenario.expectedStatus || (scenario.id.startsWith("mcp-") && answer.code !== null)) {
         const what = `${TARGET_LABELS[id]} answered ${answer.status}${answer.code === null ? "" : ` ${answer.code}`}`
         notes.push(`${scenario.title}: ${what} to the probe before the runs (expected ${scenario.expectedStatus}); such answers are counted as unexpected, never as throughput.`)
         progress(`probe: ${scenario.id} on ${id}: ${answer.status} ${answer.code ?? ""} (expected ${scenario.expectedStatus})`)
@@ -271,7 +279,7 @@ const run = async (settings: Settings, workDir: string, postgres: BenchPostgres 
   })
   await stopAll()
   progress("live fan-out (bench/fanout.ts)")
-  const fanout = await runFanout({ repoRoot: REPO_ROOT, bulwarkDir: settings.bulwarkDir, core: settings.cores?.server ?? null })
+  const fanout = await runFanout({ repoRoot: REPO_ROOT, bulwarkDir: settings.bulwarkDir, core: settings.cores?.server ?? null, postgres })
   const markdown = `${renderMarkdown(report)}\n\n## Live fan-out\n\n${fanout}\n`
   writeResults(markdown, { settings, report, measurements, fanout })
   console.log(markdown)

@@ -1,12 +1,23 @@
 /**
  * The scenarios of SPEC §9: which request, against which servers, and the status a right answer has.
  * The hot read, the 404 and the write run on SQLite and again on PostgreSQL, each against the
- * references on the same database.
+ * references on the same database. On SQLite the MCP twins of the read and the write (SPEC §11) run
+ * against Bulwark alone, to weigh an MCP call against its REST twin.
  */
 import type { Target, TargetId } from "./targets.js"
 import type { WrkRequest } from "./wrk.js"
 
-export type ScenarioId = "hot-read" | "hot-read-redis-down" | "not-found" | "write" | "pg-hot-read" | "pg-not-found" | "pg-write"
+export type ScenarioId =
+  | "hot-read"
+  | "hot-read-redis-down"
+  | "not-found"
+  | "write"
+  | "mcp-read"
+  | "mcp-read-stateless"
+  | "mcp-write"
+  | "pg-hot-read"
+  | "pg-not-found"
+  | "pg-write"
 
 export type BenchDatabase = "sqlite" | "postgres"
 
@@ -44,6 +55,36 @@ const write = (target: Target): WrkRequest => ({
   body: MESSAGE_BODY
 })
 
+/** `tools/call` as a client of the 2025-11-25 revision sends it, in the target's MCP session. */
+const mcpSessionCall = (name: string, args: (target: Target) => Record<string, unknown>) => (target: Target): WrkRequest => ({
+  url: `${target.baseUrl}/mcp`,
+  method: "POST",
+  apiKey: target.apiKey,
+  headers: { accept: "application/json, text/event-stream", "mcp-session-id": target.mcpSessionId ?? "", "mcp-protocol-version": "2025-11-25" },
+  body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/call", params: { name, arguments: args(target) } })
+})
+
+/** `tools/call` as a client of the 2026-07-28 revision sends it: no session, its version in `_meta` and the headers. */
+const mcpStatelessCall = (name: string, args: (target: Target) => Record<string, unknown>) => (target: Target): WrkRequest => ({
+  url: `${target.baseUrl}/mcp`,
+  method: "POST",
+  apiKey: target.apiKey,
+  headers: { accept: "application/json, text/event-stream", "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": name },
+  body: JSON.stringify({
+    jsonrpc: "2.0",
+    id: 1,
+    method: "tools/call",
+    params: {
+      name,
+      arguments: args(target),
+      _meta: { "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {} }
+    }
+  })
+})
+
+const sessionArgs = (target: Target) => ({ session_id: target.sessionId })
+const messageArgs = (target: Target) => ({ session_id: target.sessionId, agent_id: "bench", content: "hello" })
+
 /** `missingSessionId` is a fresh random UUID: no target has a session with it. */
 export const scenarios = (missingSessionId: string, databases: ReadonlyArray<BenchDatabase>): ReadonlyArray<Scenario> => {
   const sqlite: ReadonlyArray<Scenario> = [
@@ -64,7 +105,31 @@ export const scenarios = (missingSessionId: string, databases: ReadonlyArray<Ben
       expectedStatus: 404,
       request: notFound(missingSessionId)
     },
-    { id: "write", database: "sqlite", title: "write `POST /v1/sessions/{id}/messages`", targets: SQLITE_SERVERS, expectedStatus: 201, request: write }
+    { id: "write", database: "sqlite", title: "write `POST /v1/sessions/{id}/messages`", targets: SQLITE_SERVERS, expectedStatus: 201, request: write },
+    {
+      id: "mcp-read",
+      database: "sqlite",
+      title: "MCP `tools/call get_session` (2025-11-25 session)",
+      targets: ["bulwark"],
+      expectedStatus: 200,
+      request: mcpSessionCall("get_session", sessionArgs)
+    },
+    {
+      id: "mcp-read-stateless",
+      database: "sqlite",
+      title: "MCP `tools/call get_session` (2026-07-28, stateless)",
+      targets: ["bulwark"],
+      expectedStatus: 200,
+      request: mcpStatelessCall("get_session", sessionArgs)
+    },
+    {
+      id: "mcp-write",
+      database: "sqlite",
+      title: "MCP `tools/call post_message` (2025-11-25 session)",
+      targets: ["bulwark"],
+      expectedStatus: 200,
+      request: mcpSessionCall("post_message", messageArgs)
+    }
   ]
   const postgres: ReadonlyArray<Scenario> = [
     {

@@ -49,6 +49,8 @@ export interface Target {
   readonly idleRssMb: number
   /** Bulwark only: for `/health` details. */
   readonly adminToken?: string
+  /** Bulwark only: an MCP session (2025-11-25) opened with the key, for the MCP scenarios. */
+  readonly mcpSessionId?: string
 }
 
 export interface StartContext {
@@ -60,12 +62,12 @@ export interface StartContext {
   readonly core: number | null
   /** Every target serves a session with this id, so one URL shape fits all. */
   readonly sessionId: string
-  /** Where the PostgreSQL targets get their databases; null when the run is on SQLite only. */
-  readonly postgres: BenchPostgres | null
+  /** Where the PostgreSQL targets get their databases; absent when the run is on SQLite only. */
+  readonly postgres?: BenchPostgres | null
 }
 
 const postgresOf = (context: StartContext): BenchPostgres => {
-  if (context.postgres === null) throw new Error("a PostgreSQL target needs BENCH_POSTGRES_URL's server")
+  if (context.postgres === undefined || context.postgres === null) throw new Error("a PostgreSQL target needs BENCH_POSTGRES_URL's server")
   return context.postgres
 }
 
@@ -135,6 +137,26 @@ const seedBulwark = async (baseUrl: string, adminToken: string, sessionId: strin
   return apiKey
 }
 
+/** Opens an MCP session as a client of the 2025-11-25 revision does: initialize, then initialized. */
+const openMcpSession = async (baseUrl: string, apiKey: string): Promise<string> => {
+  const headers = { authorization: `Bearer ${apiKey}`, "content-type": "application/json", accept: "application/json, text/event-stream" }
+  const initialized = await fetch(`${baseUrl}/mcp`, {
+    method: "POST",
+    headers,
+    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "bench", version: "1" } } })
+  })
+  const sessionId = initialized.headers.get("mcp-session-id")
+  await initialized.text()
+  if (initialized.status !== 200 || sessionId === null) throw new Error(`MCP initialize answered ${initialized.status}`)
+  const notified = await fetch(`${baseUrl}/mcp`, {
+    method: "POST",
+    headers: { ...headers, "mcp-session-id": sessionId, "mcp-protocol-version": "2025-11-25" },
+    body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" })
+  })
+  if (notified.status !== 202) throw new Error(`MCP notifications/initialized answered ${notified.status}`)
+  return sessionId
+}
+
 export const startBulwark = async (
   context: StartContext,
   options: { readonly id: BulwarkId; readonly redisUrl?: string }
@@ -158,7 +180,8 @@ export const startBulwark = async (
     ...(options.redisUrl === undefined ? {} : { REDIS_URL: options.redisUrl })
   }))
   const apiKey = await seedBulwark(started.baseUrl, adminToken, context.sessionId)
-  return { id: options.id, ...started, apiKey, sessionId: context.sessionId, adminToken }
+  const mcpSessionId = await openMcpSession(started.baseUrl, apiKey)
+  return { id: options.id, ...started, apiKey, sessionId: context.sessionId, adminToken, mcpSessionId }
 }
 
 const REFERENCE_SCRIPTS: Readonly<Record<ReferenceId, string>> = {

@@ -1,6 +1,7 @@
 -- One request shape per run, from the environment the harness sets:
 --   BENCH_METHOD (GET or POST), BENCH_API_KEY, BENCH_BODY (JSON, POST only),
---   BENCH_COUNT_STATUSES (1: count every response's status; costs the load generator some CPU).
+--   BENCH_COUNT_STATUSES (1: count every response's status; costs the load generator some CPU),
+--   BENCH_HEADERS (more headers, one "Name: value" per line; the MCP scenarios' protocol headers).
 -- At the end one line "BENCH_RESULT {json}" carries what the harness reads: duration, requests,
 -- socket errors, wrk's non-2xx/3xx count, status counts, and latency percentiles in microseconds.
 
@@ -10,6 +11,10 @@ local count_statuses = os.getenv("BENCH_COUNT_STATUSES") == "1"
 
 wrk.method = method
 wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_API_KEY") or "")
+for line in string.gmatch(os.getenv("BENCH_HEADERS") or "", "[^\n]+") do
+  local name, value = string.match(line, "^([^:]+):%s*(.*)$")
+  if name ~= nil then wrk.headers[name] = value end
+end
 if body ~= nil and body ~= "" then
   wrk.body = body
   wrk.headers["Content-Type"] = "application/json"

@@ -12,6 +12,8 @@ export interface WrkRequest {
   readonly method: "GET" | "POST"
   readonly apiKey: string
   readonly body?: string
+  /** Headers besides the key and the content type (the MCP scenarios' protocol headers). */
+  readonly headers?: Readonly<Record<string, string>>
 }
 
 export interface WrkSettings {
@@ -51,7 +53,8 @@ export const runWrk = async (request: WrkRequest, settings: WrkSettings): Promis
       BENCH_METHOD: request.method,
       BENCH_API_KEY: request.apiKey,
       BENCH_BODY: request.body ?? "",
-      BENCH_COUNT_STATUSES: "1"
+      BENCH_COUNT_STATUSES: "1",
+      BENCH_HEADERS: Object.entries(request.headers ?? {}).map(([name, value]) => `${name}: ${value}`).join("\n")
     }
   })
   if (exitCode !== 0) throw new Error(`wrk exited with ${exitCode}: ${stderr.trim() || stdout.trim()}`)

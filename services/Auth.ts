@@ -52,7 +52,7 @@ export class Auth extends Effect.Service<Auth>()("bulwark/Auth", {
     const authenticateApiKey = (secret: string): Effect.Effect<Principal, Unauthenticated | DbOperational | CacheUnavailable> => {
       const keyHash = hashApiKey(secret)
       return Effect.flatMap(
-        cached.read(apiKeyCacheKey(keyHash), KeyRow, API_KEY_TTL, () => repo.findKeyByHash(keyHash), { sharedOnly: true }),
+        cached.readUntilKeysChange(apiKeyCacheKey(keyHash), API_KEY_TTL, () => repo.findKeyByHash(keyHash)),
         (key) => {
           if (Option.isNone(key)) return invalid
           if (key.value.revoked_at !== null) return revoked("This API key has been revoked.")

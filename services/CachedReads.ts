@@ -6,7 +6,7 @@
  * is ledgered at severity `warning` (the breaker's own fast rejections are not ledgered one by one:
  * the transition that opened it was, and `/health` and the metrics say it is open).
  */
-import { Context, Duration, Effect, Either, Layer, Option, Schema } from "effect"
+import { Context, Duration, Effect, Layer, Option, Schema } from "effect"
 import { Database } from "../layers/database/Database.js"
 import { Cache } from "../layers/cache/Cache.js"
 import type { CacheUnavailable } from "../src/errors.js"
@@ -49,10 +49,9 @@ const make = Effect.gen(function*() {
   const db = yield* Database
   const { required } = yield* CachePolicy
   /**
-   * Values kept in this process with the database's change counter at the time they were read: an
-   * entry is used only while no other process has written since (this process's own writes
-   * invalidate explicitly). It serves shared-only reads without a shared cache, and every read
-   * while the shared cache cannot serve.
+   * Values kept in this process with the change signal's mark at the time they were read: an entry
+   * is used only while the mark stands (this process's own writes invalidate explicitly as well).
+   * It serves API keys on every instance, and every read while the shared cache cannot serve.
    */
   const local = new Map<string, { readonly value: unknown; readonly version: number; readonly expiresAt: number }>()
 
@@ -82,8 +81,6 @@ const make = Effect.gen(function*() {
   }
 
   /**
-   * `sharedOnly`: cache only in a cache every process shares (Redis). Used for API keys, whose
-   * revocation by another process (the CLI) must hold from the next request on.
    * `missTtl`: also cache that the database has no such row, for this long (negative caching);
    * the caller must `invalidate` the key when it creates the row.
    */
@@ -92,9 +89,8 @@ const make = Effect.gen(function*() {
     schema: Schema.Schema<A, I>,
     ttl: Duration.DurationInput,
     load: () => Effect.Effect<Option.Option<A>, E, R>,
-    options: { readonly sharedOnly?: boolean; readonly missTtl?: Duration.DurationInput } = {}
+    options: { readonly missTtl?: Duration.DurationInput } = {}
   ): Effect.Effect<Option.Option<A>, E | CacheUnavailable, R> => {
-    if (options.sharedOnly === true && cache.kind === "memory") return untilChangedElsewhere(key, ttl, load)
     const { decode, encode } = codecOf(schema)
     const { missTtl } = options
     const fromDatabase = Effect.tap(Effect.suspend(load), (loaded) => {
@@ -103,7 +99,7 @@ const make = Effect.gen(function*() {
     })
     // The shared cache cannot serve (tolerated): this process's own copy, which is exactly as fresh
     // as the database, so that a dead Redis costs no more database reads than a live one.
-    const degraded = (error: CacheUnavailable) => Effect.zipRight(tolerate(undefined)(error), untilChangedElsewhere(key, ttl, load))
+    const degraded = (error: CacheUnavailable) => Effect.zipRight(tolerate(undefined)(error), untilChanged(db.changes.anything, key, ttl, load))
     const asked = Effect.matchEffect(cache.get(key), {
       onFailure: degraded,
       onSuccess: (hit) => {
@@ -122,39 +118,52 @@ const make = Effect.gen(function*() {
     // While the shared cache's breaker rejects every call, the process's own copy serves without
     // asking it: the same answer as a rejection tolerated above, without building and catching one
     // per read (rejections are not ledgered either way; `/health` and the breaker report the outage).
-    return Effect.clockWith((clock) => (cache.breaker.rejectsAt(clock.unsafeCurrentTimeMillis()) ? untilChangedElsewhere(key, ttl, load) : asked))
+    return Effect.clockWith((clock) => (cache.breaker.rejectsAt(clock.unsafeCurrentTimeMillis()) ? untilChanged(db.changes.anything, key, ttl, load) : asked))
   }
 
   /**
-   * A shared-only read without a shared cache: served from `local` while the database's change
-   * counter is the one the entry was read under, else read again. When the counter cannot be read
-   * the database is read, and answers (or fails) for itself.
+   * Served from `local` while `mark` gives the value the entry was read under, else read again.
+   * While the mark cannot be told (`undefined`), nothing kept is used and nothing is kept: the
+   * database answers (or fails) for itself.
    */
-  const untilChangedElsewhere = <A, E, R>(
+  const untilChanged = <A, E, R>(
+    mark: (now: number) => number | undefined,
     key: string,
     ttl: Duration.DurationInput,
     load: () => Effect.Effect<Option.Option<A>, E, R>
   ): Effect.Effect<Option.Option<A>, E, R> =>
     Effect.clockWith((clock) => {
       const now = clock.unsafeCurrentTimeMillis()
-      const version = db.changedElsewhere()
+      const version = mark(now)
       const entry = local.get(key)
-      if (entry !== undefined && Either.isRight(version) && entry.version === version.right && entry.expiresAt > now) {
+      if (entry !== undefined && version !== undefined && entry.version === version && entry.expiresAt > now) {
         return Effect.succeed(Option.some(entry.value as A))
       }
       return Effect.tap(load(), (loaded) => {
         local.delete(key)
-        if (Option.isNone(loaded) || Either.isLeft(version)) return
-        local.set(key, { value: loaded.value, version: version.right, expiresAt: now + Duration.toMillis(ttl) })
+        if (Option.isNone(loaded) || version === undefined) return
+        local.set(key, { value: loaded.value, version, expiresAt: now + Duration.toMillis(ttl) })
         if (local.size > MAX_LOCAL_ENTRIES) local.delete(local.keys().next().value!)
       })
     })
+
+  /**
+   * API keys: kept in this process only, until the change signal says keys may have changed (SPEC
+   * §8: a revocation through any instance holds on every instance within 1 s). Never in the shared
+   * cache: an entry there could be written back by a read that raced the revocation, or survive a
+   * Redis that missed the revoking instance's delete, and then outlive the revocation until its TTL.
+   */
+  const readUntilKeysChange = <A, E, R>(
+    key: string,
+    ttl: Duration.DurationInput,
+    load: () => Effect.Effect<Option.Option<A>, E, R>
+  ): Effect.Effect<Option.Option<A>, E, R> => untilChanged(db.changes.keys, key, ttl, load)
 
   /** After a write or delete; a failure is tolerated as above (the entry's TTL bounds staleness). */
   const invalidate = (key: string): Effect.Effect<void, CacheUnavailable> =>
     Effect.zipRight(Effect.sync(() => local.delete(key)), cache.delete(key).pipe(Effect.catchAll(tolerate(undefined))))
 
-  return { read, invalidate } as const
+  return { read, readUntilKeysChange, invalidate } as const
 })
 
 export class CachedReads extends Context.Tag("bulwark/CachedReads")<CachedReads, Effect.Effect.Success<typeof make>>() {

@@ -78,7 +78,7 @@ const readPayload = (text: unknown, kind: unknown): { readonly payload: unknown;
  * One stored row as a record, whatever it holds: a column that does not decode is named in
  * `unreadable_fields` and shown as null or a placeholder, never failing the row or the list.
  */
-export const toRecord = (row: Record<string, unknown>): ErrorRecord => {
+const toRecord = (row: Record<string, unknown>): ErrorRecord => {
   const { kind, payload } = readPayload(row.request_payload, row.request_payload_kind)
   const stored = decodeStored(row)
   if (Either.isRight(stored)) {

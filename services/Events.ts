@@ -54,8 +54,9 @@ export type StreamRequest = Pick<ErrorContext, "requestId" | "traceId" | "userAg
 /** Messages read per query while catching up; a stream's back-pressure paces the next page. */
 const CATCH_UP_PAGE = 200
 
-/** Messages each topic keeps for its streams; a stream further behind reads its own pages. */
+/** Messages each topic keeps for its streams, and their content at most (a message may be 64 KiB); a stream further behind reads its own pages. */
 const SHARED_MESSAGES = 64
+const SHARED_CONTENT_CHARS = 256 * 1024
 
 /** Sessions per batched check read. */
 const CHECK_BATCH = 500
@@ -80,6 +81,8 @@ interface Topic {
   /** The newest `seq` known to be committed (-1 until first read); `recent` ends there, contiguous. */
   known: number
   recent: Array<MessageItem>
+  /** Characters of content in `recent`. */
+  recentChars: number
   reading: boolean
   readAgain: boolean
 }
@@ -236,7 +239,10 @@ const make = (options: EventsOptions) =>
       if (seq > topic.known + 1) return catchUp(topic)
       topic.known = seq
       topic.recent.push(item)
-      if (topic.recent.length > SHARED_MESSAGES) topic.recent.shift()
+      topic.recentChars += item.message.content.length
+      while (topic.recent.length > 1 && (topic.recent.length > SHARED_MESSAGES || topic.recentChars > SHARED_CONTENT_CHARS)) {
+        topic.recentChars -= topic.recent.shift()!.message.content.length
+      }
     }
 
     /** One read at a time per topic, shared by all its streams; asked again meanwhile, it reads once more. */
@@ -329,7 +335,7 @@ const make = (options: EventsOptions) =>
         let topic = topics.get(key)
         const isNew = topic === undefined
         if (topic === undefined) {
-          topic = { key, tenantId, sessionId, subscribers: new Set(), known: -1, recent: [], reading: false, readAgain: false }
+          topic = { key, tenantId, sessionId, subscribers: new Set(), known: -1, recent: [], recentChars: 0, reading: false, readAgain: false }
           topics.set(key, topic)
         }
         const subscriber: Subscriber = {

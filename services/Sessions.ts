@@ -39,6 +39,18 @@ export class Sessions extends Effect.Service<Sessions>()("bulwark/Sessions", {
     const events = yield* Events
     const idempotency = yield* Idempotency
 
+    /**
+     * A fresh random id can only collide with this request's own first attempt, committed although
+     * its reply was lost on the way back (a retry after a dropped connection): the row found is this
+     * write, not a conflict. A client-chosen id keeps its 409, as another client may hold it.
+     */
+    const insertGenerated = (tenantId: string, row: SessionRow) =>
+      repo.insert(tenantId, row).pipe(
+        Effect.catchTag("Conflict", (conflict) =>
+          Effect.flatMap(repo.find(tenantId, row.id), (stored) =>
+            Option.isSome(stored) && Date.parse(stored.value.created_at) === Date.parse(row.created_at) ? Effect.void : Effect.fail(conflict)))
+      )
+
     const create = Effect.fn("Sessions.create")(function*(tenantId: string, input: CreateSession) {
       const now = yield* nowIso
       const row = {
@@ -48,7 +60,7 @@ export class Sessions extends Effect.Service<Sessions>()("bulwark/Sessions", {
         created_at: now,
         updated_at: now
       }
-      yield* repo.insert(tenantId, row)
+      yield* input.id === undefined ? insertGenerated(tenantId, row) : repo.insert(tenantId, row)
       return toSession(row)
     })
 

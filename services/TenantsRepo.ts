@@ -71,6 +71,7 @@ const make = Effect.gen(function*() {
       "api_keys.bump_token_version",
       Effect.gen(function*() {
         yield* db.write("api_keys.bump_token_version", sql`UPDATE api_keys SET token_version = token_version + 1 WHERE id = ${id}`)
+        yield* db.write("change_marks.api_keys", db.changes.keysChanged)
         const rows = yield* db.read("api_keys.find", sql<{ key_hash: string }>`SELECT key_hash FROM api_keys WHERE id = ${id}`)
         return Option.fromNullable(rows[0]?.key_hash)
       })
@@ -82,6 +83,7 @@ const make = Effect.gen(function*() {
       "api_keys.revoke",
       Effect.gen(function*() {
         yield* db.write("api_keys.revoke", sql`UPDATE api_keys SET revoked_at = ${revokedAt} WHERE id = ${id} AND revoked_at IS NULL`)
+        yield* db.write("change_marks.api_keys", db.changes.keysChanged)
         const rows = yield* db.read("api_keys.find", sql<{ key_hash: string }>`SELECT key_hash FROM api_keys WHERE id = ${id}`)
         return Option.fromNullable(rows[0]?.key_hash)
       })

@@ -405,6 +405,7 @@ export class AdminGroup extends HttpApiGroup.make("admin")
 {}
 
 export class ConsoleGroup extends HttpApiGroup.make("console")
+  .annotate(OpenApi.Description, "The operators' console: its sign-in session.")
   .add(
     HttpApiEndpoint.post("signIn", "/session")
       .annotate(OpenApi.Summary, "Sign in to the console")
@@ -474,7 +475,7 @@ const responseHeaders: Json = {
   }),
   RateLimitRemaining: header("Requests left in the current window.", { type: "string", pattern: "^[0-9]+$" }),
   RateLimitReset: header("Seconds until the window resets.", { type: "string", pattern: "^[0-9]+$" }),
-  CacheControl: header("`no-store` on responses that carry a secret; `private, no-store` on every other response to a request with credentials.", {
+  CacheControl: header("`no-store` on responses that carry a secret; `private, no-store` on every other response to a request with credentials (`Authorization`, or the console's cookie).", {
     type: "string",
     enum: ["no-store", "private, no-store"]
   })

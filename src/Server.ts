@@ -11,14 +11,14 @@ import { Cause, type Duration, Effect, FiberRef, Layer, Option } from "effect"
 import * as Database from "../layers/database/Database.js"
 import { adminTokenLayer, jwtSecretLayer } from "../layers/Secrets.js"
 import * as Cache from "../layers/cache/Cache.js"
-import { EventBus } from "../layers/events/EventBus.js"
+import { defaultBusHealth, EventBus } from "../layers/events/EventBus.js"
 import { MemoryStore } from "../layers/memory/MemoryStore.js"
 import * as LoopDelay from "../layers/resilience/LoopDelay.js"
 import { Auth } from "../services/Auth.js"
 import { ConsoleSessions } from "../services/ConsoleSessions.js"
 import { Health } from "../services/Health.js"
 import { Idempotency } from "../services/Idempotency.js"
-import { RateLimitConfig, RateLimiter } from "../services/RateLimiter.js"
+import { RateLimitConfig, RateLimiter, RateLimitStore } from "../services/RateLimiter.js"
 import { CachedReads, CachePolicy } from "../services/CachedReads.js"
 import { ErrorLedger, ErrorRecords } from "../services/ErrorLedger.js"
 import { ErrorsRepo } from "../services/ErrorsRepo.js"
@@ -62,6 +62,8 @@ export interface ServerOptions {
   readonly memoryResilience?: Database.DatabaseResilience
   /** How often an event stream pings and checks its session (SPEC: 15 s; tests shorten it). */
   readonly eventHeartbeat?: Duration.DurationInput
+  /** Where rate limits are counted, when not as the configuration implies (tests of the database store on SQLite). */
+  readonly rateLimitStore?: "cache" | "database"
   /** Seconds a connection may send nothing before Bun closes it (Bun's default, 10; tests shorten it). */
   readonly idleTimeoutSeconds?: number
   /** MCP session bounds and allowed origins (tests shorten the idle expiry). */
@@ -71,6 +73,14 @@ export interface ServerOptions {
   /** OTEL_TRACES_SAMPLER_ARG, 1 when not given. */
   readonly traceSampleRatio?: number
 }
+
+/**
+ * Rate limits are counted where every instance sees them: Redis when set; else the database when it
+ * is a server several instances share (PostgreSQL); else in process (SQLite serves one process).
+ */
+const rateLimitStoreOf = (options: ServerOptions): "cache" | "database" =>
+  options.rateLimitStore ??
+    (Option.isNone(options.config.redisUrl) && options.config.database._tag === "Postgres" ? "database" : "cache")
 
 /** OTLP export when an endpoint is configured; without one nothing is exported. */
 const TelemetryLive = (options: ServerOptions) =>
@@ -109,7 +119,10 @@ export const InfrastructureLive = (options: Omit<ServerOptions, "extraRoutes">) 
 const SharedContextLive = (options: ServerOptions) =>
   Layer.mergeAll(Sessions.Default, Messages.Default, Memory.layer()).pipe(
     Layer.provideMerge(Events.layer(options.eventHeartbeat === undefined ? {} : { heartbeat: options.eventHeartbeat })),
-    Layer.provideMerge(Layer.merge(EventBus.layer, MessagesRepo.Default)),
+    Layer.provideMerge(Layer.merge(
+      EventBus.layerWith({ ...defaultBusHealth, sharedDatabase: options.config.database._tag === "Postgres" }),
+      MessagesRepo.Default
+    )),
     Layer.provideMerge(Idempotency.Default),
     Layer.provideMerge(
       MemoryStore.layer(Database.sizedToPool(options.memoryResilience ?? Database.defaultResilience, options.config.database, "memory"))
@@ -121,6 +134,7 @@ export const ServicesLive = (options: ServerOptions) =>
     Layer.provideMerge(Layer.succeed(ConsoleSettings, { traceUrl: options.traceUrl ?? null })),
     Layer.provideMerge(SharedContextLive(options)),
     Layer.provideMerge(Layer.succeed(RateLimitConfig, options.config.rateLimit)),
+    Layer.provideMerge(Layer.succeed(RateLimitStore, rateLimitStoreOf(options))),
     Layer.provideMerge(adminTokenLayer(options.config.adminToken, options.config.database)),
     Layer.provideMerge(jwtSecretLayer(options.config.jwtSecret, options.config.database)),
     Layer.provideMerge(InfrastructureLive(options))
@@ -164,9 +178,11 @@ const listenWith = (
       }))
   ).pipe(
     Layer.provideMerge(serverContext),
-    Layer.catchAllCause((cause) =>
-      Layer.fail(new StartupError("PORT", `cannot listen on ${config.host}:${config.port} (${Cause.squash(cause)})`))
-    )
+    Layer.catchAllCause((cause) => {
+      // A setting of the routes (the MCP endpoint's origins) names itself; anything else is the listen.
+      const named = Cause.failureOption(cause).pipe(Option.filter((failure) => failure instanceof StartupError))
+      return Layer.fail(Option.getOrElse(named, () => new StartupError("PORT", `cannot listen on ${config.host}:${config.port} (${Cause.squash(cause)})`)))
+    })
   )
 
 export const MainLive = (options: ServerOptions) =>

@@ -99,3 +99,17 @@ describe("the change counter (DataVersion)", () => {
     }
   })
 })
+
+describe("the write bulkheads against the PostgreSQL pool", () => {
+  test("the memory store's writes hold a quarter of the pool (at least one), the database's the rest; SQLite keeps its settings", async () => {
+    const { defaultResilience, sizedToPool } = await import("../layers/database/Database.js")
+    const { Redacted } = await import("effect")
+    const postgres = (poolSize: number) => ({ _tag: "Postgres" as const, url: Redacted.make("postgres://x"), poolSize })
+    const writes = (poolSize: number, share: "database" | "memory") => sizedToPool(defaultResilience, postgres(poolSize), share).writes.maxConcurrent
+    expect([writes(10, "database"), writes(10, "memory")]).toEqual([8, 2])
+    expect([writes(4, "database"), writes(4, "memory")]).toEqual([3, 1])
+    expect([writes(1, "database"), writes(1, "memory")]).toEqual([1, 1])
+    expect(writes(100, "database")).toBe(defaultResilience.writes.maxConcurrent)
+    expect(sizedToPool(defaultResilience, { _tag: "SqliteFile", filename: "x.db" }, "database")).toBe(defaultResilience)
+  })
+})

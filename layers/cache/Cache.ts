@@ -52,6 +52,17 @@ export const defaultCacheResilience: CacheBreakerOptions = {
   }
 }
 
+/** The reason of a command Redis answered with an error reply that says nothing of its health. */
+const REFUSED = "redis_refused"
+
+/** Error replies that do mean Redis cannot serve now (loading, busy, out of memory, read-only, ...). */
+const UNWELL_REPLY = /^(LOADING|BUSY|OOM|MASTERDOWN|READONLY|TRYAGAIN|CLUSTERDOWN|NOREPLICAS|MISCONF)\b/
+
+const reasonOf = (cause: unknown): string => {
+  const { code, message } = (cause ?? {}) as { readonly code?: unknown; readonly message?: unknown }
+  return code === "ERR_REDIS_SERVER_ERROR" && typeof message === "string" && !UNWELL_REPLY.test(message) ? REFUSED : "redis_error"
+}
+
 const unavailable = (operation: string, reason: string, cause: unknown, retryAfterSeconds = 1) =>
   // Built on every rejected call while the breaker is open; its fields are ours, so not re-validated.
   new CacheUnavailable({ operation, reason, retryAfterSeconds, cause }, true)
@@ -66,7 +77,8 @@ const makeBreaker = (options: CacheBreakerOptions) =>
   CircuitBreaker.make<CacheUnavailable>({
     ...options.breaker,
     dependency: "cache",
-    isFailure: (error) => error instanceof CacheUnavailable,
+    // Redis refusing one command (a key of the wrong type) answered: only its other failures count.
+    isFailure: (error) => error instanceof CacheUnavailable && error.reason !== REFUSED,
     rejected: (retryAfterSeconds) => unavailable("cache", "breaker_open", BREAKER_OPEN, retryAfterSeconds),
     timedOut: (overrun, operation) => unavailable(operation ?? "cache", "timeout", describeOverrun(overrun))
   })
@@ -184,7 +196,7 @@ export const redis = (url: string, options: CacheBreakerOptions = defaultCacheRe
         // built only when admitted, costs nothing while Redis is down).
         breaker.run(
           Effect.suspend(() =>
-            Effect.tryPromise({ try: run, catch: (cause) => unavailable(operation, "redis_error", cause) }).pipe(
+            Effect.tryPromise({ try: run, catch: (cause) => unavailable(operation, reasonOf(cause), cause) }).pipe(
               Effect.withSpan(`cache.${operation}`, { attributes: { "db.system.name": "redis" } })
             )
           ),

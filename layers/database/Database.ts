@@ -5,7 +5,7 @@
  */
 import { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
-import { Context, type Duration, Effect, Either, FiberRef, Layer, Option, ParseResult, Schema } from "effect"
+import { Context, type Duration, Effect, FiberRef, Layer, Option, ParseResult, Schema } from "effect"
 import { globalValue } from "effect/GlobalValue"
 import { StartupError, type DatabaseUrl } from "../../src/Config.js"
 import { type Conflict, DbOperational, Overloaded } from "../../src/errors.js"
@@ -13,6 +13,7 @@ import * as Bulkhead from "../resilience/Bulkhead.js"
 import * as CircuitBreaker from "../resilience/CircuitBreaker.js"
 import { describeOverrun } from "../resilience/Timeout.js"
 import { makeBudget, retrying, type RetryBudgetOptions } from "../resilience/Retry.js"
+import * as ChangeSignal from "./ChangeSignal.js"
 import { translateSqlError, type TranslateOptions } from "./errors.js"
 import * as Migrations from "./Migrations.js"
 import * as Postgres from "./postgres/Postgres.js"
@@ -64,14 +65,8 @@ export interface DatabaseShape {
   readonly breaker: CircuitBreaker.CircuitBreaker<DbOperational>
   /** Statements run synchronously on the event loop (SQLite), not over a socket (PostgreSQL). */
   readonly runsOnTheLoop: boolean
-  /**
-   * A number that changes whenever the database is committed to by another process (the CLI,
-   * another instance), and also by this one (SQLite's `PRAGMA data_version`, read on a connection
-   * of its own). It lets this process keep what it read until someone else may have written;
-   * this process's own writes invalidate what they change explicitly as well. Unguarded, cheap
-   * and synchronous (it is read inside other steps); a failure only means "cannot tell".
-   */
-  readonly changedElsewhere: () => Either.Either<number, SqlError>
+  /** Whether what this process kept in memory may have changed since it was read (see `ChangeSignal`). */
+  readonly changes: ChangeSignal.ChangeSignalShape
 }
 
 /** Set inside a transaction: its statements run bare, the transaction as a whole is guarded. */
@@ -133,7 +128,7 @@ export class Database extends Context.Tag("bulwark/Database")<Database, Database
   static readonly make = (resilience: DatabaseResilience = defaultResilience, runsOnTheLoop = true) =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
-      const changedElsewhere = yield* Sqlite.DataVersion
+      const changes = yield* ChangeSignal.ChangeSignal
       const { breaker, retry, writes } = yield* makeGuards<DbOperational>({
         dependency: "database",
         resilience,
@@ -169,7 +164,7 @@ export class Database extends Context.Tag("bulwark/Database")<Database, Database
             Effect.catchIf((error): error is SqlError => error instanceof SqlError, translateSqlError(operation))
           )
         ).pipe(span(operation, "write"))
-      return Database.of({ sql, read, write, insertUnique, transaction, breaker, runsOnTheLoop, changedElsewhere })
+      return Database.of({ sql, read, write, insertUnique, transaction, breaker, runsOnTheLoop, changes })
     })
 }
 
@@ -191,36 +186,31 @@ export interface DatabaseOptions {
   readonly connectRetryFor?: Duration.DurationInput
 }
 
-/** Until a change signal exists for PostgreSQL, every read counts as changed: never trust in-process copies. */
-const alwaysChanged = (): Sqlite.DataVersionShape => {
-  let version = 0
-  return () => Either.right(++version)
-}
+/** The configured database's client alone (the CLI's `migrate` needs no more). */
+export const clientLayer = (options: DatabaseOptions): Layer.Layer<SqlClient.SqlClient, StartupError> =>
+  options.url._tag === "Postgres" ? postgresClient(options, options.url) : sqliteClient(options)
 
-export const clientLayer = (
-  options: DatabaseOptions
-): Layer.Layer<SqlClient.SqlClient | Sqlite.DataVersion, StartupError> => {
-  switch (options.url._tag) {
-    case "SqliteFile":
-      return Sqlite.layer({ filename: options.url.filename, busyTimeoutMillis: options.sqliteBusyTimeoutMillis })
-    case "SqliteMemory":
-      return Sqlite.layer({ filename: ":memory:", busyTimeoutMillis: options.sqliteBusyTimeoutMillis })
-    case "Postgres":
-      return Layer.merge(
-        Postgres.layer({
-          url: options.url.url,
-          poolSize: options.url.poolSize,
-          ...(options.connectRetryFor === undefined ? {} : { connectRetryFor: options.connectRetryFor })
-        }),
-        Layer.sync(Sqlite.DataVersion, alwaysChanged)
-      )
-  }
-}
+const sqliteClient = (options: DatabaseOptions, busyTimeoutMillis = options.sqliteBusyTimeoutMillis) =>
+  Sqlite.layer({ filename: options.url._tag === "SqliteFile" ? options.url.filename : ":memory:", busyTimeoutMillis })
+
+/**
+ * How long SQLite waits on another process's lock while opening and migrating: processes started
+ * together on one new file take turns instead of failing. The event loop serves nothing yet; once
+ * migrated, the configured (short) wait applies.
+ */
+const SQLITE_START_PATIENCE_MILLIS = 5_000
+
+const postgresClient = (options: DatabaseOptions, url: Extract<DatabaseUrl, { _tag: "Postgres" }>) =>
+  Postgres.layer({
+    url: url.url,
+    poolSize: url.poolSize,
+    ...(options.connectRetryFor === undefined ? {} : { connectRetryFor: options.connectRetryFor })
+  })
 
 /**
  * The share of the PostgreSQL pool a dependency's writes may hold at once, so that writes queue in
  * the bulkhead (and are refused with `OVERLOADED` past it) instead of in the driver, and reads
- * always find a connection. The database takes three quarters, the memory store the rest.
+ * always find a connection. The memory store takes a quarter (at least one), the database the rest.
  */
 export const sizedToPool = (resilience: DatabaseResilience, url: DatabaseUrl, share: "database" | "memory"): DatabaseResilience => {
   if (url._tag !== "Postgres") return resilience
@@ -235,12 +225,26 @@ const migrated = Layer.effectDiscard(
   )
 )
 
-/** The database for the whole process: client, migrations applied, the `Database` door. */
+/**
+ * The client, migrated, with its change signal: SQLite's own counter, or on a server database the
+ * change generation every instance reads (its table exists once migrated).
+ */
+const migratedClient = (options: DatabaseOptions): Layer.Layer<SqlClient.SqlClient | ChangeSignal.ChangeSignal, StartupError> =>
+  options.url._tag === "Postgres"
+    ? ChangeSignal.polledLayer().pipe(Layer.provideMerge(migrated), Layer.provideMerge(postgresClient(options, options.url)))
+    : Layer.effect(ChangeSignal.ChangeSignal, Effect.map(Sqlite.DataVersion, ChangeSignal.fromDataVersion)).pipe(
+      Layer.provideMerge(Layer.effectDiscard(
+        Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(`PRAGMA busy_timeout = ${Math.max(0, Math.trunc(options.sqliteBusyTimeoutMillis))}`)).pipe(
+          Effect.mapError((error) => new StartupError("DATABASE_URL", `cannot set the SQLite busy timeout (${error.message})`))
+        )
+      )),
+      Layer.provideMerge(migrated),
+      Layer.provideMerge(sqliteClient(options, SQLITE_START_PATIENCE_MILLIS))
+    )
+
+/** The database for the whole process: client, migrations applied, its change signal, the `Database` door. */
 export const layer = (options: DatabaseOptions) =>
-  Layer.merge(
-    Layer.effect(
-      Database,
-      Database.make(sizedToPool(options.resilience ?? defaultResilience, options.url, "database"), options.url._tag !== "Postgres")
-    ),
-    migrated
-  ).pipe(Layer.provideMerge(clientLayer(options)))
+  Layer.effect(
+    Database,
+    Database.make(sizedToPool(options.resilience ?? defaultResilience, options.url, "database"), options.url._tag !== "Postgres")
+  ).pipe(Layer.provideMerge(migratedClient(options)))

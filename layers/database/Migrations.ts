@@ -136,6 +136,24 @@ const migrations = {
     yield* sql`ALTER TABLE errors ADD COLUMN request_payload_kind TEXT`
   }),
   /**
+   * What instances on a shared server database share through it: one generation per kind of change,
+   * bumped by the transaction that makes the change and read by every instance (`ChangeSignal.polled`),
+   * and the rate limits' counts per bucket and window, taken in leases (`services/RateCounts.ts`).
+   */
+  "0007_shared_marks_and_counts": Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE change_marks (
+      name TEXT PRIMARY KEY,
+      generation BIGINT NOT NULL
+    )`
+    yield* sql`INSERT INTO change_marks (name, generation) VALUES ('api_keys', 0)`
+    yield* sql`CREATE TABLE rate_counts (
+      bucket TEXT PRIMARY KEY,
+      window_index BIGINT NOT NULL,
+      taken BIGINT NOT NULL
+    )`
+  }),
+  /**
    * Operators' console sign-ins (SPEC §12): only the SHA-256 of the cookie's value is kept, so a
    * copy of the table opens no session; a row is a session until it expires or is signed out.
    */

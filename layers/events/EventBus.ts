@@ -45,6 +45,11 @@ export interface BusHealthOptions {
   readonly unwellAfter: Duration.DurationInput
   /** A process not heard for this long is taken to be gone (the cache breaker's longest open time). */
   readonly forgetAfter: Duration.DurationInput
+  /**
+   * Other processes may write to the same database (PostgreSQL). Without Redis they cannot be heard
+   * at all, so the bus is never well and streams check the database every second.
+   */
+  readonly sharedDatabase?: boolean
 }
 
 export const defaultBusHealth: BusHealthOptions = { probeEvery: "250 millis", unwellAfter: "750 millis", forgetAfter: "60 seconds" }
@@ -76,7 +81,11 @@ export class EventBus extends Context.Tag("bulwark/EventBus")<EventBus, EventBus
         const noListener: BusListener = { event: () => {}, health: () => {} }
         let listener = noListener
         // In one process nothing can be missed; with Redis, nothing is trusted until a probe returns.
-        let healthy = cache.kind === "memory"
+        const deaf = cache.kind === "memory" && options.sharedDatabase === true
+        let healthy = cache.kind === "memory" && !deaf
+        if (deaf) {
+          yield* Effect.logInfo("no REDIS_URL on a shared database: event streams check it every second for messages posted elsewhere")
+        }
         let probeHeardAt = Number.NEGATIVE_INFINITY
         /** Other processes by origin: when each was last heard. */
         const peers = new Map<string, number>()

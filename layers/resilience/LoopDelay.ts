@@ -5,12 +5,14 @@
  * A timer re-armed every few milliseconds notes how late it fires: a late tick means the loop could
  * not run ready work (a reply already on its socket included) from when the tick was due until it
  * ran. Those held-up intervals are kept for a while, and a call's timeout and slow-call rules
- * subtract the part of its own wait that falls inside them.
+ * subtract the part of its own wait that falls inside them. Every tick's lateness is also the
+ * `bulwark_event_loop_delay_seconds` histogram.
  *
  * The measure is wall time: it reads `Date.now`, as the live `Clock` does. Without the monitor
  * (tests under `TestClock`, the CLI) nothing is subtracted.
  */
 import { Context, Effect, Layer } from "effect"
+import { eventLoopDelay } from "../../src/telemetry/Metrics.js"
 
 export interface LoopDelayShape {
   /** Milliseconds of `[from, to]` (epoch milliseconds) during which the event loop was held up. */
@@ -42,17 +44,23 @@ export const monitor = (options: MonitorOptions = defaultMonitorOptions) =>
         // Held-up intervals, oldest first, as parallel arrays of start and end.
         const starts: Array<number> = []
         const ends: Array<number> = []
+        /** Index of the oldest hold-up still kept. */
+        let oldest = 0
         let due = Date.now() + options.intervalMillis
         let timer: ReturnType<typeof setTimeout> | undefined
         const tick = () => {
           const now = Date.now()
+          eventLoopDelay.unsafeUpdate(Math.max(0, now - due) / 1000, [])
           if (now - due >= MIN_LATENESS_MILLIS) {
             starts.push(due)
             ends.push(now)
           }
-          while (ends.length > 0 && ends[0]! < now - options.historyMillis) {
-            starts.shift()
-            ends.shift()
+          // Forget what is older than the history, in bulk: a busy loop adds a hold-up every tick.
+          while (oldest < ends.length && ends[oldest]! < now - options.historyMillis) oldest++
+          if (oldest >= 1024 && oldest * 2 >= ends.length) {
+            starts.splice(0, oldest)
+            ends.splice(0, oldest)
+            oldest = 0
           }
           due = now + options.intervalMillis
           timer = setTimeout(tick, options.intervalMillis)
@@ -66,7 +74,7 @@ export const monitor = (options: MonitorOptions = defaultMonitorOptions) =>
           // The hold-up in progress: the tick is due but has not run (the caller runs instead of it).
           const now = Date.now()
           if (now - due >= MIN_LATENESS_MILLIS) total += overlap(due, now, from, to)
-          for (let i = ends.length - 1; i >= 0 && ends[i]! > from; i--) total += overlap(starts[i]!, ends[i]!, from, to)
+          for (let i = ends.length - 1; i >= oldest && ends[i]! > from; i--) total += overlap(starts[i]!, ends[i]!, from, to)
           return total
         }
         return { heldUpBetween, stop: () => clearTimeout(timer) }

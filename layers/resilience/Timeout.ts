@@ -8,7 +8,7 @@
  *
  * Built on `Clock`, so under `TestClock` (where nothing is held up) it is a plain timeout.
  */
-import { Clock, Duration, Effect } from "effect"
+import { Clock, Duration, Effect, Exit, Fiber } from "effect"
 import { type LoopDelayShape, unmeasured } from "./LoopDelay.js"
 
 /** What a timed-out call waited for, and whose time it was. */
@@ -64,6 +64,13 @@ export const discountingLoopDelay = <A, E, R, E2>(
     })
     // Interruptible even where the call is not (a finalizer's ledger drain): else the race would
     // wait for the whole timeout before it could interrupt the losing timer, as `Effect.timeout` avoids.
-    return Effect.raceFirst(self, Effect.interruptible(Effect.zipRight(Effect.sleep(Duration.millis(timeoutMillis)), deadline)))
+    const timer = Effect.interruptible(Effect.zipRight(Effect.sleep(Duration.millis(timeoutMillis)), deadline))
+    return Effect.raceWith(self, timer, {
+      onSelfDone: (exit, timerFiber): Effect.Effect<A, E | E2> => Effect.zipRight(Fiber.interrupt(timerFiber), exit),
+      // A timer ended by an interruption (a shutdown reaching the call's uninterruptible region) is
+      // no timeout: the call answers for itself.
+      onOtherDone: (exit, callFiber): Effect.Effect<A, E | E2> =>
+        Exit.isInterrupted(exit) ? Fiber.join(callFiber) : Effect.zipRight(Fiber.interrupt(callFiber), exit)
+    })
   })
 }

@@ -6,11 +6,11 @@
  */
 import { HttpApiBuilder, HttpMethod, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { HttpApp } from "@effect/platform"
-import { Effect, Exit, FiberId, Option, type Tracer } from "effect"
+import { Cause, Effect, Exit, FiberId, HashSet, Option, type Tracer } from "effect"
 import { TENANT_ATTRIBUTE } from "../../services/Auth.js"
 import { ErrorLedger } from "../../services/ErrorLedger.js"
 import { RateLimiter } from "../../services/RateLimiter.js"
-import { secretRoutes } from "../Api.js"
+import { CONSOLE_COOKIE, secretRoutes } from "../Api.js"
 import { type AppError, FieldIssue, MethodNotAllowed, PayloadTooLarge, Timeout, UnsupportedMediaType, ValidationFailed } from "../errors.js"
 import { sanitizePayload } from "../telemetry/Sanitize.js"
 import { interruptedOnlyBy, isClientAbort, type RouteLookup } from "../telemetry/ServerSpan.js"
@@ -141,6 +141,19 @@ const renderFailure = (
  */
 type Deadline = <A, E, R>(work: Effect.Effect<A, E, R>) => Effect.Effect<A, E | Timeout, R>
 
+/**
+ * The work was interrupted, and not by the deadline: by the request's own interruption (a client
+ * that left), which reaches the work at once, while the request itself may not be interruptible
+ * yet. The request's interruptors say who it was, so a client abort stays a client abort (499,
+ * nothing ledgered) instead of an anonymous interruption rendered as a 500.
+ */
+const asRequestInterruption = <A, E>(exit: Exit.Exit<A, E>): Effect.Effect<A, E> =>
+  Effect.descriptorWith((request) =>
+    HashSet.size(request.interruptors) === 0
+      ? exit
+      : Effect.failCause(HashSet.reduce(request.interruptors, Cause.empty as Cause.Cause<E>, (cause, id) => Cause.parallel(cause, Cause.interrupt(id))))
+  )
+
 const withDeadline = (millis: number): Deadline => <A, E, R>(work: Effect.Effect<A, E, R>): Effect.Effect<A, E | Timeout, R> =>
   Effect.flatMap(Effect.fork(work), (fiber) =>
     Effect.async<A, E | Timeout>((resume) => {
@@ -151,7 +164,11 @@ const withDeadline = (millis: number): Deadline => <A, E, R>(work: Effect.Effect
       }, millis)
       fiber.addObserver((exit) => {
         clearTimeout(timer)
-        resume(late && Exit.isInterrupted(exit) ? Effect.fail(new Timeout({ afterMillis: millis })) : exit)
+        resume(
+          late && Exit.isInterrupted(exit)
+            ? Effect.fail(new Timeout({ afterMillis: millis }))
+            : Exit.isInterrupted(exit) ? asRequestInterruption(exit) : exit
+        )
       })
       // The request itself is interrupted (the client went away): its work goes too, and is waited for.
       return Effect.suspend(() => {
@@ -191,10 +208,12 @@ const withAllowedMethods = (error: AppError, request: HttpServerRequest.HttpServ
 
 /**
  * Caching (SPEC §4): a response that carries a secret (a new API key, an access token) is
- * `no-store`; every other response to a request with credentials is `private, no-store`.
+ * `no-store`; every other response to a request with credentials (a bearer credential or the
+ * console's cookie) is `private, no-store`.
  */
-export const NO_STORE = "no-store"
-export const PRIVATE_NO_STORE = "private, no-store"
+const NO_STORE = "no-store"
+const PRIVATE_NO_STORE = "private, no-store"
+const CONSOLE_COOKIE_PREFIX = `${CONSOLE_COOKIE}=`
 
 export interface BoundaryOptions {
   readonly requestTimeoutMillis: number
@@ -213,7 +232,7 @@ export const problemBoundary = (options: BoundaryOptions) =>
     const cacheControlOf = (request: HttpServerRequest.HttpServerRequest): string | undefined =>
       request.method === "POST" && secret.has(`POST ${options.routeOf("POST", request.url)}`)
         ? NO_STORE
-        : request.headers.authorization !== undefined
+        : request.headers.authorization !== undefined || (request.headers.cookie ?? "").includes(CONSOLE_COOKIE_PREFIX)
         ? PRIVATE_NO_STORE
         : undefined
     const ledger = yield* ErrorLedger

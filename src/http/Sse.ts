@@ -117,7 +117,8 @@ export const eventStreamResponse = (open: (sink: StreamSink) => Effect.Effect<Su
 
     return HttpServerResponse.raw(body, {
       contentType: "text/event-stream",
-      // No caching, and no buffering by a proxy in front: each event should reach the client now.
-      headers: { "cache-control": "no-cache", "x-accel-buffering": "no" }
+      // No buffering by a proxy in front: each event should reach the client now. (Caching: the
+      // edge makes every answer to a request with credentials `private, no-store`.)
+      headers: { "x-accel-buffering": "no" }
     })
   })

@@ -8,7 +8,8 @@
  */
 import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { Server as BunServer } from "bun"
-import { Cause, Effect, Exit, Option, Runtime, Schedule } from "effect"
+import { Cause, Config, Effect, Exit, Option, Runtime, Schedule } from "effect"
+import { StartupError } from "../Config.js"
 import { ErrorLedger } from "../../services/ErrorLedger.js"
 import { RateLimiter } from "../../services/RateLimiter.js"
 import { type AppError, FieldIssue, Forbidden, PayloadTooLarge, UnsupportedMediaType } from "../errors.js"
@@ -28,9 +29,26 @@ export interface McpOptions {
   readonly sessions?: Partial<LegacySessionLimits>
   /** How often idle sessions are looked for. */
   readonly sweepEvery?: import("effect").Duration.DurationInput
-  /** Origins allowed besides the server's own loopback origins (e.g. the public URL behind a proxy). */
+  /** Origins allowed besides the server's own loopback origins and `BULWARK_MCP_ALLOWED_ORIGINS`. */
   readonly allowedOrigins?: ReadonlyArray<string>
 }
+
+const ORIGINS_VARIABLE = "BULWARK_MCP_ALLOWED_ORIGINS"
+
+/**
+ * `BULWARK_MCP_ALLOWED_ORIGINS`: comma-separated origins (`https://bulwark.example.com`) a browser
+ * may call `/mcp` from, e.g. the public URL behind a proxy. Anything that is not an origin stops the start.
+ */
+const configuredOrigins = Effect.flatMap(
+  Config.string(ORIGINS_VARIABLE).pipe(Config.withDefault("")),
+  (raw) =>
+    Effect.forEach(raw.split(",").map((entry) => entry.trim()).filter((entry) => entry !== ""), (entry) => {
+      const origin = URL.canParse(entry) ? new URL(entry).origin : "null"
+      return origin === entry
+        ? Effect.succeed(entry)
+        : Effect.fail(new StartupError(ORIGINS_VARIABLE, `"${entry}" is not an origin (scheme://host[:port], nothing after it)`))
+    })
+).pipe(Effect.catchTag("ConfigError", (error) => Effect.fail(new StartupError(ORIGINS_VARIABLE, String(error)))))
 
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 const LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
@@ -42,13 +60,6 @@ const tooLarge = new PayloadTooLarge({
 
 const isJsonMediaType = (contentType: string): boolean => (contentType.split(";")[0]?.trim().toLowerCase() ?? "") === "application/json"
 
-/** Copies a response with the edge's headers added. */
-const withHeaders = (response: Response, headers: Record<string, string>): Response => {
-  const merged = new Headers(response.headers)
-  for (const [name, value] of Object.entries(headers)) merged.set(name, value)
-  return new Response(response.body, { status: response.status, statusText: response.statusText, headers: merged })
-}
-
 export const make = (options: McpOptions = {}) =>
   Effect.gen(function*() {
     const runtime = yield* Effect.runtime<McpServices | RateLimiter>()
@@ -59,9 +70,10 @@ export const make = (options: McpOptions = {}) =>
       promise: Runtime.runPromise(runtime),
       fork: Runtime.runFork(runtime)
     }
+    const allowedOrigins = [...(yield* configuredOrigins), ...(options.allowedOrigins ?? [])]
     const limits = { ...DEFAULT_SESSION_LIMITS, ...options.sessions }
     const legacy = makeLegacy(run, limits)
-    const modern = makeModern(run, runtime)
+    const modern = makeModern(runtime)
     yield* Effect.addFinalizer(() => Effect.promise(() => legacy.closeAll()))
     yield* Effect.promise(() => legacy.sweep(Date.now())).pipe(
       Effect.repeat(Schedule.spaced(options.sweepEvery ?? "1 minute")),
@@ -74,83 +86,123 @@ export const make = (options: McpOptions = {}) =>
      */
     const originAllowed = (origin: string | null, port: number | undefined) => {
       if (origin === null) return true
-      if (options.allowedOrigins?.includes(origin)) return true
+      if (allowedOrigins.includes(origin)) return true
       return LOOPBACK_HOSTS.some((host) => origin === `http://${host}:${port}` || origin === `https://${host}:${port}`)
+    }
+
+    /**
+     * Runs a request's program on the server's runtime. A fiber runs until it first waits, so a
+     * call served from memory (authentication, rate count and a cached read) is answered before
+     * `runFork` returns, with no promise to settle, as on the REST hot route.
+     */
+    const forkRequest = Runtime.runFork(runtime)
+    const runRequest = (program: Effect.Effect<Response, never, McpServices | RateLimiter>): Response | Promise<Response> => {
+      const fiber = forkRequest(program)
+      const exit = fiber.unsafePoll()
+      if (exit !== null) return settled(exit)
+      return new Promise((resolve) => fiber.addObserver((done) => resolve(settled(done))))
+    }
+    const settled = (exit: Exit.Exit<Response>): Response | never => {
+      if (Exit.isSuccess(exit)) return exit.value
+      // Every failure was rendered inside the program; what is left is an interruption at shutdown.
+      throw Cause.squash(exit.cause)
     }
 
     /** A failure at the HTTP level: ledgered (type `mcp`) and answered as a problem, as REST does. */
     const failed = (error: AppError, request: Request, inFlight: InFlightRequest, tenantId?: string) =>
-      run.promise(
-        Effect.map(
-          ledger.record(error, {
-            type: "mcp",
-            route: ROUTE,
-            method: request.method,
-            requestId: inFlight.requestId,
-            userAgent: inFlight.userAgent,
-            tenantId
-          }),
-          (errorId) => HttpServerResponse.toWeb(problemResponse(error, errorId))
-        )
+      Effect.map(
+        ledger.record(error, {
+          type: "mcp",
+          route: ROUTE,
+          method: request.method,
+          requestId: inFlight.requestId,
+          userAgent: inFlight.userAgent,
+          tenantId
+        }),
+        (errorId) => HttpServerResponse.toWeb(problemResponse(error, errorId))
       )
 
-    const serve = async (request: Request, server: BunServer<unknown>, inFlight: InFlightRequest): Promise<Response> => {
-      const requestId = inFlight.requestId
-      const edgeHeaders = () => {
-        const limited = inFlight.rateLimit
-        return limited === undefined ? { "x-request-id": requestId } : {
-          "x-request-id": requestId,
-          "ratelimit-limit": String(limited.limit),
-          "ratelimit-remaining": String(limited.remaining),
-          "ratelimit-reset": String(limited.reset)
-        }
+    /** `X-Request-Id` on every response, and `RateLimit-*` on those that were counted. */
+    const withEdgeHeaders = (response: Response, inFlight: InFlightRequest): Response => {
+      response.headers.set("x-request-id", inFlight.requestId)
+      const limited = inFlight.rateLimit
+      if (limited !== undefined) {
+        response.headers.set("ratelimit-limit", String(limited.limit))
+        response.headers.set("ratelimit-remaining", String(limited.remaining))
+        response.headers.set("ratelimit-reset", String(limited.reset))
       }
-      const answer = (response: Response) => withHeaders(response, edgeHeaders())
+      return response
+    }
 
+    /** The checks that need neither the caller nor the body's meaning: origin, method, size, media type, JSON. */
+    const refusal = (request: Request, server: BunServer<unknown>, inFlight: InFlightRequest, hasSession: boolean) => {
       if (!originAllowed(request.headers.get("origin"), server.port)) {
-        return answer(await failed(new Forbidden({ detail: "Requests from this Origin are refused (DNS rebinding protection)." }), request, inFlight))
+        return failed(new Forbidden({ detail: "Requests from this Origin are refused (DNS rebinding protection)." }), request, inFlight)
       }
-      const hasSession = request.headers.has("mcp-session-id")
       if (request.method !== "POST" && !((request.method === "GET" || request.method === "DELETE") && hasSession)) {
         // The stateless era has no GET stream and no session to delete; the session era needs its id.
-        return answer(errorResponse(null, 405, ErrorCodes.InvalidRequest, "Method not allowed: POST a JSON-RPC message (GET and DELETE need an Mcp-Session-Id)", undefined, { allow: "POST" }))
+        return Effect.succeed(
+          errorResponse(null, 405, ErrorCodes.InvalidRequest, "Method not allowed: POST a JSON-RPC message (GET and DELETE need an Mcp-Session-Id)", undefined, { allow: "POST" })
+        )
       }
-      if (Number(request.headers.get("content-length") ?? "0") > MAX_BODY_BYTES) return answer(await failed(tooLarge, request, inFlight))
+      if (Number(request.headers.get("content-length") ?? "0") > MAX_BODY_BYTES) return failed(tooLarge, request, inFlight)
+      if (request.method === "POST" && !isJsonMediaType(request.headers.get("content-type") ?? "")) {
+        return failed(new UnsupportedMediaType({ detail: "MCP messages must be sent as application/json." }), request, inFlight)
+      }
+      return undefined
+    }
 
-      // The same credentials and limits as `/v1`: without a credential the client's address is counted.
-      const address = server.requestIP(request)?.address
-      const serverRequest = address === undefined ? HttpServerRequest.fromWeb(request) : HttpServerRequest.fromWeb(request).modify({ remoteAddress: address })
-      track(serverRequest, inFlight)
-      const anonymous = request.headers.get("authorization") === null
-      const who = await Runtime.runPromiseExit(runtime)(
-        (anonymous
-          ? Effect.zipRight(limiter.hit(`ip:${Option.getOrElse(serverRequest.remoteAddress, () => "unknown")}`), authenticate)
-          : authenticate).pipe(Effect.provideService(HttpServerRequest.HttpServerRequest, serverRequest))
-      )
-      if (Exit.isFailure(who)) return answer(await failed(classify(who.cause), request, inFlight))
-      const caller = who.value
-      const scope: RequestScope = { caller, httpRequestId: requestId, userAgent: inFlight.userAgent }
+    const parse = (text: string, request: Request, inFlight: InFlightRequest): { readonly body: unknown } | Effect.Effect<Response> => {
+      if (Buffer.byteLength(text) > MAX_BODY_BYTES) return failed(tooLarge, request, inFlight)
+      let body: unknown
+      try {
+        body = JSON.parse(text)
+      } catch {
+        return Effect.succeed(errorResponse(null, 400, ErrorCodes.ParseError, "Parse error: the body is not JSON"))
+      }
+      if (Array.isArray(body)) {
+        return Effect.succeed(errorResponse(null, 400, ErrorCodes.InvalidRequest, "Invalid Request: batches are not supported; send one JSON-RPC message per POST"))
+      }
+      return { body }
+    }
 
+    const serve = async (request: Request, server: BunServer<unknown>, inFlight: InFlightRequest): Promise<Response> => {
+      const hasSession = request.headers.has("mcp-session-id")
+      const refused = refusal(request, server, inFlight, hasSession)
+      if (refused !== undefined) return withEdgeHeaders(await runRequest(refused), inFlight)
       let body: unknown = undefined
       if (request.method === "POST") {
-        if (!isJsonMediaType(request.headers.get("content-type") ?? "")) {
-          return answer(await failed(new UnsupportedMediaType({ detail: "MCP messages must be sent as application/json." }), request, inFlight, caller.tenantId))
-        }
-        const text = await request.text()
-        if (Buffer.byteLength(text) > MAX_BODY_BYTES) return answer(await failed(tooLarge, request, inFlight, caller.tenantId))
-        try {
-          body = JSON.parse(text)
-        } catch {
-          return answer(errorResponse(null, 400, ErrorCodes.ParseError, "Parse error: the body is not JSON"))
-        }
-        if (Array.isArray(body)) {
-          return answer(errorResponse(null, 400, ErrorCodes.InvalidRequest, "Invalid Request: batches are not supported; send one JSON-RPC message per POST"))
-        }
+        const parsed = parse(await request.text(), request, inFlight)
+        if (Effect.isEffect(parsed)) return withEdgeHeaders(await runRequest(parsed), inFlight)
+        body = parsed.body
       }
+
+      // The same credentials and limits as `/v1`: without a credential the client's address is counted.
+      const anonymous = request.headers.get("authorization") === null
+      // The peer's address only counts requests without credentials (asking Bun for it costs a few µs).
+      const address = anonymous ? server.requestIP(request)?.address : undefined
+      const serverRequest = address === undefined ? HttpServerRequest.fromWeb(request) : HttpServerRequest.fromWeb(request).modify({ remoteAddress: address })
+      track(serverRequest, inFlight)
+      const authenticated = anonymous
+        ? Effect.zipRight(limiter.hit(`ip:${Option.getOrElse(serverRequest.remoteAddress, () => "unknown")}`), authenticate)
+        : authenticate
       const modernRequest = request.method === "POST" &&
         (declaredVersion(body) !== undefined || (!hasSession && request.headers.get("mcp-protocol-version") === MODERN_VERSION))
-      const response = modernRequest ? await modern.handle(request, body, scope) : await legacy.handle(request, body, scope)
-      return answer(response)
+
+      const program = authenticated.pipe(
+        Effect.provideService(HttpServerRequest.HttpServerRequest, serverRequest),
+        Effect.matchEffect({
+          onFailure: (error) => failed(error, request, inFlight),
+          onSuccess: (caller): Effect.Effect<Response, never, McpServices> => {
+            const scope: RequestScope = { caller, httpRequestId: inFlight.requestId, userAgent: inFlight.userAgent }
+            if (modernRequest) return modern.handle(request, body, scope)
+            return legacy.callInSession(request, body, scope) ?? Effect.promise(() => legacy.handle(request, body, scope))
+          }
+        }),
+        // A defect below the edge (ours or the SDK's): a 500 with an error_id, never a bare one.
+        Effect.catchAllDefect((defect) => failed(classify(Cause.die(defect)), request, inFlight))
+      )
+      return withEdgeHeaders(await runRequest(program), inFlight)
     }
 
     const handler = async (request: Request, server: BunServer<unknown>): Promise<Response> => {
@@ -160,9 +212,8 @@ export const make = (options: McpOptions = {}) =>
       try {
         return await serve(request, server, inFlight)
       } catch (defect) {
-        // A bug below the edge (ours or the SDK's): a 500 with an error_id, never a bare one.
-        const response = await failed(classify(Cause.die(defect)), request, inFlight)
-        return withHeaders(response, { "x-request-id": requestId })
+        // Thrown outside the program (reading the body, the SDK's own code): still a problem with an error_id.
+        return withEdgeHeaders(await runRequest(failed(classify(Cause.die(defect)), request, inFlight)), inFlight)
       }
     }
 

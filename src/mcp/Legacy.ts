@@ -26,9 +26,9 @@ import type { AuthInfo } from "@modelcontextprotocol/sdk/server/auth/types.js"
 import { Effect, Either, Fiber, Stream } from "effect"
 import type { Principal } from "../domain/Principal.js"
 import { callTool, type CallContext, lookupTool, observed, readMessages, resourceTemplates, type ResourceFailure, watchMessages } from "./Operations.js"
-import { ErrorCodes, errorResponse, idOf, INSTRUCTIONS, LEGACY_VERSIONS, SERVER_INFO } from "./Protocol.js"
+import { ErrorCodes, errorResponse, idOf, INSTRUCTIONS, jsonResponse, LEGACY_VERSIONS, SERVER_INFO } from "./Protocol.js"
 import { toolDescriptions } from "./Tools.js"
-import type { McpRunner } from "./Runner.js"
+import type { McpRunner, McpServices } from "./Runner.js"
 
 export interface LegacySessionLimits {
   /** Sessions one API key may hold open; past it its least recently used one is closed. */
@@ -256,6 +256,30 @@ export const makeLegacy = (run: McpRunner, limits: LegacySessionLimits) => {
     return request.method === "GET" ? counted(session, response) : response
   }
 
+  /**
+   * A `tools/call` in an open session of this key, answered by the operations both eras share: the
+   * session's state plays no part in it, and the SDK's parsing and result validation would double
+   * its cost. Anything else (and any request the SDK would refuse) is left to `handle`.
+   */
+  const callInSession = (request: Request, body: unknown, scope: RequestScope): Effect.Effect<Response, never, McpServices> | undefined => {
+    const sessionId = request.headers.get("mcp-session-id")
+    const message = body as { jsonrpc?: unknown; method?: unknown; params?: { name?: unknown; arguments?: unknown } } | undefined
+    const id = idOf(body)
+    if (sessionId === null || request.method !== "POST" || message?.jsonrpc !== "2.0" || message.method !== "tools/call" || id === null) return undefined
+    if (typeof message.params?.name !== "string") return undefined
+    const version = request.headers.get("mcp-protocol-version")
+    if (version !== null && !LEGACY_VERSIONS.includes(version)) return undefined
+    const accept = request.headers.get("accept") ?? ""
+    if (!accept.includes("application/json") || !accept.includes("text/event-stream")) return undefined
+    const session = sessions.get(sessionId)
+    if (session === undefined || session.closed || session.keyId !== scope.caller.keyId) return undefined
+    touch(session)
+    const headers = { "mcp-session-id": session.id }
+    const tool = lookupTool(message.params.name)
+    if (tool === undefined) return Effect.succeed(errorResponse(id, 200, ErrorCode.InvalidParams, `Unknown tool: ${message.params.name}`, undefined, headers))
+    return Effect.map(callTool(tool, message.params.arguments, contextOf(session, scope, id)), (result) => jsonResponse({ jsonrpc: "2.0", id, result }, 200, headers))
+  }
+
   /** Closes the sessions idle past the limit; run periodically. */
   const sweep = async (now: number) => {
     for (const session of [...sessions.values()]) {
@@ -267,7 +291,7 @@ export const makeLegacy = (run: McpRunner, limits: LegacySessionLimits) => {
     for (const session of [...sessions.values()]) await close(session)
   }
 
-  return { handle, sweep, closeAll, size: () => sessions.size } as const
+  return { handle, callInSession, sweep, closeAll, size: () => sessions.size } as const
 }
 
 export type Legacy = ReturnType<typeof makeLegacy>

@@ -6,11 +6,11 @@
  * notifications flow on the response stream of `subscriptions/listen`. Nothing is kept between
  * requests, so any request may land on any instance.
  */
-import { Effect, Either, Stream } from "effect"
+import { Effect, Either, type Runtime, Stream } from "effect"
 import { callTool, type CallContext, lookupTool, observed, readMessages, resourceTemplates, type ResourceFailure, watchMessages } from "./Operations.js"
 import { ErrorCodes, errorResponse, idOf, INSTRUCTIONS, jsonResponse, MODERN_VERSION, SERVER_INFO, SUPPORTED_VERSIONS } from "./Protocol.js"
 import type { RequestScope } from "./Legacy.js"
-import type { McpRunner, McpServices } from "./Runner.js"
+import type { McpServices } from "./Runner.js"
 import { toolDescriptions } from "./Tools.js"
 
 const PROTOCOL_VERSION_META = "io.modelcontextprotocol/protocolVersion"
@@ -77,7 +77,7 @@ const SSE_HEADERS = {
   "x-accel-buffering": "no"
 } as const
 
-export const makeModern = (run: McpRunner, runtime: import("effect").Runtime.Runtime<McpServices>) => {
+export const makeModern = (runtime: Runtime.Runtime<McpServices>) => {
   /**
    * Checks a request against the revision's rules, in the order a client can act on: a malformed
    * message, missing `_meta`, headers that do not match the body, a version not spoken here.
@@ -117,43 +117,37 @@ export const makeModern = (run: McpRunner, runtime: import("effect").Runtime.Run
   }
 
   /** `subscriptions/listen`: an SSE response that stays open and carries the notifications asked for. */
-  const listen = async (message: JsonRpcRequest, context: CallContext): Promise<Response> => {
-    const wanted = isObject(message.params["notifications"]) ? message.params["notifications"] : {}
-    const uris = Array.isArray(wanted["resourceSubscriptions"]) ? wanted["resourceSubscriptions"] : []
-    const watches = []
-    for (const uri of uris) {
-      const watched = await run.promise(Effect.either(watchMessages(uri, context)))
+  const listen = (message: JsonRpcRequest, context: CallContext) =>
+    Effect.gen(function*() {
+      const wanted = isObject(message.params["notifications"]) ? message.params["notifications"] : {}
+      const uris = Array.isArray(wanted["resourceSubscriptions"]) ? wanted["resourceSubscriptions"] : []
+      const watched = yield* Effect.either(Effect.forEach(uris, (uri) => watchMessages(uri, context)))
       if (Either.isLeft(watched)) return resourceError(message.id, watched.left)
-      watches.push(watched.right)
-    }
-    const subscription = { [SUBSCRIPTION_ID_META]: message.id }
-    const acknowledged = {
-      jsonrpc: "2.0",
-      method: "notifications/subscriptions/acknowledged",
-      // Lists never change here, so only resource subscriptions are honoured.
-      params: { _meta: subscription, notifications: uris.length === 0 ? {} : { resourceSubscriptions: uris } }
-    }
-    const updates = Stream.mergeAll(watches, { concurrency: "unbounded" }).pipe(
-      Stream.map((uri) => sseEvent({ jsonrpc: "2.0", method: "notifications/resources/updated", params: { _meta: subscription, uri } }))
-    )
-    // When every watched session is gone the subscription has nothing left to say: it ends gracefully.
-    const ended = sseEvent({ jsonrpc: "2.0", id: message.id, result: { resultType: "complete", _meta: { ...subscription, [SERVER_INFO_META]: SERVER_INFO } } })
-    const body = Stream.make(sseEvent(acknowledged)).pipe(
-      Stream.concat(
-        watches.length === 0
-          ? Stream.never
-          : Stream.concat(updates, Stream.make(ended))
-      ),
-      Stream.merge(Stream.tick(KEEP_ALIVE).pipe(Stream.drop(1), Stream.as(":\n\n")), { haltStrategy: "left" }),
-      Stream.encodeText
-    )
-    return new Response(Stream.toReadableStreamRuntime(body, runtime), { status: 200, headers: SSE_HEADERS })
-  }
+      const watches = watched.right
+      const subscription = { [SUBSCRIPTION_ID_META]: message.id }
+      const acknowledged = {
+        jsonrpc: "2.0",
+        method: "notifications/subscriptions/acknowledged",
+        // Lists never change here, so only resource subscriptions are honoured.
+        params: { _meta: subscription, notifications: uris.length === 0 ? {} : { resourceSubscriptions: uris } }
+      }
+      const updates = Stream.mergeAll(watches, { concurrency: "unbounded" }).pipe(
+        Stream.map((uri) => sseEvent({ jsonrpc: "2.0", method: "notifications/resources/updated", params: { _meta: subscription, uri } }))
+      )
+      // When every watched session is gone the subscription has nothing left to say: it ends gracefully.
+      const ended = sseEvent({ jsonrpc: "2.0", id: message.id, result: { resultType: "complete", _meta: { ...subscription, [SERVER_INFO_META]: SERVER_INFO } } })
+      const body = Stream.make(sseEvent(acknowledged)).pipe(
+        Stream.concat(watches.length === 0 ? Stream.never : Stream.concat(updates, Stream.make(ended))),
+        Stream.merge(Stream.tick(KEEP_ALIVE).pipe(Stream.drop(1), Stream.as(":\n\n")), { haltStrategy: "left" }),
+        Stream.encodeText
+      )
+      return new Response(Stream.toReadableStreamRuntime(body, runtime), { status: 200, headers: SSE_HEADERS })
+    })
 
-  const dispatch = async (message: JsonRpcRequest, context: CallContext): Promise<Response> => {
+  const dispatch = (message: JsonRpcRequest, context: CallContext): Effect.Effect<Response, never, McpServices> => {
     const { id, method, params } = message
     const listed = (result: Record<string, unknown>) =>
-      run.promise(observed(method, undefined, context, () => undefined, Effect.succeed(jsonResponse({ jsonrpc: "2.0", id, result: complete(result) }))))
+      observed(method, undefined, context, () => undefined, Effect.sync(() => jsonResponse({ jsonrpc: "2.0", id, result: complete(result) })))
     switch (method) {
       case "server/discover":
         return listed({ supportedVersions: SUPPORTED_VERSIONS, capabilities: CAPABILITIES, instructions: INSTRUCTIONS, ...LIST_CACHE })
@@ -165,34 +159,33 @@ export const makeModern = (run: McpRunner, runtime: import("effect").Runtime.Run
         return listed({ resources: [], ...LIST_CACHE })
       case "tools/call": {
         const tool = lookupTool(params["name"])
-        if (tool === undefined) return errorResponse(id, 200, ErrorCodes.InvalidParams, `Unknown tool: ${String(params["name"])}`)
-        const result = await run.promise(callTool(tool, params["arguments"], context))
-        return jsonResponse({ jsonrpc: "2.0", id, result: complete(result) })
+        if (tool === undefined) return Effect.succeed(errorResponse(id, 200, ErrorCodes.InvalidParams, `Unknown tool: ${String(params["name"])}`))
+        return Effect.map(callTool(tool, params["arguments"], context), (result) => jsonResponse({ jsonrpc: "2.0", id, result: complete(result) }))
       }
-      case "resources/read": {
-        const read = await run.promise(Effect.either(readMessages(params["uri"], context)))
-        if (Either.isLeft(read)) return resourceError(id, read.left)
-        return jsonResponse({ jsonrpc: "2.0", id, result: complete({ ...read.right, ...READ_CACHE }) })
-      }
+      case "resources/read":
+        return Effect.match(readMessages(params["uri"], context), {
+          onFailure: (failure) => resourceError(id, failure),
+          onSuccess: (read) => jsonResponse({ jsonrpc: "2.0", id, result: complete({ ...read, ...READ_CACHE }) })
+        })
       case "subscriptions/listen":
         return listen(message, context)
       default:
-        return errorResponse(id, 404, ErrorCodes.MethodNotFound, `Method not found: ${method}`)
+        return Effect.succeed(errorResponse(id, 404, ErrorCodes.MethodNotFound, `Method not found: ${method}`))
     }
   }
 
   /** One POST of this era; the edge has authenticated it and parsed its body. */
-  const handle = async (request: Request, body: unknown, scope: RequestScope): Promise<Response> => {
+  const handle = (request: Request, body: unknown, scope: RequestScope): Effect.Effect<Response, never, McpServices> => {
     const accept = request.headers.get("accept") ?? ""
     if (!accept.includes("application/json") || !accept.includes("text/event-stream")) {
-      return errorResponse(idOf(body), 406, ErrorCodes.InvalidRequest, "Not Acceptable: Accept must list application/json and text/event-stream")
+      return Effect.succeed(errorResponse(idOf(body), 406, ErrorCodes.InvalidRequest, "Not Acceptable: Accept must list application/json and text/event-stream"))
     }
     // A notification is accepted and has no answer; this revision defines none for HTTP.
     if (isObject(body) && body["jsonrpc"] === "2.0" && typeof body["method"] === "string" && !("id" in body)) {
-      return new Response(null, { status: 202 })
+      return Effect.succeed(new Response(null, { status: 202 }))
     }
     const validated = validate(request, body)
-    if (Either.isLeft(validated)) return validated.left
+    if (Either.isLeft(validated)) return Effect.succeed(validated.left)
     return dispatch(validated.right, {
       caller: scope.caller,
       protocolVersion: MODERN_VERSION,

@@ -45,6 +45,10 @@ const operationDurationBy = labelled(operationDuration, ["mcp.method.name", "gen
 
 const UUID_SHAPE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
+/** A resource failure carries its error; its tag is what the metric's `error.type` says. */
+const tagOfFailure = (failure: unknown): string =>
+  failure instanceof ResourceFailure ? failure.error._tag : "_OTHER"
+
 /**
  * One MCP request under a server span named as OpenTelemetry's MCP conventions name it, timed into
  * `mcp.server.operation.duration`; `errorTypeOf` tells the metric which failure a result carries.
@@ -61,11 +65,9 @@ export const observed = <A, E, R>(
     const record = (errorType: string | undefined) =>
       Metric.update(operationDurationBy(method, target ?? "", errorType ?? "", context.protocolVersion), (clock.unsafeCurrentTimeMillis() - started) / 1000)
     return work.pipe(
-      Effect.tap((result) => {
-        const errorType = errorTypeOf(result)
-        return Effect.zipRight(errorType === undefined ? Effect.void : Effect.annotateCurrentSpan("error.type", errorType), record(errorType))
-      }),
-      Effect.tapErrorCause(() => record("_OTHER")),
+      // The span's own `error.type` and `error.id` are set where the failure is ledgered.
+      Effect.tap((result) => record(errorTypeOf(result))),
+      Effect.tapErrorCause((cause) => record(Option.getOrElse(Option.map(Cause.failureOption(cause), tagOfFailure), () => "_OTHER"))),
       Effect.withSpan(target === undefined ? method : `${method} ${target}`, {
         kind: "server",
         attributes: {
@@ -118,8 +120,11 @@ export const recordFailure = (
 /** The line a model reads first: `CODE: detail (error_id ...)`. */
 export const problemLine = (problem: ProblemJson): string => `${problem.code}: ${problem.detail} (error_id ${problem.error_id})`
 
+/** Each tool's argument decoder, compiled once. */
+const decoders = new Map([...toolsByName.values()].map((tool) => [tool.name, Schema.decodeUnknown(tool.input, { errors: "all" })]))
+
 const decodeArguments = (tool: Tool, args: unknown) =>
-  Schema.decodeUnknown(tool.input)(args ?? {}, { errors: "all" }).pipe(
+  decoders.get(tool.name)!(args ?? {}).pipe(
     Effect.catchTag("ParseError", (error) =>
       Effect.mapError(HttpApiError.HttpApiDecodeError.refailParseError(error), (decodeError) =>
         new ValidationFailed({ detail: "The arguments do not match the tool's input schema.", errors: fromDecodeError(decodeError).errors })))
@@ -134,32 +139,38 @@ const sessionOf = (args: unknown): string | undefined => {
  * `tools/call` of a known tool. Every failure, bad arguments and defects included, is a result
  * with `isError: true`; nothing here fails.
  */
-export const callTool = (tool: Tool, args: unknown, context: CallContext) =>
-  observed(
+export const callTool = (tool: Tool, args: unknown, context: CallContext) => {
+  let failedWith: string | undefined
+  return observed(
     "tools/call",
     tool.name,
     context,
-    (result: CallToolResult) => (result.isError ? String(result.structuredContent["code"]) : undefined),
+    () => failedWith,
     decodeArguments(tool, args).pipe(
       Effect.flatMap((decoded) => tool.run(context.caller, decoded)),
-      Effect.flatMap((value) => Schema.encode(tool.output)(value).pipe(Effect.orDieWith(() => new Error(`${tool.name}: a result did not encode with its own schema`)))),
-      Effect.map((encoded): CallToolResult => ({
-        content: [{ type: "text", text: JSON.stringify(encoded) }],
-        structuredContent: encoded as Record<string, unknown>,
+      // The results are `Schema.Class`es without transformations: their encoded form is their fields
+      // as they are (as the REST hot route sends a session), so they are sent without re-encoding.
+      Effect.map((value): CallToolResult => ({
+        content: [{ type: "text", text: JSON.stringify(value) }],
+        // A plain object: the protocol's result schema wants a record, not a class instance.
+        structuredContent: { ...(value as object) },
         isError: false
       })),
-      Effect.catchAllCause((cause) =>
-        Effect.map(
-          recordFailure(classify(cause), `mcp tools/call ${tool.name}`, context, { sessionId: sessionOf(args), payload: args }),
+      Effect.catchAllCause((cause) => {
+        const error = classify(cause)
+        failedWith = error._tag
+        return Effect.map(
+          recordFailure(error, `mcp tools/call ${tool.name}`, context, { sessionId: sessionOf(args), payload: args }),
           (problem): CallToolResult => ({
             content: [{ type: "text", text: problemLine(problem) }],
             structuredContent: problem as unknown as Record<string, unknown>,
             isError: true
           })
         )
-      )
+      })
     )
   )
+}
 
 export const lookupTool = (name: unknown): Tool | undefined => (typeof name === "string" ? toolsByName.get(name) : undefined)
 

@@ -61,3 +61,9 @@ export const eventPublishFailuresTotal = Metric.counter("bulwark_event_publish_f
   description: "Session events that could not be sent to other processes (their subscribers catch up from the database)",
   incremental: true
 })
+
+export const eventLoopDelay = Metric.histogram(
+  "bulwark_event_loop_delay_seconds",
+  MetricBoundaries.fromIterable([0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]),
+  "How late the event-loop monitor's 10 ms timer fired, in seconds: time this process could not run ready work"
+)

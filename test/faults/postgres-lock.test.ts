@@ -89,6 +89,29 @@ describe.skipIf(!available)("a table locked by another session", () => {
     const listed = await server.fetch(`/v1/sessions/${sessionId}/messages`, withKey(tenant.api_key))
     expect(((await listed.json()) as { data: Array<{ seq: number; content: string }> }).data.map((m) => [m.seq, m.content])).toEqual([[1, "after the lock"]])
   })
+
+  test("a client that leaves while its write waits on the lock is a client abort, never a 500", async () => {
+    const lock = await holdLock(database.url, "sessions")
+    try {
+      const controller = new AbortController()
+      const pending = server.fetch(
+        `/v1/sessions/${sessionId}/messages`,
+        withKey(tenant.api_key, { method: "POST", body: JSON.stringify({ agent_id: "a", content: "left" }), signal: controller.signal })
+      ).then(() => "answered", (error: unknown) => (error instanceof Error ? error.name : String(error)))
+      await eventually(async () => ((await bulwarkLockWaits(databaseNameOf(database.url))) > 0 ? true : undefined))
+      controller.abort()
+      expect(await pending).toBe("AbortError")
+      // Its work is interrupted: the statement no longer waits on the lock.
+      await eventually(async () => ((await bulwarkLockWaits(databaseNameOf(database.url))) === 0 ? true : undefined))
+    } finally {
+      await lock.release()
+    }
+    // A later error's row is stored, so the ledger has written whatever the abort left.
+    const marker = await expectProblem(await server.fetch(`/v1/sessions/${crypto.randomUUID()}`, withKey(tenant.api_key)), 404, "SESSION_NOT_FOUND")
+    await ledgerRecord(server, marker.error_id)
+    const internal = await server.admin("/v1/admin/errors?code=INTERNAL_ERROR")
+    expect(((await internal.json()) as { data: Array<{ message: string }> }).data.map((row) => row.message)).toEqual([])
+  })
 })
 
 describe.skipIf(!available)("PostgreSQL's statement timeout", () => {

@@ -34,8 +34,25 @@ describe.skipIf(!available)("a write's reply lost after its commit", () => {
     await database?.drop()
   })
 
+  const notFound = async () => {
+    const missing = await server.fetch(`/v1/sessions/${crypto.randomUUID()}`, withKey(tenant.api_key))
+    return ((await missing.json()) as { error_id: string }).error_id
+  }
+  const ledgerRows = async (errorId: string) => {
+    const rows: Array<{ n: number }> = await withConnection(database.url, (sql) => sql`SELECT count(*)::int AS n FROM errors WHERE error_id = ${errorId}`)
+    return rows[0]?.n ?? 0
+  }
+  /** A 404 whose ledger row is stored: the ledger writes one batch after another, so it is idle after. */
+  const ledgerSettled = async () => {
+    const errorId = await notFound()
+    const deadline = Date.now() + 4000
+    while ((await ledgerRows(errorId)) === 0 && Date.now() < deadline) await Bun.sleep(20)
+    expect(await ledgerRows(errorId)).toBe(1)
+  }
+
   test("a message whose commit was not acknowledged is answered 201 once, with the seq it was stored with", async () => {
-    // The append's command tag (one statement whose result is a SELECT), sent after its commit.
+    // The append's command tag (one statement whose result is a SELECT), sent after its commit, on
+    // the connection that sent the append (its first on this server, so its text is sent).
     const lost = proxy.loseReply({ request: "INSERT INTO messages", reply: "SELECT 1" })
     const response = await server.fetch(
       `/v1/sessions/${sessionId}/messages`,
@@ -58,27 +75,38 @@ describe.skipIf(!available)("a write's reply lost after its commit", () => {
     expect(((await next.json()) as { seq: number }).seq).toBe(2)
   })
 
+  test("a session whose commit was not acknowledged is answered 201 once, not 409 for the request's own row", async () => {
+    // Nothing else inserts meanwhile: the ledger is idle, and reads have other command tags.
+    await ledgerSettled()
+    const lost = proxy.loseReply({ reply: "INSERT 0 1" })
+    const response = await server.fetch("/v1/sessions", withKey(tenant.api_key, { method: "POST", body: JSON.stringify({ title: "once" }) }))
+    const text = await response.text()
+    expect(await Promise.race([lost.then(() => true), Bun.sleep(0).then(() => false)])).toBe(true)
+    expect(`${response.status} ${text}`).toStartWith("201 ")
+    const created = JSON.parse(text) as { id: string; title: string }
+    const rows = await withConnection(database.url, (sql) =>
+      sql`SELECT id FROM sessions WHERE tenant_id = ${tenant.id} AND title = 'once'` as Promise<Array<{ id: string }>>)
+    expect(rows.map((row) => row.id)).toEqual([created.id])
+    // A client-chosen id that exists is still a conflict.
+    const again = await server.fetch("/v1/sessions", withKey(tenant.api_key, { method: "POST", body: JSON.stringify({ id: created.id, title: "once" }) }))
+    expect(again.status).toBe(409)
+    expect(((await again.json()) as { code: string }).code).toBe("SESSION_ALREADY_EXISTS")
+  })
+
   test("a ledger row whose commit was not acknowledged is kept once, not reported dropped", async () => {
+    await ledgerSettled()
     const droppedBefore = await droppedRows(server)
-    const lost = proxy.loseReply({ request: "INSERT INTO errors", reply: "INSERT 0 1" })
-    const notFound = async () => {
-      const missing = await server.fetch(`/v1/sessions/${crypto.randomUUID()}`, withKey(tenant.api_key))
-      return ((await missing.json()) as { error_id: string }).error_id
-    }
-    const rowsOf = async (errorId: string) => {
-      const rows: Array<{ n: number }> = await withConnection(database.url, (sql) => sql`SELECT count(*)::int AS n FROM errors WHERE error_id = ${errorId}`)
-      return rows[0]?.n ?? 0
-    }
+    const lost = proxy.loseReply({ reply: "INSERT 0 1" })
     const first = await notFound()
     await lost
     // The ledger writes one batch after another: once a later row is stored, the first batch's
     // retry is over, whichever way it went.
     const later = await notFound()
-    const deadline = Date.now() + 5000
-    while ((await rowsOf(later)) === 0 && Date.now() < deadline) await Bun.sleep(20)
-    expect(await rowsOf(later)).toBe(1)
+    const deadline = Date.now() + 4000
+    while ((await ledgerRows(later)) === 0 && Date.now() < deadline) await Bun.sleep(20)
+    expect(await ledgerRows(later)).toBe(1)
     // Stored by the first attempt; the retry neither failed on it nor added a second row.
-    expect(await rowsOf(first)).toBe(1)
+    expect(await ledgerRows(first)).toBe(1)
     expect(await droppedRows(server)).toBe(droppedBefore)
   })
 })

@@ -51,7 +51,7 @@ describe.skipIf(!available)("a busy process and a healthy Redis", () => {
     await redis.stop()
   })
 
-  test("60 concurrent message posts: every one is stored, the cache breaker stays closed, no CACHE_UNAVAILABLE row", async () => {
+  test("60 concurrent message posts: every one is stored, the cache and database breakers stay closed, nothing ledgered against them", async () => {
     const tenant = await server.createTenant()
     const created = await server.fetch("/v1/sessions", withKey(tenant.api_key, { method: "POST", body: JSON.stringify({ title: "burst" }) }))
     const sessionId = ((await created.json()) as { id: string }).id
@@ -66,6 +66,28 @@ describe.skipIf(!available)("a busy process and a healthy Redis", () => {
     await ledgerDrained(server, tenant.api_key)
     expect(await ledgerRows(server, "CACHE_UNAVAILABLE")).toEqual([])
     expect(await breakerOf(server, "cache")).toMatchObject({ state: "closed", consecutive_failures: 0 })
+    // The database (on PostgreSQL, a dependency over a socket too) was not blamed either.
+    expect(await ledgerRows(server, "DATABASE_UNAVAILABLE")).toEqual([])
+    expect(await breakerOf(server, "database")).toMatchObject({ state: "closed", consecutive_failures: 0 })
+  })
+
+  test("a command Redis refuses (a key of the wrong type) is served from the database and never moves the breaker", async () => {
+    const tenant = await server.createTenant()
+    const created = await server.fetch("/v1/sessions", withKey(tenant.api_key, { method: "POST", body: JSON.stringify({ title: "wrong type" }) }))
+    const sessionId = ((await created.json()) as { id: string }).id
+    await redis.cli("DEL", `session:${tenant.id}:${sessionId}`)
+    await redis.cli("LPUSH", `session:${tenant.id}:${sessionId}`, "not a string value")
+    for (let i = 0; i < 12; i++) {
+      const read = await server.fetch(`/v1/sessions/${sessionId}`, withKey(tenant.api_key))
+      expect(read.status).toBe(200)
+      expect(await read.json()).toMatchObject({ id: sessionId, title: "wrong type" })
+    }
+    expect(await breakerOf(server, "cache")).toMatchObject({ state: "closed", consecutive_failures: 0 })
+    await ledgerDrained(server, tenant.api_key)
+    const rows = await ledgerRows(server, "CACHE_UNAVAILABLE")
+    expect(rows.length).toBeGreaterThan(0)
+    for (const row of rows) expect(row.message).toMatch(/^get failed \(redis_refused\): WRONGTYPE/)
+    await redis.cli("DEL", `session:${tenant.id}:${sessionId}`)
   })
 
   test("a Redis that really stops answering (CLIENT PAUSE) still opens the breaker, and the ledger names the timeout", async () => {
@@ -82,7 +104,7 @@ describe.skipIf(!available)("a busy process and a healthy Redis", () => {
       }
       expect(await breakerOf(server, "cache")).toMatchObject({ state: "open" })
       await ledgerDrained(server, tenant.api_key)
-      const rows = await ledgerRows(server, "CACHE_UNAVAILABLE")
+      const rows = (await ledgerRows(server, "CACHE_UNAVAILABLE")).filter((row) => !row.message.includes("redis_refused"))
       expect(rows.length).toBeGreaterThan(0)
       for (const row of rows) {
         expect(row).toMatchObject({ type: "cache", severity: "warning" })

@@ -48,12 +48,13 @@ describe.skipIf(!available)("Redis faults", () => {
     await expectProblem(await server.fetch(`/v1/sessions/${other}`, withKey(tenant.api_key)), 404, "SESSION_NOT_FOUND")
   })
 
-  test("API keys are cached in Redis, and a deleted key is refused from the next request on", async () => {
+  test("API keys are kept in process, never in Redis, and a deleted key is refused from the next request on", async () => {
     const owner = await server.createTenant()
     const keyResponse = await server.admin(`/v1/admin/tenants/${owner.id}/keys`, { method: "POST", body: "{}" })
     const key = (await keyResponse.json()) as { id: string; api_key: string }
     expect((await server.fetch("/v1/sessions", withKey(key.api_key))).status).toBe(200)
-    expect(await redis.cli("EVAL", "return #redis.call('KEYS', 'apikey:*')", "0")).not.toBe("0")
+    // A copy in Redis could outlive a revocation whose delete Redis missed (SPEC §8).
+    expect(await redis.cli("EVAL", "return #redis.call('KEYS', 'apikey:*')", "0")).toBe("0")
     expect((await server.admin(`/v1/admin/keys/${key.id}`, { method: "DELETE" })).status).toBe(204)
     await expectProblem(await server.fetch("/v1/sessions", withKey(key.api_key)), 401, "AUTH_REVOKED")
   })

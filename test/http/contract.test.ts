@@ -9,6 +9,7 @@ import Ajv2020 from "ajv/dist/2020.js"
 import addFormats from "ajv-formats"
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { checkResponse, ContractViolation } from "../support/contract.js"
+import { openEvents } from "../support/sse.js"
 import { ledgerRecord, expectProblem, startServer, type TestServer, withKey } from "../support/server.js"
 
 let server: TestServer
@@ -167,6 +168,25 @@ describe("caching headers", () => {
       expect({ path, cacheControl: response.headers.get("cache-control") }).toEqual({ path, cacheControl: "private, no-store" })
     }
     expect((await server.admin("/v1/admin/errors?limit=1")).headers.get("cache-control")).toBe("private, no-store")
+    const stream = await openEvents(`${server.url}/v1/sessions/${sessionId}/events`, withKey(tenant.api_key))
+    try {
+      expect(stream.response.status).toBe(200)
+      expect(stream.response.headers.get("cache-control")).toBe("private, no-store")
+    } finally {
+      stream.close()
+    }
+    // The console's sign-in carries a secret (its cookie); answers to requests with that cookie are private.
+    const signIn = await server.fetch("/v1/console/session", {
+      method: "POST",
+      headers: { "content-type": "application/json", origin: server.url },
+      body: JSON.stringify({ admin_token: server.adminToken })
+    })
+    expect(signIn.status).toBe(200)
+    expect(signIn.headers.get("cache-control")).toBe("no-store")
+    const cookie = (signIn.headers.get("set-cookie") ?? "").split(";")[0]!
+    const withCookie = await server.fetch("/v1/admin/errors?limit=1", { headers: { cookie } })
+    expect(withCookie.status).toBe(200)
+    expect(withCookie.headers.get("cache-control")).toBe("private, no-store")
     expect((await server.fetch("/v1/sessions")).headers.get("cache-control")).toBeNull()
     expect((await server.fetch("/health/live")).headers.get("cache-control")).toBeNull()
   })

@@ -103,6 +103,19 @@ describe("the shared context through tools", () => {
     expect(body.data.map((m) => [m.seq, m.content])).toEqual([[1, "from REST"], [2, "from MCP"]])
   })
 
+  test("results are the REST bodies, field for field", async () => {
+    const session = await ok("create_session", { title: "same", metadata: { n: 1 } })
+    const id = session["id"] as string
+    await ok("post_message", { session_id: id, agent_id: "a", content: "x", metadata: { k: [1, null] } })
+    await ok("set_memory", { session_id: id, key: "k", value: { deep: { list: [1, "two"] } } })
+    const rest = async (path: string) => (await (await server.fetch(path, withKey(tenant.api_key))).json()) as Record<string, unknown>
+    expect(await ok("get_session", { session_id: id })).toEqual(await rest(`/v1/sessions/${id}`))
+    expect(await ok("list_messages", { session_id: id })).toEqual(await rest(`/v1/sessions/${id}/messages`))
+    expect(await ok("get_memory", { session_id: id, key: "k" })).toEqual(await rest(`/v1/sessions/${id}/memory/k`))
+    expect(await ok("list_memory", { session_id: id })).toEqual(await rest(`/v1/sessions/${id}/memory`))
+    expect(await ok("list_sessions", { limit: 200 })).toEqual(await rest("/v1/sessions?limit=200"))
+  })
+
   test("idempotency_key: a repeat returns the first result and writes nothing; other arguments are IDEMPOTENCY_KEY_REUSED", async () => {
     const key = crypto.randomUUID()
     const session = await ok("create_session", { title: "once", idempotency_key: key })

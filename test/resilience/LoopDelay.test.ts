@@ -1,7 +1,8 @@
 /** The event-loop monitor on the real loop: it sees a block of synchronous work, and only that. */
 import { describe, expect, test } from "bun:test"
-import { Effect } from "effect"
+import { Effect, Metric } from "effect"
 import * as LoopDelay from "../../layers/resilience/LoopDelay.js"
+import { eventLoopDelay } from "../../src/telemetry/Metrics.js"
 
 const blockFor = (millis: number) => {
   const until = Date.now() + millis
@@ -25,6 +26,24 @@ describe("LoopDelay.monitor", () => {
       expect(after).toBeGreaterThanOrEqual(120)
       // Nothing outside the window is counted in it.
       expect(monitor.heldUpBetween(before - 1_000, before - 500)).toBe(0)
+      // And the metric saw a tick at least 100 ms late.
+      const histogram = yield* Metric.value(eventLoopDelay)
+      const upTo100ms = histogram.buckets.find(([bound]) => bound === 0.1)![1]
+      expect(histogram.count).toBeGreaterThan(upTo100ms)
+      expect(histogram.max).toBeGreaterThanOrEqual(0.12)
+    }))))
+
+  test("hold-ups older than the history are forgotten", () =>
+    Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const monitor = yield* LoopDelay.monitor({ intervalMillis: 5, historyMillis: 100 })
+      yield* Effect.promise(() => Bun.sleep(20))
+      const before = Date.now()
+      blockFor(60)
+      const after = Date.now()
+      yield* Effect.promise(() => Bun.sleep(20))
+      expect(monitor.heldUpBetween(before, after)).toBeGreaterThanOrEqual(40)
+      yield* Effect.promise(() => Bun.sleep(300))
+      expect(monitor.heldUpBetween(before, after)).toBe(0)
     }))))
 
   test("an idle loop is not held up", () =>

@@ -1,6 +1,6 @@
 /** The per-call timeout that discounts this process's own loop delay, under `TestClock`. */
 import { describe, expect, test } from "bun:test"
-import { Effect, Fiber, TestClock, TestContext } from "effect"
+import { Effect, Exit, Fiber, Ref, TestClock, TestContext } from "effect"
 import { discountingLoopDelay } from "../../layers/resilience/Timeout.js"
 
 const notHeldUp = { heldUpBetween: () => 0 }
@@ -28,3 +28,19 @@ describe("discountingLoopDelay", () => {
       if (outcome._tag === "Left") expect(outcome.left).toMatchObject({ timeoutMillis: 100, waitedMillis: 100, dependencySlow: true })
     })))
 })
+
+test("a call in an uninterruptible region whose fiber is interrupted meanwhile (a shutdown) still answers with its own result", () =>
+  run(Effect.gen(function*() {
+    const seen = yield* Ref.make<Exit.Exit<string, string> | undefined>(undefined)
+    const fiber = yield* Effect.fork(Effect.uninterruptible(
+      discountingLoopDelay(Effect.as(Effect.sleep("100 millis"), "written"), { timeout: "2 seconds", loop: notHeldUp, onTimeout: () => "timed out" }).pipe(
+        Effect.exit,
+        Effect.flatMap((exit) => Ref.set(seen, exit))
+      )
+    ))
+    yield* TestClock.adjust("10 millis")
+    const interruption = yield* Effect.fork(Fiber.interrupt(fiber))
+    yield* TestClock.adjust("100 millis")
+    yield* Fiber.join(interruption)
+    expect(yield* Ref.get(seen)).toEqual(Exit.succeed("written"))
+  })))

@@ -276,3 +276,25 @@ test("closing the streams releases their sessions: nothing is kept", () =>
       expect(yield* events.registrySize).toEqual({ sessions: 0, streams: 0 })
     })
   ))
+
+test("a topic keeps at most 256 KiB of content for its streams; a stream behind that reads its own page", () =>
+  withEvents(
+    Effect.gen(function*() {
+      yield* seedSession
+      const live = yield* openStreams(SESSION, 1)
+      yield* settle
+      const big = "x".repeat(60 * 1024)
+      for (let i = 1; i <= 8; i++) yield* store(SESSION, `${i}${big}`, true)
+      yield* until(live[0]!.items, (seen) => seen.length === 8)
+      // Within the last 256 KiB: served from the topic, no read.
+      const before = reads.listAfter
+      const [recent] = yield* openStreams(SESSION, 1, 5)
+      expect(contents(yield* until(recent!.items, (seen) => seen.length === 3)).map((text) => text.slice(0, 3))).toEqual(["6:6", "7:7", "8:8"])
+      expect(reads.listAfter).toBe(before)
+      // Further behind than the topic keeps: one read of its own.
+      const [behind] = yield* openStreams(SESSION, 1, 1)
+      expect(contents(yield* until(behind!.items, (seen) => seen.length === 7)).map((text) => text.slice(0, 3))).toEqual(["2:2", "3:3", "4:4", "5:5", "6:6", "7:7", "8:8"])
+      expect(reads.listAfter).toBe(before + 1)
+      yield* Effect.forEach([...live, recent!, behind!], (stream) => Fiber.interrupt(stream.fiber))
+    })
+  ))

@@ -9,6 +9,7 @@
  */
 import Ajv2020, { type ValidateFunction } from "ajv/dist/2020.js"
 import addFormats from "ajv-formats"
+import { OpenApi } from "@effect/platform"
 import { Api } from "../../src/Api.js"
 import { routeTemplates } from "../../src/telemetry/ServerSpan.js"
 
@@ -65,14 +66,15 @@ const compile = (document: Json): Contract => {
   }
 }
 
-/** The document is the same for every server of this code: fetched and compiled once per process. */
+/**
+ * The document is the same for every server of this code: built from `Api` exactly as the server
+ * builds `/openapi.json`, compiled once per process. Not fetched: a server that refuses requests
+ * (its required cache down at start) must still have its refusals checked.
+ */
 let contract: Promise<Contract> | undefined
 
-export const contractOf = (baseUrl: string): Promise<Contract> => {
-  contract ??= fetch(`${baseUrl}/openapi.json`).then(async (response) => {
-    if (response.status !== 200) throw new ContractViolation(`/openapi.json answered ${response.status}`)
-    return compile((await response.json()) as Json)
-  })
+export const contractOf = (_baseUrl: string): Promise<Contract> => {
+  contract ??= Promise.resolve(compile(OpenApi.fromApi(Api) as unknown as Json))
   return contract
 }
 
@@ -108,11 +110,10 @@ export const checkResponse = async (baseUrl: string, method: string, url: string
   const mediaType = mediaTypeOf(response)
 
   if (operation === undefined) {
-    // A path the document does not describe (`/docs`, the tests' own routes, unknown paths): a
-    // failure must still be the documented problem, with the headers every response carries.
-    for (const name of ["x-request-id", "x-trace-id"]) if (!response.headers.has(name)) fail(`header ${name} is missing`)
-    if (response.status < 400 || mediaType === "text/event-stream") return response
-    if (mediaType !== "application/problem+json") fail(`a failure is ${mediaType}, not application/problem+json`)
+    // A path the document does not describe (`/docs`, `/mcp`, the tests' own routes, unknown
+    // paths): every response still has a request id (SPEC §2), and a problem is the documented one.
+    if (!response.headers.has("x-request-id")) fail("header x-request-id is missing")
+    if (mediaType !== "application/problem+json") return response
     const text = await response.clone().text()
     const validate = validator(["components", "schemas", "Problem"])
     if (!validate(JSON.parse(text))) fail(`problem body: ${describeErrors(validate)}: ${text.slice(0, 500)}`)

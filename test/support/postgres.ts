@@ -163,6 +163,29 @@ export const describeOnPostgres = async (name: string, body: () => void) => {
 export const connect = (url: string) => new SQL(url, { max: 1, connectionTimeout: 2 })
 
 /**
+ * Rows of `query` (with `?` placeholders) read from a server's database, whichever it is:
+ * `databaseUrl` as `TestServer.databaseUrl` gives it.
+ */
+export const readRows = async <A>(databaseUrl: string, query: string, params: ReadonlyArray<string | number | null>): Promise<Array<A>> => {
+  if (databaseUrl.startsWith("file:")) {
+    const { Database } = await import("bun:sqlite")
+    const reader = new Database(databaseUrl.slice("file:".length), { readonly: true })
+    try {
+      return reader.query(query).all(...params) as Array<A>
+    } finally {
+      reader.close()
+    }
+  }
+  const reader = connect(databaseUrl)
+  try {
+    let index = 0
+    return Array.from(await reader.unsafe(query.replaceAll("?", () => `$${++index}`), [...params])) as Array<A>
+  } finally {
+    await reader.close()
+  }
+}
+
+/**
  * `test`, or `test.skip` on PostgreSQL, for a test that works on SQLite's own file (takes its lock,
  * renames a table through a second connection, reads the file after close). `reason` says which.
  */

@@ -56,6 +56,8 @@ export interface TestServerOptions {
    * same data (it is not deleted on close).
    */
   readonly databaseFile?: string
+  /** Where rate limits are counted, when not as the configuration implies. */
+  readonly rateLimitStore?: "cache" | "database"
   /** Generous by default so that only the rate-limit tests meet it. */
   readonly rateLimit?: { readonly limit: number; readonly windowMillis: number }
   /** MCP session bounds and allowed origins. */
@@ -126,6 +128,7 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
       ...(options.cacheResilience === undefined ? {} : { cacheResilience: options.cacheResilience }),
       ...(options.memoryResilience === undefined ? {} : { memoryResilience: options.memoryResilience }),
       ...(options.eventHeartbeat === undefined ? {} : { eventHeartbeat: options.eventHeartbeat }),
+      ...(options.rateLimitStore === undefined ? {} : { rateLimitStore: options.rateLimitStore }),
       ...(options.idleTimeoutSeconds === undefined ? {} : { idleTimeoutSeconds: options.idleTimeoutSeconds }),
       ...(options.mcp === undefined ? {} : { mcp: options.mcp }),
       ...(options.traceUrl === undefined ? {} : { traceUrl: options.traceUrl }),

@@ -20,12 +20,13 @@ export interface TcpProxy {
   /** Accepts connections but holds every byte either way until `heal`, which delivers them in order. */
   readonly stall: () => Promise<void>
   /**
-   * On the next connection that sends `request` (e.g. `INSERT INTO messages`), the first reply that
-   * contains `reply` (e.g. PostgreSQL's command tag, sent once the statement has committed) never
-   * arrives: the connection is cut instead, as when a network fails between the server's commit and
-   * the client's read. Resolves when that happened.
+   * The next reply that contains `reply` (e.g. PostgreSQL's command tag, sent once the statement has
+   * committed) never arrives: its connection is cut instead, as when a network fails between the
+   * server's commit and the client's read. With `request`, only a reply on a connection that sent
+   * `request` after this call counts (a client sends a statement's text only the first time on a
+   * connection, then runs it prepared, by name). Resolves when that happened.
    */
-  readonly loseReply: (markers: { readonly request: string; readonly reply: string }) => Promise<void>
+  readonly loseReply: (markers: { readonly reply: string; readonly request?: string }) => Promise<void>
   /** Accepts and forwards again. */
   readonly heal: () => Promise<void>
   readonly mode: () => ProxyMode
@@ -104,14 +105,14 @@ export const startTcpProxy = async (upstream: { readonly host: string; readonly 
     pair.upstream?.terminate()
   }
 
-  let losing: { readonly request: Buffer; readonly reply: Buffer; on: Pair | undefined; readonly lost: () => void } | undefined
+  let losing: { readonly request: Buffer | undefined; readonly reply: Buffer; on: Pair | undefined; readonly lost: () => void } | undefined
   const contains = (bytes: Uint8Array, marker: Buffer) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).includes(marker)
   const watchRequest = (pair: Pair, bytes: Uint8Array) => {
-    if (losing !== undefined && losing.on === undefined && contains(bytes, losing.request)) losing.on = pair
+    if (losing?.request !== undefined && losing.on === undefined && contains(bytes, losing.request)) losing.on = pair
   }
   /** True when these upstream bytes are the reply to lose (the connection is then cut, nothing forwarded). */
   const lose = (pair: Pair, bytes: Uint8Array): boolean => {
-    if (losing === undefined || losing.on !== pair || !contains(bytes, losing.reply)) return false
+    if (losing === undefined || (losing.request !== undefined && losing.on !== pair) || !contains(bytes, losing.reply)) return false
     const { lost } = losing
     losing = undefined
     closePair(pair)
@@ -194,7 +195,12 @@ export const startTcpProxy = async (upstream: { readonly host: string; readonly 
     },
     loseReply: (markers) =>
       new Promise<void>((lost) => {
-        losing = { request: Buffer.from(markers.request), reply: Buffer.from(markers.reply), on: undefined, lost }
+        losing = {
+          request: markers.request === undefined ? undefined : Buffer.from(markers.request),
+          reply: Buffer.from(markers.reply),
+          on: undefined,
+          lost
+        }
       }),
     stall: async () => {
       mode = "stalled"

@@ -9,7 +9,7 @@ import { SqlClient } from "@effect/sql"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import { makeCompiler } from "@effect/sql-pg/PgClient"
-import { SQL } from "bun"
+import { SQL, type ReservedSQL } from "bun"
 import { Effect, Redacted, type Scope, Stream } from "effect"
 
 export interface BunPgClientOptions {
@@ -50,24 +50,67 @@ const run = <A>(target: Queryable, query: string, params: ReadonlyArray<unknown>
 
 /**
  * 57P01/57P02 answer a statement only when its connection was terminated (by an operator, a
- * failover, a crash): the statement did not run. A pooled connection can be found dead this way
- * once each (the pool hands it out before it has read the server's farewell), so a statement on
- * the pool is run again at once on another, up to once per connection of the pool.
+ * failover, a crash): the statement did not run. The pool hands out each dead connection once
+ * before it has read the server's farewell, so a statement on the pool is run again at once on
+ * another, and a reserved connection (a transaction's) found dead by its first statement (BEGIN) is
+ * exchanged for another; up to once per connection of the pool, outside any retry budget.
  */
 const terminatedUnderUs = (error: SqlError) => {
   const state = (error.cause as { errno?: unknown } | null)?.errno
   return state === "57P01" || state === "57P02"
 }
 
+/** Where a connection's statements go. */
+interface Target {
+  readonly queryable: () => Queryable
+  /** After a statement met a terminated connection: whether it may run again (on another one). */
+  readonly afterTermination: Effect.Effect<boolean, SqlError>
+  readonly served: () => void
+}
+
+const poolTarget = (pool: SQL): Target => ({ queryable: () => pool, afterTermination: Effect.succeed(true), served: () => {} })
+
+const reserveFrom = (pool: SQL) =>
+  Effect.tryPromise({
+    try: () => pool.reserve(),
+    catch: (cause) => new SqlError({ cause, message: `cannot reserve a connection: ${describeDriverError(cause)}` })
+  })
+
+/** A reserved connection, exchanged for another while it has served nothing yet. */
+class Reserved implements Target {
+  private served_ = false
+  constructor(private readonly pool: SQL, public current: ReservedSQL) {}
+  queryable = () => this.current
+  served = () => {
+    this.served_ = true
+  }
+  get afterTermination(): Effect.Effect<boolean, SqlError> {
+    if (this.served_) return Effect.succeed(false)
+    const dead = this.current
+    return Effect.map(reserveFrom(this.pool), (fresh) => {
+      dead.release()
+      this.current = fresh
+      return true
+    })
+  }
+}
+
 const rowsOf = (query: SQL.Query<any>): Promise<ReadonlyArray<any>> => query.then((rows: Array<any>) => Array.from(rows))
 
 class BunPgConnection implements Connection {
-  /** `reconnects`: how many terminated connections a statement may meet (0 on a reserved one). */
-  constructor(private readonly target: Queryable, private readonly reconnects: number) {}
+  /** `reconnects`: how many terminated connections a statement may meet. */
+  constructor(private readonly target: Target, private readonly reconnects: number) {}
 
   private run<A>(query: string, params: ReadonlyArray<unknown>, read: (query: SQL.Query<any>) => Promise<A>) {
-    const once = run(this.target, query, params, read)
-    return this.reconnects === 0 ? once : Effect.retry(once, { while: terminatedUnderUs, times: this.reconnects })
+    const attempt = (left: number): Effect.Effect<A, SqlError> =>
+      run(this.target.queryable(), query, params, read).pipe(
+        Effect.tap(() => this.target.served()),
+        Effect.catchIf(
+          (error) => left > 0 && terminatedUnderUs(error),
+          (error) => Effect.flatMap(this.target.afterTermination, (again) => (again ? attempt(left - 1) : Effect.fail(error)))
+        )
+      )
+    return attempt(this.reconnects)
   }
   execute(query: string, params: ReadonlyArray<unknown>, transformRows: TransformRows) {
     const rows = this.run(query, params, rowsOf)
@@ -111,15 +154,12 @@ export const make = (options: BunPgClientOptions): Effect.Effect<BunPgClient, ne
       (pool) => Effect.promise(() => pool.close({ timeout: 1 })).pipe(Effect.timeoutOption("2 seconds"))
     )
     const reserve = Effect.acquireRelease(
-      Effect.tryPromise({
-        try: () => pool.reserve(),
-        catch: (cause) => new SqlError({ cause, message: `cannot reserve a connection: ${describeDriverError(cause)}` })
-      }),
-      (reserved) => Effect.sync(() => reserved.release())
-    ).pipe(Effect.map((reserved): Connection => new BunPgConnection(reserved, 0)))
+      Effect.map(reserveFrom(pool), (reserved) => new Reserved(pool, reserved)),
+      (reserved) => Effect.sync(() => reserved.current.release())
+    ).pipe(Effect.map((reserved): Connection => new BunPgConnection(reserved, options.maxConnections)))
     const url = new URL(Redacted.value(options.url))
     const sql = yield* SqlClient.make({
-      acquirer: Effect.succeed(new BunPgConnection(pool, options.maxConnections)),
+      acquirer: Effect.succeed(new BunPgConnection(poolTarget(pool), options.maxConnections)),
       transactionAcquirer: reserve,
       compiler: makeCompiler(),
       spanAttributes: [

@@ -78,6 +78,22 @@ export const layer = (
           catch: cannotOpen
         })
       }
+      if (options.filename !== ":memory:") {
+        // Processes starting together on a new file: switching it to WAL takes a lock the others
+        // wait for (as long as `busyTimeoutMillis`) rather than fail on at once.
+        yield* Effect.try({
+          try: () => {
+            const preparing = new BunDatabase(options.filename, { create: true })
+            try {
+              preparing.run(`PRAGMA busy_timeout = ${Math.max(0, Math.trunc(options.busyTimeoutMillis))}`)
+              preparing.run("PRAGMA journal_mode = WAL")
+            } finally {
+              preparing.close()
+            }
+          },
+          catch: cannotOpen
+        })
+      }
       const client = yield* SqliteClient.make({ filename: options.filename }).pipe(
         Effect.catchAllDefect((defect) => Effect.fail(cannotOpen(defect)))
       )

@@ -1,0 +1,97 @@
+/**
+ * What lets a process keep what it read from the database in memory (SPEC §8: a key revoked through
+ * one instance is refused by every instance within 1 s, also while the channel that carries the
+ * news is down). The interface says what a copy needs to know; each database says how:
+ * - SQLite: `PRAGMA data_version`, which moves on every commit of any connection (`fromDataVersion`);
+ * - a shared server database (PostgreSQL): a generation row the changing transaction bumps, read
+ *   by each instance every `interval` (`polled`). The database is the channel, so no notification
+ *   can be lost, and an instance that has not read it lately trusts nothing it kept.
+ */
+import { SqlClient } from "@effect/sql"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Cause, Context, Duration, Effect, type Either, Layer, Schedule, type Scope } from "effect"
+
+/**
+ * A mark is a number that moves when what was read under it may have changed; `undefined` means
+ * this process cannot tell right now, and nothing kept may be trusted. Both are read on every
+ * authenticated request: synchronous, cheap, and given the clock's `now` rather than reading it.
+ */
+export interface ChangeSignalShape {
+  /** Moves whenever an API key may have changed (revoked, deleted, its tokens revoked). */
+  readonly keys: (now: number) => number | undefined
+  /** Moves whenever anything in the database may have changed; `undefined` where that cannot be told cheaply. */
+  readonly anything: (now: number) => number | undefined
+  /** Run inside the transaction that changes a key, so that the news commits with the change. */
+  readonly keysChanged: Effect.Effect<void, SqlError>
+}
+
+export class ChangeSignal extends Context.Tag("bulwark/ChangeSignal")<ChangeSignal, ChangeSignalShape>() {}
+
+/** SQLite: one counter for every commit, so it answers for keys and for everything else alike. */
+export const fromDataVersion = (dataVersion: () => Either.Either<number, SqlError>): ChangeSignalShape => {
+  const mark = () => {
+    const version = dataVersion()
+    return version._tag === "Right" ? version.right : undefined
+  }
+  return { keys: mark, anything: mark, keysChanged: Effect.void }
+}
+
+export interface PolledOptions {
+  /** How often the generation is read. */
+  readonly interval: Duration.DurationInput
+  /**
+   * How long a read vouches for the copies, from the moment it was sent. With `interval` it bounds
+   * how late a revocation is seen: a revocation committed after a read was sent is seen by the next
+   * read, or the copies stop being trusted `trustFor` after the last read that succeeded.
+   */
+  readonly trustFor: Duration.DurationInput
+}
+
+export const defaultPolled: PolledOptions = { interval: "250 millis", trustFor: "750 millis" }
+
+const KEYS = "api_keys"
+
+/** The generation row's table (migration `0007_shared_marks_and_counts`): one row per kind of change. */
+export const polled = (options: PolledOptions = defaultPolled): Effect.Effect<ChangeSignalShape, never, SqlClient.SqlClient | Scope.Scope> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const interval = Duration.decode(options.interval)
+    const trustMillis = Duration.toMillis(options.trustFor)
+    let generation: number | undefined
+    let heardAt = Number.NEGATIVE_INFINITY
+    let lost = false
+
+    const read = Effect.gen(function*() {
+      const sentAt = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+      const rows = yield* sql<{ generation: number | string }>`SELECT generation FROM change_marks WHERE name = ${KEYS}`.pipe(
+        // A read slower than its trust is of no use; at start the first read may take a while.
+        Effect.timeoutFail({ duration: options.trustFor, onTimeout: () => new Cause.TimeoutException("the change generation was not read in time") })
+      )
+      const row = rows[0]
+      if (row === undefined) return yield* Effect.fail(new Cause.NoSuchElementException("the change_marks row of api_keys is missing"))
+      generation = Number(row.generation)
+      heardAt = sentAt
+      if (lost) {
+        lost = false
+        yield* Effect.logInfo("the change generation is read again; kept API keys are trusted again")
+      }
+    })
+    // Never dies quietly: a failed read is logged once per loss, and the loop goes on.
+    const readOrReport = Effect.catchAllCause(read, (cause) => {
+      if (lost) return Effect.void
+      lost = true
+      return Effect.logWarning("cannot read the change generation; kept API keys are not trusted until it is read again").pipe(
+        Effect.annotateLogs({ cause: Cause.pretty(cause) })
+      )
+    })
+    yield* Effect.forkScoped(Effect.repeat(readOrReport, Schedule.spaced(interval)))
+
+    const keys = (now: number) => (now - heardAt < trustMillis ? generation : undefined)
+    return {
+      keys,
+      anything: () => undefined,
+      keysChanged: Effect.asVoid(sql`UPDATE change_marks SET generation = generation + 1 WHERE name = ${KEYS}`)
+    } satisfies ChangeSignalShape
+  })
+
+export const polledLayer = (options?: PolledOptions) => Layer.scoped(ChangeSignal, polled(options))

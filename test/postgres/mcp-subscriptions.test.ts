@@ -1,0 +1,3 @@
+import { onPostgres } from "../support/postgres.js"
+
+await onPostgres("mcp/subscriptions", () => import("../mcp/subscriptions.test.ts" + "?postgres"))

@@ -1,0 +1,3 @@
+import { onPostgres } from "../support/postgres.js"
+
+await onPostgres("mcp/telemetry", () => import("../mcp/telemetry.test.ts" + "?postgres"))

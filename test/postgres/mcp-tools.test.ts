@@ -1,0 +1,3 @@
+import { onPostgres } from "../support/postgres.js"
+
+await onPostgres("mcp/tools", () => import("../mcp/tools.test.ts" + "?postgres"))
