@@ -120,7 +120,7 @@ const SharedContextLive = (options: ServerOptions) =>
   Layer.mergeAll(Sessions.Default, Messages.Default, Memory.layer()).pipe(
     Layer.provideMerge(Events.layer(options.eventHeartbeat === undefined ? {} : { heartbeat: options.eventHeartbeat })),
     Layer.provideMerge(Layer.merge(
-      EventBus.layerWith({ ...defaultBusHealth, sharedDatabase: options.config.database._tag === "Postgres" }),
+      EventBus.layerWith({ ...defaultBusHealth, sharedDatabase: options.config.database._tag !== "SqliteMemory" }),
       MessagesRepo.Default
     )),
     Layer.provideMerge(Idempotency.Default),
