@@ -168,24 +168,22 @@ export const redis = (url: string, options: CacheBreakerOptions = defaultCacheRe
         }),
         (client) => Effect.sync(() => client.close())
       )
-      // The first connection is waited for briefly, so that a Redis that is up serves the first
-      // request; one that is not is tried again in the background by the client itself.
-      const connection = yield* Effect.forkScoped(Effect.tryPromise(() => client.connect()))
-      const first = yield* Effect.either(Effect.timeout(Fiber.join(connection), "1 second"))
+      // Connecting goes on in the background until it holds: the client retries a refused connection
+      // by itself, but a first attempt that was accepted and then closed ends its promise, so that
+      // is asked again. The first second is waited for, so that a Redis that is up serves the first
+      // request.
+      const connecting = yield* Effect.forkScoped(
+        Effect.tryPromise(() => client.connect()).pipe(Effect.retry(Schedule.spaced("250 millis")))
+      )
+      const first = yield* Effect.either(Effect.timeout(Fiber.join(connecting), "1 second"))
       if (Either.isLeft(first)) {
         const annotated = Effect.annotateLogs({ dependency: "cache" })
         yield* Effect.logWarning("Redis is not reachable at start; the cache is unavailable until it is (reconnecting in the background)").pipe(
           Effect.annotateLogs({ reason: causeText(first.left) }),
           annotated
         )
-        yield* Fiber.join(connection).pipe(
-          Effect.matchEffect({
-            onSuccess: () => Effect.logInfo("Redis is reachable; the cache breaker closes on its next probe"),
-            onFailure: (error) =>
-              Effect.logError("the Redis client stopped reconnecting; the cache stays unavailable").pipe(
-                Effect.annotateLogs({ reason: causeText(error) })
-              )
-          }),
+        yield* Fiber.join(connecting).pipe(
+          Effect.zipRight(Effect.logInfo("Redis is reachable; the cache breaker closes on its next probe")),
           annotated,
           Effect.forkScoped
         )
