@@ -99,13 +99,14 @@ export const make = (options: McpOptions = {}) =>
     const runRequest = (program: Effect.Effect<Response, never, McpServices | RateLimiter>): Response | Promise<Response> => {
       const fiber = forkRequest(program)
       const exit = fiber.unsafePoll()
-      if (exit !== null) return settled(exit)
-      return new Promise((resolve) => fiber.addObserver((done) => resolve(settled(done))))
-    }
-    const settled = (exit: Exit.Exit<Response>): Response | never => {
-      if (Exit.isSuccess(exit)) return exit.value
+      if (exit !== null) {
+        if (Exit.isSuccess(exit)) return exit.value
+        throw Cause.squash(exit.cause)
+      }
       // Every failure was rendered inside the program; what is left is an interruption at shutdown.
-      throw Cause.squash(exit.cause)
+      return new Promise((resolve, reject) =>
+        fiber.addObserver((done) => (Exit.isSuccess(done) ? resolve(done.value) : reject(Cause.squash(done.cause))))
+      )
     }
 
     /** A failure at the HTTP level: ledgered (type `mcp`) and answered as a problem, as REST does. */

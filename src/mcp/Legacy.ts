@@ -9,19 +9,8 @@
  * first), and closed after an idle period unless a GET stream is open, so a client that never
  * sends `DELETE` cannot grow memory without end.
  */
-import { Server } from "@modelcontextprotocol/sdk/server/index.js"
-import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js"
-import {
-  CallToolRequestSchema,
-  ErrorCode,
-  ListResourcesRequestSchema,
-  ListResourceTemplatesRequestSchema,
-  ListToolsRequestSchema,
-  McpError,
-  ReadResourceRequestSchema,
-  SubscribeRequestSchema,
-  UnsubscribeRequestSchema
-} from "@modelcontextprotocol/sdk/types.js"
+import type { Server } from "@modelcontextprotocol/sdk/server/index.js"
+import type { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js"
 import type { AuthInfo } from "@modelcontextprotocol/sdk/server/auth/types.js"
 import { Effect, Either, Fiber, Stream } from "effect"
 import type { Principal } from "../domain/Principal.js"
@@ -60,13 +49,19 @@ interface LegacySession {
   closed: boolean
 }
 
+type Sdk = typeof import("./Sdk.js")
+let loaded: Sdk | undefined
+/** The SDK, once the first session has loaded it (every use below comes after `open` has). */
+const sdk = (): Sdk => loaded!
+const loadSdk = async (): Promise<Sdk> => (loaded ??= await import("./Sdk.js"))
+
 const SCOPE_KEY = "bulwark"
 const OPENED = new TextEncoder().encode(": open\n\n")
 
 const scopeOf = (authInfo: AuthInfo | undefined): RequestScope => {
   const scope = authInfo?.extra?.[SCOPE_KEY] as RequestScope | undefined
   // The edge authenticates every request before the transport sees it; a request without a scope is our bug.
-  if (scope === undefined) throw new McpError(ErrorCode.InternalError, "request reached a handler without its caller")
+  if (scope === undefined) throw new (sdk().McpError)(ErrorCodes.InternalError, "request reached a handler without its caller")
   return scope
 }
 
@@ -77,7 +72,7 @@ const resourceError = (failure: ResourceFailure) => {
     : failure.error._tag === "ValidationFailed"
     ? ErrorCodes.InvalidParams
     : ErrorCodes.InternalError
-  return new McpError(code, `${failure.problem.code}: ${failure.problem.detail} (error_id ${failure.problem.error_id})`, failure.problem)
+  return new (sdk().McpError)(code, `${failure.problem.code}: ${failure.problem.detail} (error_id ${failure.problem.error_id})`, failure.problem)
 }
 
 export const makeLegacy = (run: McpRunner, limits: LegacySessionLimits) => {
@@ -137,6 +132,17 @@ export const makeLegacy = (run: McpRunner, limits: LegacySessionLimits) => {
   }
 
   const serverFor = (session: () => LegacySession) => {
+    const {
+      CallToolRequestSchema,
+      ListResourcesRequestSchema,
+      ListResourceTemplatesRequestSchema,
+      ListToolsRequestSchema,
+      McpError,
+      ReadResourceRequestSchema,
+      Server,
+      SubscribeRequestSchema,
+      UnsubscribeRequestSchema
+    } = sdk()
     const server = new Server(
       { ...SERVER_INFO },
       { capabilities: { tools: { listChanged: false }, resources: { subscribe: true, listChanged: false } }, instructions: INSTRUCTIONS }
@@ -145,7 +151,7 @@ export const makeLegacy = (run: McpRunner, limits: LegacySessionLimits) => {
       listed(session(), scopeOf(extra.authInfo), "tools/list", extra.requestId, { tools: [...toolDescriptions] }))
     server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
       const tool = lookupTool(request.params.name)
-      if (tool === undefined) throw new McpError(ErrorCode.InvalidParams, `Unknown tool: ${request.params.name}`)
+      if (tool === undefined) throw new McpError(ErrorCodes.InvalidParams, `Unknown tool: ${request.params.name}`)
       return run.promise(callTool(tool, request.params.arguments, contextOf(session(), scopeOf(extra.authInfo), extra.requestId)))
     })
     server.setRequestHandler(ListResourceTemplatesRequestSchema, (_request, extra) =>
@@ -205,6 +211,7 @@ export const makeLegacy = (run: McpRunner, limits: LegacySessionLimits) => {
   const authInfoOf = (scope: RequestScope): AuthInfo => ({ token: "", clientId: scope.caller.keyId, scopes: [], extra: { [SCOPE_KEY]: scope } })
 
   const open = async (request: Request, body: unknown, scope: RequestScope): Promise<Response> => {
+    const { WebStandardStreamableHTTPServerTransport } = await loadSdk()
     await makeRoom(scope.caller.keyId)
     const requested = (body as { params?: { protocolVersion?: unknown } }).params?.protocolVersion
     let session: LegacySession | undefined
@@ -276,7 +283,7 @@ export const makeLegacy = (run: McpRunner, limits: LegacySessionLimits) => {
     touch(session)
     const headers = { "mcp-session-id": session.id }
     const tool = lookupTool(message.params.name)
-    if (tool === undefined) return Effect.succeed(errorResponse(id, 200, ErrorCode.InvalidParams, `Unknown tool: ${message.params.name}`, undefined, headers))
+    if (tool === undefined) return Effect.succeed(errorResponse(id, 200, ErrorCodes.InvalidParams, `Unknown tool: ${message.params.name}`, undefined, headers))
     return Effect.map(callTool(tool, message.params.arguments, contextOf(session, scope, id)), (result) => jsonResponse({ jsonrpc: "2.0", id, result }, 200, headers))
   }
 

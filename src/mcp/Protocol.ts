@@ -2,12 +2,13 @@
  * What both eras of MCP share on the wire: versions, JSON-RPC error codes and responses, and who
  * the server says it is.
  */
-import { SUPPORTED_PROTOCOL_VERSIONS } from "@modelcontextprotocol/sdk/types.js"
-
 /** The stateless revision (SPEC §11), which this server implements itself. */
 export const MODERN_VERSION = "2026-07-28"
-/** The session revisions, served through the official SDK's transport (2025-11-25 and older). */
-export const LEGACY_VERSIONS: ReadonlyArray<string> = SUPPORTED_PROTOCOL_VERSIONS
+/**
+ * The session revisions, served through the official SDK's transport (2025-11-25 and older): the
+ * SDK's own list, written out so that the SDK is not loaded at start (a test keeps them equal).
+ */
+export const LEGACY_VERSIONS: ReadonlyArray<string> = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05", "2024-10-07"]
 export const SUPPORTED_VERSIONS: ReadonlyArray<string> = [MODERN_VERSION, ...LEGACY_VERSIONS]
 
 export const SERVER_INFO = { name: "bulwark", title: "Bulwark shared context", version: "0.1.0" } as const
