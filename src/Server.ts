@@ -90,7 +90,8 @@ const TelemetryLive = (options: ServerOptions) =>
       Otlp.layer({
         ...options.config.telemetry,
         endpoint,
-        ...(options.telemetryShutdownTimeout === undefined ? {} : { shutdownTimeout: options.telemetryShutdownTimeout })
+        ...(options.telemetryShutdownTimeout === undefined ? {} : { shutdownTimeout: options.telemetryShutdownTimeout }),
+        ...(options.traceSampleRatio === undefined ? {} : { sampleRatio: options.traceSampleRatio })
       })
   })
 
