@@ -417,7 +417,7 @@ const make = (options: EventsOptions) =>
       Effect.whenEffect(checkAll, Effect.map(bus.healthy, (healthy) => !healthy))
     )
 
-    /** Open streams and the sessions they watch in this process (for tests and the bench). */
+    /** Open streams and the sessions they watch in this process (what the tests check is released). */
     const registrySize = Effect.sync(() => {
       let streams = 0
       for (const topic of topics.values()) streams += topic.subscribers.size

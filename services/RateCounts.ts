@@ -9,7 +9,7 @@
  * leased and did not use are lost to the others, so leases shrink to one unit as the count nears
  * the limit. Once a window is used up it is refused here without asking the database again.
  */
-import { Clock, Effect, Schedule } from "effect"
+import { Clock, Deferred, Effect, FiberId, Schedule } from "effect"
 import { Database } from "../layers/database/Database.js"
 import type { DbOperational } from "../src/errors.js"
 import { ErrorLedger } from "./ErrorLedger.js"
@@ -39,6 +39,7 @@ export const makeLeasedCounter = (options: LeasedCounterOptions) =>
     const maxLease = options.maxLease ?? 64
     const { limit } = options
     const leases = new Map<string, Lease>()
+    const leasing = new Map<string, Deferred.Deferred<void>>()
 
     /** A fraction of what is left, so that units stranded in other instances' leases stay few. */
     const leaseSize = (takenBefore: number) => Math.max(1, Math.min(maxLease, Math.floor((limit - takenBefore) / 8)))
@@ -66,8 +67,18 @@ export const makeLeasedCounter = (options: LeasedCounterOptions) =>
         // Used up everywhere (counts never go down within a window): refused without asking again.
         if (current.before + current.granted >= limit) return Effect.succeed(limit + 1)
       }
+      // One lease in flight per bucket: concurrent requests wait for it and share what it grants.
+      // Each taking its own would replace the others' leases here, and strand their units.
+      const inFlight = leasing.get(bucket)
+      if (inFlight !== undefined) return Effect.zipRight(Deferred.await(inFlight), Effect.suspend(() => increment(bucket, window)))
       const takenBefore = current !== undefined && current.window === window ? current.before + current.granted : 0
       const size = leaseSize(takenBefore)
+      const leased = Deferred.unsafeMake<void>(FiberId.none)
+      leasing.set(bucket, leased)
+      const settled = Effect.suspend(() => {
+        leasing.delete(bucket)
+        return Deferred.succeed(leased, undefined)
+      })
       return Effect.flatMap(lease(bucket, window, size), (rows) => {
         // An upsert with RETURNING answers one row; none is a bug, never a count of zero.
         if (rows[0] === undefined) return Effect.dieMessage("the rate-count lease returned no row")
@@ -76,7 +87,7 @@ export const makeLeasedCounter = (options: LeasedCounterOptions) =>
         leases.set(bucket, { window, before, granted, used: granted > 0 ? 1 : 0 })
         if (leases.size > MAX_BUCKETS) for (const [key, old] of leases) if (old.window < window) leases.delete(key)
         return Effect.succeed(granted > 0 ? before + 1 : limit + 1)
-      })
+      }).pipe(Effect.ensuring(settled))
     }
 
     /** Deletes the rows of windows that are over, so the table holds only the buckets counted lately. */

@@ -475,6 +475,10 @@ const responseHeaders: Json = {
   }),
   RateLimitRemaining: header("Requests left in the current window.", { type: "string", pattern: "^[0-9]+$" }),
   RateLimitReset: header("Seconds until the window resets.", { type: "string", pattern: "^[0-9]+$" }),
+  SetCookie: header("The console's session cookie: set by a sign-in (HttpOnly, SameSite=Strict, 8 hours), cleared by a sign-out.", {
+    type: "string",
+    pattern: `^${CONSOLE_COOKIE}=`
+  }, true),
   CacheControl: header("`no-store` on responses that carry a secret; `private, no-store` on every other response to a request with credentials (`Authorization`, or the console's cookie).", {
     type: "string",
     enum: ["no-store", "private, no-store"]
@@ -482,6 +486,9 @@ const responseHeaders: Json = {
 }
 
 const ref = (name: string): Json => ({ $ref: `#/components/headers/${name}` })
+
+/** The operations whose success sets or clears the console's cookie. */
+const SETS_COOKIE = new Set(["console.signIn", "console.signOut"])
 
 const isHealthProbe = (path: string) => path === "/health" || path.startsWith("/health/")
 
@@ -525,13 +532,15 @@ const documentTruthfully = (spec: Json): Json => {
   spec.components.headers = responseHeaders
   for (const [path, operations] of Object.entries(spec.paths as Json)) {
     for (const operation of Object.values(operations as Json)) {
-      if (operation.operationId === "health") operation.security = [{}, { adminToken: [] }]
+      // The credentials only add details: anonymous callers get the status (`{}` = none needed).
+      if (operation.operationId === "health") operation.security = [{}, ...(operation.security ?? [])]
       for (const [status, response] of Object.entries(operation.responses as Json)) {
         if (Number(status) >= 400) {
           response.content = { "application/problem+json": { schema: { $ref: "#/components/schemas/Problem" } } }
           if (Number(status) === 400) response.description = "ValidationFailed: VALIDATION_FAILED"
         }
         response.headers = headersOf(path, Number(status))
+        if (SETS_COOKIE.has(operation.operationId) && Number(status) < 300) response.headers["Set-Cookie"] = ref("SetCookie")
       }
     }
   }

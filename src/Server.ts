@@ -90,7 +90,8 @@ const TelemetryLive = (options: ServerOptions) =>
       Otlp.layer({
         ...options.config.telemetry,
         endpoint,
-        ...(options.telemetryShutdownTimeout === undefined ? {} : { shutdownTimeout: options.telemetryShutdownTimeout })
+        ...(options.telemetryShutdownTimeout === undefined ? {} : { shutdownTimeout: options.telemetryShutdownTimeout }),
+        ...(options.traceSampleRatio === undefined ? {} : { sampleRatio: options.traceSampleRatio })
       })
   })
 
@@ -119,7 +120,7 @@ const SharedContextLive = (options: ServerOptions) =>
   Layer.mergeAll(Sessions.Default, Messages.Default, Memory.layer()).pipe(
     Layer.provideMerge(Events.layer(options.eventHeartbeat === undefined ? {} : { heartbeat: options.eventHeartbeat })),
     Layer.provideMerge(Layer.merge(
-      EventBus.layerWith({ ...defaultBusHealth, sharedDatabase: options.config.database._tag === "Postgres" }),
+      EventBus.layerWith({ ...defaultBusHealth, sharedDatabase: options.config.database._tag !== "SqliteMemory" }),
       MessagesRepo.Default
     )),
     Layer.provideMerge(Idempotency.Default),

@@ -39,10 +39,14 @@ describe("configuration errors", () => {
     ["a zero BULWARK_REQUEST_TIMEOUT_MS", { BULWARK_REQUEST_TIMEOUT_MS: "0" }, "BULWARK_REQUEST_TIMEOUT_MS"],
     ["an unparsable BULWARK_ERROR_RETENTION_DAYS", { BULWARK_ERROR_RETENTION_DAYS: "a month" }, "BULWARK_ERROR_RETENTION_DAYS"],
     ["a malformed OTEL_EXPORTER_OTLP_ENDPOINT", { OTEL_EXPORTER_OTLP_ENDPOINT: "not a url" }, "OTEL_EXPORTER_OTLP_ENDPOINT"],
-    ["an unknown OTEL_EXPORTER_OTLP_PROTOCOL", { OTEL_EXPORTER_OTLP_PROTOCOL: "grpc" }, "OTEL_EXPORTER_OTLP_PROTOCOL"]
+    ["an unknown OTEL_EXPORTER_OTLP_PROTOCOL", { OTEL_EXPORTER_OTLP_PROTOCOL: "grpc" }, "OTEL_EXPORTER_OTLP_PROTOCOL"],
+    ["an OTEL_TRACES_SAMPLER_ARG over 1", { OTEL_TRACES_SAMPLER_ARG: "2" }, "OTEL_TRACES_SAMPLER_ARG"],
+    ["an unparsable OTEL_TRACES_SAMPLER_ARG", { OTEL_TRACES_SAMPLER_ARG: "half" }, "OTEL_TRACES_SAMPLER_ARG"],
+    ["a BULWARK_TRACE_URL without {trace_id}", { BULWARK_TRACE_URL: "https://jaeger.example/trace/" }, "BULWARK_TRACE_URL"]
   ]
   for (const [name, env, variable] of cases) {
-    test(`${name} exits 1 with one line naming ${variable}`, async () => {
+    // A process start costs 1-4 s on this busy machine; the bound is the start's, not the behaviour's.
+    test(`${name} exits 1 with one line naming ${variable}`, { timeout: 20_000 }, async () => {
       const { exitCode, stderr } = await failedStart(env)
       expect(exitCode).toBe(1)
       expect(stderr.split("\n")).toHaveLength(1)

@@ -46,8 +46,8 @@ export interface BusHealthOptions {
   /** A process not heard for this long is taken to be gone (the cache breaker's longest open time). */
   readonly forgetAfter: Duration.DurationInput
   /**
-   * Other processes may write to the same database (PostgreSQL). Without Redis they cannot be heard
-   * at all, so the bus is never well and streams check the database every second.
+   * Other processes may write to the same database (PostgreSQL, or a SQLite file). Without Redis
+   * they cannot be heard at all, so the bus is never well and streams check the database every second.
    */
   readonly sharedDatabase?: boolean
 }
@@ -84,7 +84,7 @@ export class EventBus extends Context.Tag("bulwark/EventBus")<EventBus, EventBus
         const deaf = cache.kind === "memory" && options.sharedDatabase === true
         let healthy = cache.kind === "memory" && !deaf
         if (deaf) {
-          yield* Effect.logInfo("no REDIS_URL on a shared database: event streams check it every second for messages posted elsewhere")
+          yield* Effect.logInfo("no REDIS_URL: open event streams check the database every second for messages posted by other processes")
         }
         let probeHeardAt = Number.NEGATIVE_INFINITY
         /** Other processes by origin: when each was last heard. */

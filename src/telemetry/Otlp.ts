@@ -9,6 +9,7 @@ import * as OtlpSerialization from "@effect/opentelemetry/OtlpSerialization"
 import * as OtlpTracer from "@effect/opentelemetry/OtlpTracer"
 import { FetchHttpClient, HttpClient, HttpClientError } from "@effect/platform"
 import { Duration, Effect, Layer } from "effect"
+import { parentBasedRatio } from "./Sampler.js"
 
 export interface OtlpOptions {
   readonly endpoint: string
@@ -17,6 +18,8 @@ export interface OtlpOptions {
   readonly traceExportIntervalMillis: number
   readonly metricExportIntervalMillis: number
   readonly shutdownTimeout?: Duration.DurationInput
+  /** OTEL_TRACES_SAMPLER_ARG: the share of traces started here that are exported (parent-based). */
+  readonly sampleRatio?: number
 }
 
 const EXPORT_TIMEOUT = Duration.seconds(5)
@@ -72,12 +75,17 @@ export const layer = (options: OtlpOptions): Layer.Layer<never> => {
   const resource = { serviceName: options.serviceName }
   const shutdownTimeout = options.shutdownTimeout ?? Duration.seconds(3)
   return Layer.mergeAll(
-    OtlpTracer.layer({
-      url: `${base}/v1/traces`,
-      resource,
-      exportInterval: Duration.millis(options.traceExportIntervalMillis),
-      shutdownTimeout
-    }),
+    Layer.unwrapScoped(
+      Effect.map(
+        OtlpTracer.make({
+          url: `${base}/v1/traces`,
+          resource,
+          exportInterval: Duration.millis(options.traceExportIntervalMillis),
+          shutdownTimeout
+        }),
+        (tracer) => Layer.setTracer(parentBasedRatio(tracer, options.sampleRatio ?? 1))
+      )
+    ),
     OtlpMetrics.layer({
       url: `${base}/v1/metrics`,
       resource,

@@ -181,6 +181,15 @@ suite("the console in Chromium", () => {
     await page.getByRole("dialog").waitFor({ state: "detached" })
     expect((await breakerOf("cache")).breaker).toBe("closed")
 
+    // By keyboard: Enter on the button opens the dialog with the focus inside it, Escape leaves it.
+    await cache.getByRole("button", { name: "Open the cache breaker" }).focus()
+    await page.keyboard.press("Enter")
+    await page.getByRole("dialog").waitFor()
+    expect(await page.evaluate("document.activeElement.closest('dialog') !== null")).toBe(true)
+    await page.keyboard.press("Escape")
+    await page.getByRole("dialog").waitFor({ state: "detached" })
+    expect((await breakerOf("cache")).breaker).toBe("closed")
+
     await cache.getByRole("button", { name: "Open the cache breaker" }).click()
     await page.getByRole("dialog").getByRole("button", { name: "Open breaker" }).click()
     await cache.locator(".breaker", { hasText: "forced_open" }).waitFor()

@@ -59,7 +59,8 @@ test("the built server answers /console, any path below it, and the page's files
       const asset = await fetch(url + file)
       expect(asset.status).toBe(200)
       expect(asset.headers.get("x-content-type-options")).toBe("nosniff")
-      expect(asset.headers.get("content-type")).toMatch(file.endsWith(".js") ? /^text\/javascript/ : /^text\/css/)
+      const expectedType = { js: /^text\/javascript/, css: /^text\/css/, svg: /^image\/svg\+xml/ }[file.split(".").at(-1)!]
+      expect(asset.headers.get("content-type")).toMatch(expectedType ?? /^$/)
       expect((await asset.text()).length).toBeGreaterThan(100)
     }
   }

@@ -37,12 +37,12 @@ describe.skipIf(!available)("logged samples are sanitised", () => {
     }
     redis = await startOwnRedis()
     server = await startServer({ redisUrl: redis.url, logLevel: LogLevel.Warning })
-  })
+  }, 30_000)
   afterAll(async () => {
     console.log = originalLog
     await server.close()
     await redis.stop()
-  })
+  }, 30_000)
 
   const linesWith = (text: string) => lines.filter((line) => line.includes(text))
   const expectClean = (line: string) => {
@@ -63,7 +63,7 @@ describe.skipIf(!available)("logged samples are sanitised", () => {
       expect(logged).toContain("[Filtered]")
       expectClean(logged)
     }
-  })
+  }, 30_000)
 
   test("an event on the session channel that did not decode is logged with a sanitised sample", async () => {
     // The subscription connects in the background; publish until it has heard one.
@@ -73,5 +73,5 @@ describe.skipIf(!available)("logged samples are sanitised", () => {
     }, 5000)
     expect(logged).toContain("[Filtered]")
     expectClean(logged)
-  })
+  }, 30_000)
 })

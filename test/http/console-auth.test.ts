@@ -90,6 +90,7 @@ describe("the cookie", () => {
   test("reads the admin API and /health's details without an Origin", async () => {
     const groups = await server.fetch("/v1/admin/errors/groups", { headers: { cookie } })
     expect(groups.status).toBe(200)
+    expect(groups.headers.get("cache-control")).toBe("private, no-store")
     const health = (await (await server.fetch("/health", { headers: { cookie } })).json()) as { dependencies?: unknown }
     expect(health.dependencies).toBeDefined()
     const session = (await (await server.fetch("/v1/console/session", { headers: { cookie } })).json()) as { signed_in_with: string }

@@ -2,7 +2,7 @@
 import { Database } from "bun:sqlite"
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { eventually, expectProblem, ledgerRecord, startServer, type TestServer, withKey } from "../support/server.js"
-import { harness, sqliteOnly } from "../support/postgres.js"
+import { sqliteOnly } from "../support/postgres.js"
 import { openEvents, type SseClient } from "../support/sse.js"
 
 let server: TestServer
@@ -243,10 +243,9 @@ describe("an open stream and the server's idle timeout", () => {
   }, 15_000)
 })
 
-describe("instances on one PostgreSQL without Redis", () => {
+describe("instances on one database without Redis", () => {
   // Without a bus they cannot hear each other: streams check the shared database every second.
-  const onPostgres = harness.dialect === "postgres" ? test : test.skip
-  onPostgres("a message posted through one instance reaches a stream on another within seconds, with no Redis", async () => {
+  test("a message posted through one instance reaches a stream on another within seconds, with no Redis", async () => {
     const first = await startServer({ eventHeartbeat: "60 seconds" })
     const second = await startServer({ eventHeartbeat: "60 seconds", databaseFile: first.databaseFile })
     try {

@@ -25,7 +25,8 @@ const EDGE_HEADERS = [
   "ratelimit-limit",
   "ratelimit-remaining",
   "ratelimit-reset",
-  "cache-control"
+  "cache-control",
+  "set-cookie"
 ] as const
 
 const routeOf = routeTemplates(Api)

@@ -9,6 +9,7 @@ import { randomBytes } from "node:crypto"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
+import { checkResponse } from "./contract.js"
 
 const ROOT = resolve(import.meta.dir, "../..")
 const LISTENING = /Listening on http:\/\/127\.0\.0\.1:(\d+)/
@@ -124,7 +125,8 @@ export const startCluster = (options: ClusterOptions = {}): Cluster => {
       name,
       url,
       pid: child.pid,
-      fetch: (path, init) => fetch(url + path, init),
+      // Checked against /openapi.json like every response of the HTTP harness (test/support/contract.ts).
+      fetch: (path, init) => fetch(url + path, init).then((response) => checkResponse(url, init?.method ?? "GET", path, response)),
       output,
       exited,
       stop: () => {

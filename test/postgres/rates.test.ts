@@ -1,0 +1,3 @@
+import { onPostgres } from "../support/postgres.js"
+
+await onPostgres("http/rates", () => import("../http/rates.test.ts" + "?postgres"))
