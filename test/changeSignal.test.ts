@@ -5,13 +5,14 @@
  */
 import { describe, expect, test } from "bun:test"
 import { Database as BunDatabase } from "bun:sqlite"
-import { Clock, Effect, Layer, TestClock, TestContext } from "effect"
+import { Clock, Effect, Layer, Metric, TestClock, TestContext } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { polled } from "../layers/database/ChangeSignal.js"
 import * as Migrations from "../layers/database/Migrations.js"
 import * as Sqlite from "../layers/database/sqlite/Sqlite.js"
+import { keptKeysTrusted } from "../src/telemetry/Metrics.js"
 
 const withMigratedFile = (body: (filename: string) => Effect.Effect<void, unknown, never>) => async () => {
   const directory = mkdtempSync(join(tmpdir(), "bulwark-signal-"))
@@ -37,9 +38,12 @@ describe("the polled change signal", () => {
       const keys = Effect.map(Clock.currentTimeMillis, (now) => signal.keys(now))
       const anything = Effect.map(Clock.currentTimeMillis, (now) => signal.anything(now))
 
+      const trusted = Effect.map(Metric.value(keptKeysTrusted), (state) => state.value)
+
       yield* settle
       const first = yield* keys
       expect(first).toBe(0)
+      expect(yield* trusted).toBe(1)
       // It vouches for keys only.
       expect(yield* anything).toBeUndefined()
 
@@ -59,12 +63,14 @@ describe("the polled change signal", () => {
       expect(yield* keys).toBeUndefined()
       yield* advance(1000)
       expect(yield* keys).toBeUndefined()
+      expect(yield* trusted).toBe(0)
 
       // Readable again, with a change made meanwhile: the next read gives the new mark.
       other.run("ALTER TABLE change_marks_away RENAME TO change_marks")
       other.run("UPDATE change_marks SET generation = generation + 1 WHERE name = 'api_keys'")
       yield* advance(250)
       expect(yield* keys).toBe(2)
+      expect(yield* trusted).toBe(1)
 
       // The signal's own bump, as a revoking transaction runs it.
       yield* signal.keysChanged

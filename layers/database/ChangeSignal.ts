@@ -9,7 +9,8 @@
  */
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Cause, Context, Duration, Effect, type Either, Layer, Schedule, type Scope } from "effect"
+import { Cause, Context, Duration, Effect, type Either, Layer, Metric, Schedule, type Scope } from "effect"
+import { keptKeysTrusted } from "../../src/telemetry/Metrics.js"
 
 /**
  * A mark is a number that moves when what was read under it may have changed; `undefined` means
@@ -84,9 +85,13 @@ export const polled = (options: PolledOptions = defaultPolled): Effect.Effect<Ch
         Effect.annotateLogs({ cause: Cause.pretty(cause) })
       )
     })
-    yield* Effect.forkScoped(Effect.repeat(readOrReport, Schedule.spaced(interval)))
-
     const keys = (now: number) => (now - heardAt < trustMillis ? generation : undefined)
+    // Set after each read: trust lapses by time alone, so the gauge follows the reads that keep it.
+    const reportTrust = Effect.clockWith((clock) =>
+      Effect.flatMap(clock.currentTimeMillis, (now) => Metric.set(keptKeysTrusted, keys(now) === undefined ? 0 : 1))
+    )
+    yield* Effect.forkScoped(Effect.repeat(Effect.zipRight(readOrReport, reportTrust), Schedule.spaced(interval)))
+
     return {
       keys,
       anything: () => undefined,

@@ -67,3 +67,7 @@ export const eventLoopDelay = Metric.histogram(
   MetricBoundaries.fromIterable([0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]),
   "How late the event-loop monitor's 10 ms timer fired, in seconds: time this process could not run ready work"
 )
+
+export const keptKeysTrusted = Metric.gauge("bulwark_kept_keys_trusted", {
+  description: "1 while this process can tell whether API keys changed (it may use the keys it kept), 0 while it reads every key from the database"
+})
