@@ -294,6 +294,10 @@ const checkResponse = async (input: FuzzRequest, response: Response) => {
   const context = `${describe(input)} → ${response.status} ${mediaType} ${text.slice(0, 300)}`
   if (response.status === 500) throw new Error(`500: ${context}`)
   if (response.status >= 500 && response.status !== 503 && response.status !== 504) throw new Error(`unexpected ${response.status}: ${context}`)
+  // On /mcp a JSON-RPC error (or a tool's error result) comes with 200 too: it must not leak either.
+  if (input.path.startsWith("/mcp") && response.status === 200 && mediaType === "application/json" && text.includes('"error"')) {
+    if (text.startsWith("{") && "error" in JSON.parse(text)) expectJsonRpcError(text, context)
+  }
   if (response.status < 400 || input.method === "HEAD") return
   if (isRuntimeRefusal(response)) return
   const isMcp = input.path.startsWith("/mcp")
@@ -325,6 +329,83 @@ test("arbitrary requests to every route never answer 500, always answer problems
   // The server is still up and well.
   const live = await server.fetch("/health/live")
   expect(live.status).toBe(200)
+}, 120_000)
+
+/** JSON-RPC messages, well and badly formed, as an MCP client (or a confused one) posts them. */
+const mcpMessage = fc.oneof(
+  fc.record({
+    jsonrpc: fc.constantFrom("2.0", "1.0", 2),
+    id: fc.oneof(fc.integer(), fc.string({ maxLength: 8 }), fc.constant(null), fc.jsonValue({ maxDepth: 1 })),
+    method: fc.oneof(
+      fc.constantFrom("initialize", "ping", "tools/list", "tools/call", "resources/list", "prompts/list", "notifications/initialized", "logging/setLevel"),
+      fc.string({ maxLength: 20 })
+    ),
+    params: fc.oneof(
+      fc.jsonValue({ maxDepth: 3 }),
+      fc.record({
+        name: fc.constantFrom("post_message", "list_messages", "get_memory", "put_memory", "list_memory", "__proto__", "constructor"),
+        arguments: fc.jsonValue({ maxDepth: 3 })
+      }),
+      fc.record({ protocolVersion: fc.constantFrom("2025-06-18", "2025-03-26", "1999-01-01", ""), capabilities: fc.jsonValue({ maxDepth: 2 }), clientInfo: fc.jsonValue({ maxDepth: 2 }) })
+    )
+  }, { requiredKeys: [] }).map((message) => JSON.stringify(message)),
+  fc.array(fc.jsonValue({ maxDepth: 2 }), { maxLength: 3 }).map((batch) => JSON.stringify(batch)),
+  fc.constantFrom(nested(5_000, "[", "]", ""), '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"put_memory","arguments":{"__proto__":{"polluted":"yes"}}}}', "1e999999", "")
+)
+
+/** An initialized MCP session of the fuzzing key, so that tool calls get past the handshake. */
+const openMcpSession = async (): Promise<string> => {
+  const headers = { authorization: `Bearer ${apiKey}`, "content-type": "application/json", accept: "application/json, text/event-stream" }
+  const initialize = await server.fetch("/mcp", {
+    method: "POST",
+    headers,
+    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "fuzz", version: "1" } } })
+  })
+  expect(initialize.status).toBe(200)
+  await initialize.body?.cancel()
+  const session = initialize.headers.get("mcp-session-id")
+  if (session === null) throw new Error("initialize answered no Mcp-Session-Id")
+  const initialized = await server.fetch("/mcp", {
+    method: "POST",
+    headers: { ...headers, "mcp-session-id": session },
+    body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" })
+  })
+  await initialized.body?.cancel()
+  return session
+}
+
+test("arbitrary JSON-RPC posted to /mcp answers results, JSON-RPC errors or problems, never a 500", async () => {
+  const outcomes = new Map<string, number>()
+  const session = await openMcpSession()
+  await fc.assert(
+    fc.asyncProperty(mcpMessage, fc.boolean(), fc.oneof(fc.constant("SESSION"), fc.constant("SESSION"), fc.uuid(), fc.constant(undefined)), async (message, withKey, given) => {
+      const mcpSession = given === "SESSION" ? session : given
+      const input: FuzzRequest = {
+        method: "POST",
+        path: "/mcp",
+        headers: {
+          credential: withKey ? "key" : "garbage",
+          contentType: "application/json",
+          duplicateContentType: undefined,
+          duplicateAuthorization: false,
+          accept: "application/json, text/event-stream",
+          origin: undefined,
+          huge: undefined,
+          mcpSession,
+          requestId: undefined
+        },
+        body: message
+      }
+      const response = await send(input)
+      const key = `${response.status} ${response.headers.get("content-type")?.split(";")[0] ?? ""}`
+      outcomes.set(key, (outcomes.get(key) ?? 0) + 1)
+      await checkResponse(input, response)
+    }),
+    { seed: SEED, numRuns: Math.max(20, Math.round(RUNS / 2)), endOnFailure: true }
+  )
+  console.log(`/mcp outcomes: ${JSON.stringify(Object.fromEntries(outcomes))}`)
+  expect(Reflect.ownKeys(Object.prototype)).toEqual(prototypeBefore)
+  expect((await server.fetch("/health/live")).status).toBe(200)
 }, 120_000)
 
 test("POST with multipart/form-data and no body is 415 on every POST route, not a 500", async () => {
