@@ -332,25 +332,57 @@ test("arbitrary requests to every route never answer 500, always answer problems
 }, 120_000)
 
 /** JSON-RPC messages, well and badly formed, as an MCP client (or a confused one) posts them. */
+const toolArguments = fc.record({
+  session_id: fc.oneof(fc.constant("SESSION"), fc.uuid(), fc.string({ maxLength: 10 })),
+  id: fc.oneof(fc.uuid(), fc.string({ maxLength: 10 })),
+  key: fc.oneof(fc.string({ maxLength: 20 }), fc.constantFrom("__proto__", "constructor", "../x", "a".repeat(600))),
+  value: fc.jsonValue({ maxDepth: 3 }),
+  ttl_seconds: fc.oneof(fc.integer(), fc.constant(1e308), fc.double()),
+  agent_id: fc.string({ maxLength: 20 }),
+  content: fc.string({ maxLength: 40 }),
+  title: fc.string({ maxLength: 20 }),
+  limit: fc.oneof(fc.integer(), fc.constant(-1)),
+  ["__proto__"]: fc.constant({ polluted: "yes" })
+}, { requiredKeys: [] })
+
 const mcpMessage = fc.oneof(
-  fc.record({
-    jsonrpc: fc.constantFrom("2.0", "1.0", 2),
-    id: fc.oneof(fc.integer(), fc.string({ maxLength: 8 }), fc.constant(null), fc.jsonValue({ maxDepth: 1 })),
-    method: fc.oneof(
-      fc.constantFrom("initialize", "ping", "tools/list", "tools/call", "resources/list", "prompts/list", "notifications/initialized", "logging/setLevel"),
-      fc.string({ maxLength: 20 })
-    ),
-    params: fc.oneof(
-      fc.jsonValue({ maxDepth: 3 }),
-      fc.record({
-        name: fc.constantFrom("post_message", "list_messages", "get_memory", "put_memory", "list_memory", "__proto__", "constructor"),
-        arguments: fc.jsonValue({ maxDepth: 3 })
-      }),
-      fc.record({ protocolVersion: fc.constantFrom("2025-06-18", "2025-03-26", "1999-01-01", ""), capabilities: fc.jsonValue({ maxDepth: 2 }), clientInfo: fc.jsonValue({ maxDepth: 2 }) })
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      jsonrpc: fc.constant("2.0"),
+      id: fc.oneof(fc.integer(), fc.string({ maxLength: 8 })),
+      method: fc.constant("tools/call"),
+      params: fc.record({
+        name: fc.constantFrom("create_session", "get_session", "list_sessions", "delete_session", "post_message", "list_messages", "get_memory", "set_memory", "list_memory", "delete_memory", "__proto__", "nope"),
+        arguments: toolArguments
+      })
+    }).map((message) => JSON.stringify(message))
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      jsonrpc: fc.constantFrom("2.0", "2.0", "2.0", "1.0", 2),
+      id: fc.oneof(fc.integer(), fc.string({ maxLength: 8 }), fc.constant(null), fc.jsonValue({ maxDepth: 1 })),
+      method: fc.oneof(
+        fc.constantFrom("initialize", "ping", "tools/list", "tools/call", "resources/list", "resources/read", "prompts/list", "notifications/initialized", "logging/setLevel"),
+        fc.string({ maxLength: 20 })
+      ),
+      params: fc.oneof(
+        fc.jsonValue({ maxDepth: 3 }),
+        fc.record({ protocolVersion: fc.constantFrom("2025-06-18", "2025-03-26", "1999-01-01", ""), capabilities: fc.jsonValue({ maxDepth: 2 }), clientInfo: fc.jsonValue({ maxDepth: 2 }) })
+      )
+    }, { requiredKeys: ["jsonrpc", "method"] }).map((message) => JSON.stringify(message))
+  },
+  { weight: 1, arbitrary: fc.array(fc.jsonValue({ maxDepth: 2 }), { maxLength: 3 }).map((batch) => JSON.stringify(batch)) },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      nested(5_000, "[", "]", ""),
+      '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"set_memory","arguments":{"__proto__":{"polluted":"yes"}}}}',
+      "1e999999",
+      ""
     )
-  }, { requiredKeys: [] }).map((message) => JSON.stringify(message)),
-  fc.array(fc.jsonValue({ maxDepth: 2 }), { maxLength: 3 }).map((batch) => JSON.stringify(batch)),
-  fc.constantFrom(nested(5_000, "[", "]", ""), '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"put_memory","arguments":{"__proto__":{"polluted":"yes"}}}}', "1e999999", "")
+  }
 )
 
 /** An initialized MCP session of the fuzzing key, so that tool calls get past the handshake. */
@@ -394,7 +426,8 @@ test("arbitrary JSON-RPC posted to /mcp answers results, JSON-RPC errors or prob
           mcpSession,
           requestId: undefined
         },
-        body: message
+        // Tool calls name the fuzzing session (a real one) where they say SESSION.
+        body: message.replaceAll("SESSION", sessionId)
       }
       const response = await send(input)
       const key = `${response.status} ${response.headers.get("content-type")?.split(";")[0] ?? ""}`
