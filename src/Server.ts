@@ -167,7 +167,7 @@ const listenWith = (
   consoleRoutes: ConsoleRoutes.Routes
 ) =>
   Layer.unwrapScoped(
-    Effect.map(Effect.all([HotRoutes.make({ requestTimeoutMillis: config.requestTimeoutMillis, routeOf }), McpEndpoint.make(mcp)]), ([hot, mcpRoutes]) =>
+    Effect.map(Effect.all([HotRoutes.make({ requestTimeoutMillis: config.requestTimeoutMillis, routeOf }), McpEndpoint.make({ requestTimeoutMillis: config.requestTimeoutMillis, ...mcp })]), ([hot, mcpRoutes]) =>
       BunHttpServer.layerServer({
         port: config.port,
         hostname: config.host,

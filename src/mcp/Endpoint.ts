@@ -12,9 +12,9 @@ import { Cause, Config, Effect, Exit, Option, Runtime, Schedule } from "effect"
 import { StartupError } from "../Config.js"
 import { ErrorLedger } from "../../services/ErrorLedger.js"
 import { RateLimiter } from "../../services/RateLimiter.js"
-import { type AppError, FieldIssue, Forbidden, PayloadTooLarge, UnsupportedMediaType } from "../errors.js"
+import { type AppError, FieldIssue, Forbidden, PayloadTooLarge, type Timeout, UnsupportedMediaType } from "../errors.js"
 import { authenticateCaller } from "../http/Auth.js"
-import { MAX_BODY_BYTES } from "../http/Boundary.js"
+import { deadlineFiberId, MAX_BODY_BYTES, restoredDeadline } from "../http/Boundary.js"
 import { type InFlightRequest, track } from "../http/InFlight.js"
 import { classify, problemResponse } from "../http/Problem.js"
 import { DEFAULT_SESSION_LIMITS, type LegacySessionLimits, makeLegacy, type RequestScope } from "./Legacy.js"
@@ -29,6 +29,8 @@ export interface McpOptions {
   readonly sessions?: Partial<LegacySessionLimits>
   /** How often idle sessions are looked for. */
   readonly sweepEvery?: import("effect").Duration.DurationInput
+  /** `BULWARK_REQUEST_TIMEOUT_MS`: an MCP request's answer is due within it, as a REST request's is. */
+  readonly requestTimeoutMillis?: number
   /** Origins allowed besides the server's own loopback origins and `BULWARK_MCP_ALLOWED_ORIGINS`. */
   readonly allowedOrigins?: ReadonlyArray<string>
 }
@@ -95,17 +97,44 @@ export const make = (options: McpOptions = {}) =>
      * call served from memory (authentication, rate count and a cached read) is answered before
      * `runFork` returns, with no promise to settle, as on the REST hot route.
      */
+    /**
+     * Runs a request's program on the server's runtime. A fiber runs until it first waits, so a
+     * call served from memory (authentication, rate count and a cached read) is answered before
+     * `runFork` returns, with no promise or timer to set up, as on the REST hot route.
+     *
+     * `onTimeout` puts the program under the request deadline, as the REST hot route is
+     * (`restoredDeadline`): the fiber runs uninterruptibly but for the program, which a timer
+     * interrupts once the deadline passes; `onTimeout` answers instead. The answer is kept as soon
+     * as it exists, since a fiber the deadline interrupted still ends interrupted. A stream the
+     * program answered with (`subscriptions/listen`, the GET stream) lives on past the deadline.
+     */
+    const deadlineMillis = options.requestTimeoutMillis
     const forkRequest = Runtime.runFork(runtime)
-    const runRequest = (program: Effect.Effect<Response, never, McpServices | RateLimiter>): Response | Promise<Response> => {
-      const fiber = forkRequest(program)
+    const runRequest = (
+      program: Effect.Effect<Response, never, McpServices | RateLimiter>,
+      onTimeout?: (timeout: Timeout) => Effect.Effect<Response>
+    ): Response | Promise<Response> => {
+      let answer: Response | undefined
+      const keep = (effect: Effect.Effect<Response, never, McpServices | RateLimiter>) => Effect.tap(effect, (response) => Effect.sync(() => (answer = response)))
+      const timed = onTimeout !== undefined && deadlineMillis !== undefined
+      const fiber = forkRequest(
+        timed
+          ? Effect.uninterruptibleMask((restore) => keep(Effect.catchTag(restoredDeadline(deadlineMillis, restore)(program), "Timeout", onTimeout)))
+          : keep(program)
+      )
       const exit = fiber.unsafePoll()
       if (exit !== null) {
-        if (Exit.isSuccess(exit)) return exit.value
-        throw Cause.squash(exit.cause)
+        if (answer !== undefined) return answer
+        throw Exit.isFailure(exit) ? Cause.squash(exit.cause) : new Error("a request's program ended without an answer")
       }
+      const deadline = timed ? setTimeout(() => fiber.unsafeInterruptAsFork(deadlineFiberId), deadlineMillis) : undefined
       // Every failure was rendered inside the program; what is left is an interruption at shutdown.
       return new Promise((resolve, reject) =>
-        fiber.addObserver((done) => (Exit.isSuccess(done) ? resolve(done.value) : reject(Cause.squash(done.cause))))
+        fiber.addObserver((done) => {
+          clearTimeout(deadline)
+          if (answer !== undefined) resolve(answer)
+          else reject(Exit.isFailure(done) ? Cause.squash(done.cause) : new Error("a request's program ended without an answer"))
+        })
       )
     }
 
@@ -203,7 +232,7 @@ export const make = (options: McpOptions = {}) =>
         // A defect below the edge (ours or the SDK's): a 500 with an error_id, never a bare one.
         Effect.catchAllDefect((defect) => failed(classify(Cause.die(defect)), request, inFlight))
       )
-      return withEdgeHeaders(await runRequest(program), inFlight)
+      return withEdgeHeaders(await runRequest(program, (timeout) => failed(timeout, request, inFlight)), inFlight)
     }
 
     const handler = async (request: Request, server: BunServer<unknown>): Promise<Response> => {

@@ -78,7 +78,7 @@ describe.skipIf(!available)("the hot read's deadline", () => {
 
   test("a client that leaves a stalled hot read interrupts it: recorded as a client abort (499), never ledgered as a 500", async () => {
     const abortsBefore = await hotReadsWithStatus(server, 499)
-    // Counted from here: the metrics are the process's, shared with any other server this test process ran.
+    // The metrics are the process's: another run of this file in the same process counted its own.
     const timeoutsBefore = await hotReadsWithStatus(server, 504)
     const pauseOver = await pauseRedis(redis)
     const controller = new AbortController()
