@@ -10,7 +10,7 @@ import { Cause, Chunk, Clock, Context, Duration, Effect, FiberRef, Layer, LogLev
 import { identity } from "effect/Function"
 import type { ErrorRecord, ListErrorsFilter, ListGroupsFilter } from "../src/domain/ErrorRecord.js"
 import { sha256Hex } from "../src/Digests.js"
-import { type AppError, DbOperational, Internal, NotFound, serverMessageOf, stackOf, statusOf } from "../src/errors.js"
+import { type AppError, DbOperational, Internal, NotFound, Overloaded, serverMessageOf, stackOf, statusOf } from "../src/errors.js"
 import { errorsTotal, labelled, ledgerDroppedTotal } from "../src/telemetry/Metrics.js"
 import { type SanitizedPayload, sanitizeText } from "../src/telemetry/Sanitize.js"
 import { nowIso } from "./Clock.js"
@@ -125,9 +125,11 @@ const make = (options: ErrorLedgerOptions) =>
         Metric.incrementBy(ledgerDroppedTotal, rows.length)
       )
 
-    // A locked database or an open breaker passes: the batch waits a little before it is dropped.
-    // A missing table does not, so a ledger that is really down falls back to stderr at once.
-    const passing = (error: unknown) => error instanceof DbOperational && (error.transient || error.reason === "breaker_open")
+    // A locked database, an open breaker or a full write bulkhead passes: the batch waits a little
+    // before it is dropped (the rows of an `OVERLOADED` storm are written when the writes drain). A
+    // missing table does not, so a ledger that is really down falls back to stderr at once.
+    const passing = (error: unknown) =>
+      (error instanceof DbOperational && (error.transient || error.reason === "breaker_open")) || error instanceof Overloaded
     const patience = Schedule.exponential("100 millis").pipe(Schedule.intersect(Schedule.recurs(6)), Schedule.upTo(options.patience ?? "6 seconds"))
 
     const writeBatch = (rows: ReadonlyArray<LedgerRow>, retry: boolean) =>

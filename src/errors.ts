@@ -60,7 +60,6 @@ export class MethodNotAllowed extends Schema.TaggedError<MethodNotAllowed>()("Me
 export const ConflictCode = Schema.Literal(
   "SESSION_ALREADY_EXISTS",
   "TENANT_ALREADY_EXISTS",
-  "KEY_ALREADY_EXISTS",
   "IDEMPOTENCY_KEY_REUSED"
 )
 
@@ -293,10 +292,6 @@ export const problemTypes: { readonly [Code in ErrorCode]: ProblemType } = {
   TENANT_ALREADY_EXISTS: {
     title: "Tenant already exists",
     advice: "A tenant with this name already exists. Choose another name."
-  },
-  KEY_ALREADY_EXISTS: {
-    title: "API key already exists",
-    advice: "A key with this id already exists."
   },
   IDEMPOTENCY_KEY_REUSED: {
     title: "Idempotency key reused",

@@ -68,15 +68,21 @@ const bundleFiles = Effect.tryPromise({
   catch: (error) => new StartupError("console", `cannot bundle the console page (${error instanceof Error ? error.message : String(error)})`)
 })
 
-const respond = (file: BundleFile, body: ArrayBuffer): () => Response => {
+const respond = (file: BundleFile, body: ArrayBuffer): (request: Request) => Response => {
   const headers = {
     ...SECURITY_HEADERS,
     "content-type": file.contentType,
     // The page names its files by content hash: the page is always asked again, the files never.
     "cache-control": isHtml(file.contentType) ? "no-cache" : "public, max-age=31536000, immutable"
   }
-  return () => new Response(body, { headers })
+  // SPEC §2: every response carries `X-Request-Id`, the client's when it is a sane token.
+  return (request) => {
+    const given = request.headers.get("x-request-id")
+    return new Response(body, { headers: { ...headers, "x-request-id": given !== null && CLIENT_REQUEST_ID.test(given) ? given : crypto.randomUUID() } })
+  }
 }
+
+const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
 /**
  * The bundler refers to the page's files relative to where it wrote the page (`./x.js` from source,
@@ -85,7 +91,7 @@ const respond = (file: BundleFile, body: ArrayBuffer): () => Response => {
 const withAbsoluteReferences = (html: string, names: ReadonlyArray<string>): string =>
   names.reduce((text, name) => text.replaceAll(new RegExp(`(src|href)="(?:\\.{1,2}/)*${name.replaceAll(".", "\\.")}"`, "g"), `$1="/console/${name}"`), html)
 
-export type Routes = Record<string, { GET: () => Response }>
+export type Routes = Record<string, { GET: (request: Request) => Response }>
 
 /** `GET` routes for Bun.serve: the page at `/console` and below, each bundled file at `/console/{name}`. */
 export const make: Effect.Effect<Routes, StartupError> = Effect.gen(function*() {

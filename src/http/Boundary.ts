@@ -63,11 +63,14 @@ const guardBody = (request: HttpServerRequest.HttpServerRequest, read: { body: s
     const declaredLength = Number(request.headers["content-length"] ?? "0")
     const chunked = request.headers["transfer-encoding"] !== undefined
     if (declaredLength > MAX_BODY_BYTES) return yield* tooLarge
-    if (declaredLength === 0 && !chunked) return
     const contentType = request.headers["content-type"] ?? ""
-    if (!isJsonMediaType(contentType)) {
+    // A declared media type is checked even without a body: the platform would otherwise pick its
+    // form or multipart reader by it, and the multipart reader dies on an empty body (a 500).
+    const empty = declaredLength === 0 && !chunked
+    if (!isJsonMediaType(contentType) && (!empty || contentType.trim() !== "")) {
       return yield* new UnsupportedMediaType({ detail: "Request bodies must be application/json." })
     }
+    if (empty) return
     const text = yield* request.text.pipe(
       Effect.mapError(() =>
         new ValidationFailed({

@@ -114,7 +114,8 @@ export const checkResponse = async (baseUrl: string, method: string, url: string
     // A path the document does not describe (`/docs`, `/mcp`, the tests' own routes, unknown
     // paths): every response still has a request id (SPEC §2), and a problem is the documented one.
     if (!response.headers.has("x-request-id")) fail("header x-request-id is missing")
-    if (mediaType !== "application/problem+json") return response
+    // A HEAD answer has the headers of a problem but no body.
+    if (mediaType !== "application/problem+json" || upper === "HEAD") return response
     const text = await response.clone().text()
     const validate = validator(["components", "schemas", "Problem"])
     if (!validate(JSON.parse(text))) fail(`problem body: ${describeErrors(validate)}: ${text.slice(0, 500)}`)
