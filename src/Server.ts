@@ -43,11 +43,8 @@ import * as Otlp from "./telemetry/Otlp.js"
 import { RequestRates } from "./telemetry/Rates.js"
 import { ROUTER_CONFIG, routeTemplates, serverSpan, withoutBuiltinTracer } from "./telemetry/ServerSpan.js"
 
-/**
- * How long SQLite itself waits on a lock. Short on purpose: bun:sqlite blocks the event loop while
- * it waits, so longer waits are left to the retry policy, which waits without blocking.
- */
-export const SQLITE_BUSY_TIMEOUT_MILLIS = 25
+import { SQLITE_BUSY_TIMEOUT_MILLIS } from "../layers/database/Database.js"
+export { SQLITE_BUSY_TIMEOUT_MILLIS }
 
 export interface ServerOptions {
   readonly config: AppConfigShape

@@ -92,11 +92,18 @@ export const polled = (options: PolledOptions = defaultPolled): Effect.Effect<Ch
     )
     yield* Effect.forkScoped(Effect.repeat(Effect.zipRight(readOrReport, reportTrust), Schedule.spaced(interval)))
 
-    return {
-      keys,
-      anything: () => undefined,
-      keysChanged: Effect.asVoid(sql`UPDATE change_marks SET generation = generation + 1 WHERE name = ${KEYS}`)
-    } satisfies ChangeSignalShape
+    return { keys, anything: () => undefined, keysChanged: bumpKeys(sql) } satisfies ChangeSignalShape
   })
+
+const bumpKeys = (sql: SqlClient.SqlClient) => Effect.asVoid(sql`UPDATE change_marks SET generation = generation + 1 WHERE name = ${KEYS}`)
+
+/**
+ * For a process that changes keys but keeps no copies (the CLI): it bumps the generation that the
+ * servers poll, and reads nothing, so it trusts nothing and runs no loop.
+ */
+export const announcingLayer = Layer.effect(
+  ChangeSignal,
+  Effect.map(SqlClient.SqlClient, (sql): ChangeSignalShape => ({ keys: () => undefined, anything: () => undefined, keysChanged: bumpKeys(sql) }))
+)
 
 export const polledLayer = (options?: PolledOptions) => Layer.scoped(ChangeSignal, polled(options))
