@@ -8,6 +8,7 @@
  */
 import { Cause, Chunk, Clock, Context, Duration, Effect, FiberRef, Layer, LogLevel, Metric, Option, Queue, Schedule } from "effect"
 import { identity } from "effect/Function"
+import * as Supervised from "../layers/resilience/Supervised.js"
 import type { ErrorRecord, ListErrorsFilter, ListGroupsFilter } from "../src/domain/ErrorRecord.js"
 import { sha256Hex } from "../src/Digests.js"
 import { type AppError, DbOperational, Internal, NotFound, serverMessageOf, stackOf, statusOf } from "../src/errors.js"
@@ -161,6 +162,7 @@ const make = (options: ErrorLedgerOptions) =>
       )
     ).pipe(
       Effect.forever,
+      Supervised.loop("ledger-writer"),
       Effect.forkScoped
     )
     // Runs before the writer is interrupted: whatever is still queued at shutdown is written.
@@ -231,7 +233,17 @@ const make = (options: ErrorLedgerOptions) =>
       Effect.withSpan("ErrorLedger.purgeExpired")
     )
 
-    if (!inline) yield* purgeExpired.pipe(Effect.repeat(Schedule.spaced(options.purgeEvery ?? "1 hour")), Effect.forkScoped)
+    if (!inline) {
+      yield* purgeExpired.pipe(Effect.repeat(Schedule.spaced(options.purgeEvery ?? "1 hour")), Supervised.loop("ledger-retention"), Effect.forkScoped)
+    }
+
+    // From here on, a background loop's failure anywhere in the process is also a ledger row.
+    const failures = yield* Effect.serviceOption(Supervised.BackgroundFailures)
+    if (Option.isSome(failures)) {
+      yield* failures.value.attach((loop, cause) =>
+        Effect.asVoid(record(new Internal({ reason: `background loop ${loop} failed`, cause: Cause.squash(cause) }), { route: `job:${loop}` }))
+      )
+    }
 
     return { record, purgeExpired } as const
   })
