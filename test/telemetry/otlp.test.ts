@@ -129,14 +129,16 @@ describe("an unwell collector", () => {
           await response.body?.cancel()
           slowest = Math.max(slowest, performance.now() - started)
         }
-        expect(slowest).toBeLessThan(250)
+        // An export that held requests up would take its whole 5 s timeout; a busy machine takes far less.
+        expect(slowest).toBeLessThan(1000)
       } finally {
         const closing = performance.now()
         await unwell.close()
-        // Shutdown flushes once more, bounded by the exporter's shutdown timeout (500 ms in tests).
-        expect(performance.now() - closing).toBeLessThan(2000)
+        // Shutdown flushes once more, bounded by the exporter's shutdown timeout (500 ms in tests);
+        // the rest is closing the database pool, which on a busy machine can take a second or two.
+        expect(performance.now() - closing).toBeLessThan(4000)
       }
     }
     unavailable.stop()
-  })
+  }, 20_000)
 })
