@@ -2,14 +2,17 @@
  * Supervised background loops (SPEC §5): a failure or a defect is logged at error with its cause,
  * counted, recorded, and the loop runs again after a backoff, under TestClock. Then the same through
  * real loops on a real SQLite file: the ledger's retention job and the memory expiry job, each given
- * a dependency that dies once (the other loops are wrapped by the same `Supervised.loop`).
+ * a dependency that dies once, and the event bus probe, given a Redis-like cache whose publish dies
+ * once (the other loops are wrapped by the same `Supervised.loop`).
  */
 import { describe, expect, test } from "bun:test"
-import { Effect, Fiber, Layer, Logger, LogLevel, Metric, MetricLabel, TestClock, TestContext } from "effect"
+import { Context, Effect, Fiber, Layer, Logger, LogLevel, Metric, MetricLabel, TestClock, TestContext } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import * as CacheLayers from "../../layers/cache/Cache.js"
 import * as Database from "../../layers/database/Database.js"
+import { defaultBusHealth, EventBus } from "../../layers/events/EventBus.js"
 import * as Supervised from "../../layers/resilience/Supervised.js"
 import { ErrorLedger } from "../../services/ErrorLedger.js"
 import { ErrorsRepo } from "../../services/ErrorsRepo.js"
@@ -186,4 +189,37 @@ describe("real loops recover from a defect", () => {
       rmSync(directory, { recursive: true, force: true })
     }
   })
+
+  test("the event bus probe: a defect in publishing the probe is recorded and the probe runs again", () =>
+    Effect.gen(function*() {
+      let publishes = 0
+      const recorded: Array<string> = []
+      const failures = yield* Supervised.BackgroundFailures
+      yield* failures.attach((loop, cause) => Effect.sync(() => recorded.push(`${loop}: ${String(cause)}`)))
+      const real = Context.get(yield* Layer.build(CacheLayers.inProcess()), CacheLayers.Cache)
+      // Probed like Redis; its first publish is a bug (a defect, which `catchAll` in the probe does not see).
+      const dyingOnce = CacheLayers.Cache.of({
+        ...real,
+        kind: "redis",
+        subscribe: () => Effect.void,
+        publish: (channel, message) =>
+          Effect.suspend(() => {
+            publishes += 1
+            return publishes === 1 ? Effect.die(new Error("publish bug")) : real.publish(channel, message)
+          })
+      })
+      yield* Layer.build(EventBus.layerWith(defaultBusHealth).pipe(Layer.provide(Layer.succeed(CacheLayers.Cache, dyingOnce))))
+      yield* settle
+      expect(publishes).toBe(1)
+      expect(recorded).toEqual([expect.stringContaining("event-bus-probe: ")])
+      expect(recorded[0]).toContain("publish bug")
+      yield* TestClock.adjust("100 millis")
+      yield* settle
+      expect(publishes).toBe(2)
+      // Back on its own schedule: a probe every 250 ms.
+      yield* TestClock.adjust("250 millis")
+      yield* settle
+      expect(publishes).toBe(3)
+      expect(yield* restartsOf("event-bus-probe")).toBeGreaterThanOrEqual(1)
+    }).pipe(Effect.provide(Supervised.layer), Effect.scoped, Effect.provide(TestContext.TestContext), Effect.runPromise))
 })
