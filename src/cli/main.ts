@@ -1,6 +1,7 @@
 /**
  * The admin CLI (`bun run cli -- <command>`). It works on the database directly, with the same
- * services and the same typed errors as the server; a failure prints one line and exits 1.
+ * services and the same typed errors as the server but wiring of its own (`Wiring.ts`); stdout
+ * carries only the result, logs go to stderr, and a failure prints one line there and exits 1.
  */
 import { Args, Command, Options, ValidationError } from "@effect/cli"
 import * as BunFileSystem from "@effect/platform-bun/BunFileSystem"
