@@ -97,7 +97,7 @@ describe("bun run cli", () => {
       expect(help.exitCode).toBe(0)
       for (const text of texts) expect(help.stdout).toContain(text)
     }
-  }, CLI_TIMEOUT)
+  }, 2 * CLI_TIMEOUT)
 
   onSqlite("a reply that is not JSON is reported as what it is", async () => {
     const notBulwark = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response("<html>bad gateway</html>", { status: 502, headers: { "content-type": "text/html" } }) })
