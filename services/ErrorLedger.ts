@@ -8,6 +8,7 @@
  */
 import { Cause, Chunk, Clock, Context, Duration, Effect, FiberRef, Layer, LogLevel, Metric, Option, Queue, Schedule } from "effect"
 import { identity } from "effect/Function"
+import * as Supervised from "../layers/resilience/Supervised.js"
 import type { ErrorRecord, ListErrorsFilter, ListGroupsFilter } from "../src/domain/ErrorRecord.js"
 import { sha256Hex } from "../src/Digests.js"
 import { type AppError, DbOperational, Internal, NotFound, Overloaded, serverMessageOf, stackOf, statusOf } from "../src/errors.js"
@@ -98,6 +99,11 @@ export interface ErrorLedgerOptions {
   readonly linger?: Duration.DurationInput
   /** How long a batch may wait for a locked or breaker-guarded database before it is dropped. */
   readonly patience?: Duration.DurationInput
+  /**
+   * Each row is written at once, and neither the writer loop nor the retention job runs: for a
+   * one-shot process (the CLI), whose background work would outlive its purpose.
+   */
+  readonly inline?: boolean
 }
 
 /** One line on stderr for an error the ledger could not keep; never throws. */
@@ -150,17 +156,19 @@ const make = (options: ErrorLedgerOptions) =>
         : Effect.map(Effect.delay(Queue.takeUpTo(queue, batchSize - Chunk.size(first)), linger), (rest) => Chunk.appendAll(first, rest))
     // Once rows are taken they are written, even when shutdown interrupts the writer meanwhile
     // (it then waits at most `linger`); only the wait for the first row is interruptible.
-    yield* Effect.uninterruptibleMask((restore) =>
+    const inline = options.inline === true
+    if (!inline) yield* Effect.uninterruptibleMask((restore) =>
       restore(Queue.takeBetween(queue, 1, batchSize)).pipe(
         Effect.flatMap(gather),
         Effect.flatMap((batch) => writeBatch(Chunk.toReadonlyArray(batch), true))
       )
     ).pipe(
       Effect.forever,
+      Supervised.loop("ledger-writer"),
       Effect.forkScoped
     )
     // Runs before the writer is interrupted: whatever is still queued at shutdown is written.
-    yield* Effect.addFinalizer(() => Effect.flatMap(Queue.takeAll(queue), (rest) => writeBatch(Chunk.toReadonlyArray(rest), false)))
+    if (!inline) yield* Effect.addFinalizer(() => Effect.flatMap(Queue.takeAll(queue), (rest) => writeBatch(Chunk.toReadonlyArray(rest), false)))
 
     // Every error response passes here: plain steps, and the log line only built at its level.
     const record = (error: AppError, context: ErrorContext = {}): Effect.Effect<string> =>
@@ -191,7 +199,9 @@ const make = (options: ErrorLedgerOptions) =>
         const level = row.severity === "warning" ? LogLevel.Warning : LogLevel.Error
         const kept = Effect.zipRight(
           Metric.increment(errorsByCode(row.code, String(status))),
-          Effect.flatMap(Queue.offer(queue, row), (accepted) => (accepted ? Effect.succeed(errorId) : Effect.as(drop([row], "the ledger queue is full"), errorId)))
+          inline
+            ? Effect.as(writeBatch([row], false), errorId)
+            : Effect.flatMap(Queue.offer(queue, row), (accepted) => (accepted ? Effect.succeed(errorId) : Effect.as(drop([row], "the ledger queue is full"), errorId)))
         )
         return Effect.flatMap(FiberRef.get(FiberRef.currentMinimumLogLevel), (minimum) =>
           // Below the configured level the line is not built at all (its annotations are not free).
@@ -225,7 +235,17 @@ const make = (options: ErrorLedgerOptions) =>
       Effect.withSpan("ErrorLedger.purgeExpired")
     )
 
-    yield* purgeExpired.pipe(Effect.repeat(Schedule.spaced(options.purgeEvery ?? "1 hour")), Effect.forkScoped)
+    if (!inline) {
+      yield* purgeExpired.pipe(Effect.repeat(Schedule.spaced(options.purgeEvery ?? "1 hour")), Supervised.loop("ledger-retention"), Effect.forkScoped)
+    }
+
+    // From here on, a background loop's failure anywhere in the process is also a ledger row.
+    const failures = yield* Effect.serviceOption(Supervised.BackgroundFailures)
+    if (Option.isSome(failures)) {
+      yield* failures.value.attach((loop, cause) =>
+        Effect.asVoid(record(new Internal({ reason: `background loop ${loop} failed`, cause: Cause.squash(cause) }), { route: `job:${loop}` }))
+      )
+    }
 
     return { record, purgeExpired } as const
   })

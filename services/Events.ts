@@ -19,6 +19,7 @@
  * with type `stream` and becomes the stream's last item; then the stream ends.
  */
 import { Cause, Context, Duration, Effect, Layer, Metric, MetricLabel, Option, Queue, Runtime, Schedule, Stream } from "effect"
+import * as Supervised from "../layers/resilience/Supervised.js"
 import { EventBus, type SessionEvent } from "../layers/events/EventBus.js"
 import type { Message } from "../src/domain/Message.js"
 import { type AppError, type CacheUnavailable, Internal } from "../src/errors.js"
@@ -407,6 +408,7 @@ const make = (options: EventsOptions) =>
         Effect.catchAllCause((cause) => Effect.logError(`event streams: ${name} failed; next round as usual`, cause)),
         Effect.repeat(Schedule.spaced(every)),
         Effect.delay(every),
+        Supervised.loop(`events-${name}`),
         Effect.forkScoped
       )
 

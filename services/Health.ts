@@ -10,6 +10,8 @@ import { Database } from "../layers/database/Database.js"
 import { MemoryStore } from "../layers/memory/MemoryStore.js"
 import type { BreakerStatus as BreakerState } from "../layers/resilience/CircuitBreaker.js"
 import { BreakerStatus, DependencyHealth, HealthReport } from "../src/domain/Health.js"
+import { type AppError, serverMessageOf } from "../src/errors.js"
+import { sanitizeText } from "../src/telemetry/Sanitize.js"
 import { CachePolicy } from "./CachedReads.js"
 import { ErrorRecords } from "./ErrorLedger.js"
 
@@ -25,11 +27,19 @@ export class Health extends Effect.Service<Health>()("bulwark/Health", {
     const cachePolicy = yield* CachePolicy
     const breakers = { database: db.breaker, cache: cache.breaker, memory: memory.breaker } as const
 
-    const probe = <E>(check: Effect.Effect<unknown, E>, breaker: (typeof breakers)[keyof typeof breakers], kind?: string) =>
+    const probe = <E extends AppError>(dependency: keyof typeof breakers, check: Effect.Effect<unknown, E>, kind?: string) =>
       Effect.gen(function*() {
+        const breaker = breakers[dependency]
         const started = yield* Clock.currentTimeMillis
         const outcome = yield* Effect.either(check)
         const finished = yield* Clock.currentTimeMillis
+        // "down" alone does not say why: the cause goes to the log (the failure itself was already
+        // ledgered where the dependency's own call path records it).
+        if (Either.isLeft(outcome)) {
+          yield* Effect.logWarning(`health probe of the ${dependency} failed`).pipe(
+            Effect.annotateLogs({ dependency, code: outcome.left.code, cause: sanitizeText(serverMessageOf(outcome.left)) })
+          )
+        }
         const state = yield* breaker.status
         return new DependencyHealth({
           status: Either.isRight(outcome) ? "ok" : "down",
@@ -41,9 +51,9 @@ export class Health extends Effect.Service<Health>()("bulwark/Health", {
 
     const report = Effect.fn("Health.report")(function*(detailed: boolean) {
       const [database, cacheHealth, memoryHealth] = yield* Effect.all([
-        probe(db.read("health.database", db.sql`SELECT id FROM tenants LIMIT 1`), breakers.database),
-        probe(cache.ping, breakers.cache, cache.kind),
-        probe(memory.ping, breakers.memory)
+        probe("database", db.read("health.database", db.sql`SELECT id FROM tenants LIMIT 1`)),
+        probe("cache", cache.ping, cache.kind),
+        probe("memory", memory.ping)
       ], { concurrency: 3 })
       const impaired = (dependency: DependencyHealth) => dependency.status === "down" || dependency.breaker !== "closed"
       const status = database.status === "down" ? "unhealthy" : impaired(cacheHealth) || impaired(memoryHealth) ? "degraded" : "ok"

@@ -4,6 +4,7 @@
  * job deletes expired rows; the job's own failures are ledgered like any other.
  */
 import { Clock, Context, type Duration, Effect, Layer, Option, Schedule } from "effect"
+import * as Supervised from "../layers/resilience/Supervised.js"
 import { MemoryStore, type MemoryRow } from "../layers/memory/MemoryStore.js"
 import { MAX_VALUE_BYTES, MemoryEntry, MemoryList, type PutMemory } from "../src/domain/Memory.js"
 import { FieldIssue, NotFound, PayloadTooLarge } from "../src/errors.js"
@@ -78,7 +79,7 @@ const make = (options: MemoryOptions) =>
       Effect.withSpan("Memory.purgeExpired")
     )
 
-    yield* purgeExpired.pipe(Effect.repeat(Schedule.spaced(options.purgeEvery ?? "1 minute")), Effect.forkScoped)
+    yield* purgeExpired.pipe(Effect.repeat(Schedule.spaced(options.purgeEvery ?? "1 minute")), Supervised.loop("memory-expiry"), Effect.forkScoped)
 
     return { put, get, list, remove, purgeExpired } as const
   })

@@ -10,6 +10,7 @@
  * the limit. Once a window is used up it is refused here without asking the database again.
  */
 import { Clock, Deferred, Effect, FiberId, Schedule } from "effect"
+import * as Supervised from "../layers/resilience/Supervised.js"
 import { Database } from "../layers/database/Database.js"
 import type { DbOperational } from "../src/errors.js"
 import { ErrorLedger } from "./ErrorLedger.js"
@@ -98,7 +99,7 @@ export const makeLeasedCounter = (options: LeasedCounterOptions) =>
       Effect.catchAll((error) => Effect.asVoid(ledger.record(error, { route: "job:rate-count-purge" }))),
       Effect.withSpan("RateCounts.purgePast")
     )
-    yield* purgePast.pipe(Effect.repeat(Schedule.spaced("1 minute")), Effect.forkScoped)
+    yield* purgePast.pipe(Effect.repeat(Schedule.spaced("1 minute")), Supervised.loop("rate-count-purge"), Effect.forkScoped)
 
     return { increment } as const
   })

@@ -84,6 +84,10 @@ const port = Config.integer("PORT").pipe(
 )
 
 const logFormat = Config.literal("json", "pretty")("LOG_FORMAT").pipe(Config.withDefault("json" as const))
+const logLevel = Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info))
+
+/** The log settings alone: the CLI sets up its logger before it reads (and may fail on) the rest. */
+export const logSettings = Config.all({ format: logFormat, level: logLevel })
 
 const positiveMillis = (variable: string, fallback: number) =>
   Config.integer(variable).pipe(
@@ -136,7 +140,7 @@ export const appConfig = Config.all({
     Config.withDefault(30),
     requiring("BULWARK_ERROR_RETENTION_DAYS", "expected a whole number of days, at least 1", (days) => days >= 1)
   ),
-  logLevel: Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info)),
+  logLevel,
   logFormat,
   telemetry
 })

@@ -43,11 +43,9 @@ import * as Otlp from "./telemetry/Otlp.js"
 import { RequestRates } from "./telemetry/Rates.js"
 import { ROUTER_CONFIG, routeTemplates, serverSpan, withoutBuiltinTracer } from "./telemetry/ServerSpan.js"
 
-/**
- * How long SQLite itself waits on a lock. Short on purpose: bun:sqlite blocks the event loop while
- * it waits, so longer waits are left to the retry policy, which waits without blocking.
- */
-export const SQLITE_BUSY_TIMEOUT_MILLIS = 25
+import { SQLITE_BUSY_TIMEOUT_MILLIS } from "../layers/database/Database.js"
+import * as Supervised from "../layers/resilience/Supervised.js"
+export { SQLITE_BUSY_TIMEOUT_MILLIS }
 
 export interface ServerOptions {
   readonly config: AppConfigShape
@@ -112,7 +110,9 @@ export const InfrastructureLive = (options: Omit<ServerOptions, "extraRoutes">) 
       })
     ),
     // Every dependency's breaker reads it, so that a busy process is not taken for a slow dependency.
-    Layer.provideMerge(LoopDelay.layer())
+    Layer.provideMerge(LoopDelay.layer()),
+    // Below everything, so that every background loop's failure reaches the ledger once it is up.
+    Layer.provideMerge(Supervised.layer)
   )
 
 /** Messages, memory and their live events: what agents use Bulwark for. */

@@ -9,6 +9,7 @@ import { Context, Deferred, Duration, Effect, Either, Exit, Fiber, Layer, Option
 import { StartupError } from "../../src/Config.js"
 import { CacheUnavailable } from "../../src/errors.js"
 import * as CircuitBreaker from "../resilience/CircuitBreaker.js"
+import * as Supervised from "../resilience/Supervised.js"
 import { describeOverrun } from "../resilience/Timeout.js"
 
 export interface CacheShape {
@@ -258,5 +259,5 @@ const subscribeLoop = (url: string, channel: string, onMessage: (message: string
             was === "subscribed" ? Effect.logWarning(`lost the subscription to ${channel}; reconnecting`).pipe(annotated) : Effect.void)
       })
     )
-    yield* once.pipe(Effect.repeat(Schedule.spaced("1 second")), Effect.forkScoped)
+    yield* once.pipe(Effect.repeat(Schedule.spaced("1 second")), Supervised.loop(`subscription:${channel}`), Effect.forkScoped)
   })

@@ -11,6 +11,7 @@ import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Cause, Context, Duration, Effect, type Either, Layer, Metric, Schedule, type Scope } from "effect"
 import { keptKeysTrusted } from "../../src/telemetry/Metrics.js"
+import * as Supervised from "../resilience/Supervised.js"
 
 /**
  * A mark is a number that moves when what was read under it may have changed; `undefined` means
@@ -90,13 +91,24 @@ export const polled = (options: PolledOptions = defaultPolled): Effect.Effect<Ch
     const reportTrust = Effect.clockWith((clock) =>
       Effect.flatMap(clock.currentTimeMillis, (now) => Metric.set(keptKeysTrusted, keys(now) === undefined ? 0 : 1))
     )
-    yield* Effect.forkScoped(Effect.repeat(Effect.zipRight(readOrReport, reportTrust), Schedule.spaced(interval)))
+    yield* Effect.zipRight(readOrReport, reportTrust).pipe(
+      Effect.repeat(Schedule.spaced(interval)),
+      Supervised.loop("change-signal-poller"),
+      Effect.forkScoped
+    )
 
-    return {
-      keys,
-      anything: () => undefined,
-      keysChanged: Effect.asVoid(sql`UPDATE change_marks SET generation = generation + 1 WHERE name = ${KEYS}`)
-    } satisfies ChangeSignalShape
+    return { keys, anything: () => undefined, keysChanged: bumpKeys(sql) } satisfies ChangeSignalShape
   })
+
+const bumpKeys = (sql: SqlClient.SqlClient) => Effect.asVoid(sql`UPDATE change_marks SET generation = generation + 1 WHERE name = ${KEYS}`)
+
+/**
+ * For a process that changes keys but keeps no copies (the CLI): it bumps the generation that the
+ * servers poll, and reads nothing, so it trusts nothing and runs no loop.
+ */
+export const announcingLayer = Layer.effect(
+  ChangeSignal,
+  Effect.map(SqlClient.SqlClient, (sql): ChangeSignalShape => ({ keys: () => undefined, anything: () => undefined, keysChanged: bumpKeys(sql) }))
+)
 
 export const polledLayer = (options?: PolledOptions) => Layer.scoped(ChangeSignal, polled(options))

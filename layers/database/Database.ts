@@ -178,12 +178,24 @@ export const decodeRow = <A, I>(schema: Schema.Schema<A, I>) => {
     )
 }
 
+/**
+ * How long SQLite itself waits on a lock. Short on purpose: bun:sqlite blocks the event loop while
+ * it waits, so longer waits are left to the retry policy, which waits without blocking.
+ */
+export const SQLITE_BUSY_TIMEOUT_MILLIS = 25
+
 export interface DatabaseOptions {
   readonly url: DatabaseUrl
   readonly sqliteBusyTimeoutMillis: number
   readonly resilience?: DatabaseResilience
   /** How long a PostgreSQL start keeps trying to reach the server (SPEC §5). */
   readonly connectRetryFor?: Duration.DurationInput
+  /**
+   * Whether this process keeps copies that must follow other processes' changes (default true). A
+   * one-shot process (the CLI) keeps none: on PostgreSQL it only bumps the change generation and
+   * starts no poller.
+   */
+  readonly followChanges?: boolean
 }
 
 /** The configured database's client alone (the CLI's `migrate` needs no more). */
@@ -231,7 +243,10 @@ const migrated = Layer.effectDiscard(
  */
 const migratedClient = (options: DatabaseOptions): Layer.Layer<SqlClient.SqlClient | ChangeSignal.ChangeSignal, StartupError> =>
   options.url._tag === "Postgres"
-    ? ChangeSignal.polledLayer().pipe(Layer.provideMerge(migrated), Layer.provideMerge(postgresClient(options, options.url)))
+    ? (options.followChanges === false ? ChangeSignal.announcingLayer : ChangeSignal.polledLayer()).pipe(
+      Layer.provideMerge(migrated),
+      Layer.provideMerge(postgresClient(options, options.url))
+    )
     : Layer.effect(ChangeSignal.ChangeSignal, Effect.map(Sqlite.DataVersion, ChangeSignal.fromDataVersion)).pipe(
       Layer.provideMerge(Layer.effectDiscard(
         Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(`PRAGMA busy_timeout = ${Math.max(0, Math.trunc(options.sqliteBusyTimeoutMillis))}`)).pipe(

@@ -14,6 +14,7 @@
  * with the next probe that gets through (the newest per session: it is a hint to read, not data).
  */
 import { Cause, Clock, Context, Duration, Effect, Either, Layer, Runtime, Schedule, Schema, type Scope } from "effect"
+import * as Supervised from "../resilience/Supervised.js"
 import { Cache } from "../cache/Cache.js"
 import { Message } from "../../src/domain/Message.js"
 import type { CacheUnavailable } from "../../src/errors.js"
@@ -169,7 +170,7 @@ export class EventBus extends Context.Tag("bulwark/EventBus")<EventBus, EventBus
               Effect.catchAll(() => Effect.sync(() => setHealth(false)))
             )
           )
-          yield* probe.pipe(Effect.repeat(Schedule.spaced(options.probeEvery)), Effect.forkScoped)
+          yield* probe.pipe(Effect.repeat(Schedule.spaced(options.probeEvery)), Supervised.loop("event-bus-probe"), Effect.forkScoped)
           // Leaving on purpose: the others need not wait a minute to stop watching for this process.
           yield* Effect.addFinalizer(() =>
             cache.publish(CHANNEL, `${LEAVE_PREFIX}${origin}`).pipe(

@@ -1,38 +1,31 @@
 /**
  * The admin CLI (`bun run cli -- <command>`). It works on the database directly, with the same
- * services and the same typed errors as the server; a failure prints one line and exits 1.
+ * services and the same typed errors as the server but wiring of its own (`Wiring.ts`); stdout
+ * carries only the result, logs go to stderr, and a failure prints one line there and exits 1.
  */
 import { Args, Command, Options, ValidationError } from "@effect/cli"
-import { BunContext, BunRuntime } from "@effect/platform-bun"
+import * as BunFileSystem from "@effect/platform-bun/BunFileSystem"
+import * as BunPath from "@effect/platform-bun/BunPath"
+import * as BunRuntime from "@effect/platform-bun/BunRuntime"
+import * as BunTerminal from "@effect/platform-bun/BunTerminal"
 import { Cause, Config, Console, Effect, Layer, Option, Redacted, Schema } from "effect"
-import * as Database from "../../layers/database/Database.js"
-import * as Migrations from "../../layers/database/Migrations.js"
-import { ErrorRecords } from "../../services/ErrorLedger.js"
-import { Tenants } from "../../services/Tenants.js"
-import { storedSecret } from "../../layers/Secrets.js"
-import { appConfig, dataDirectoryOf, describeStartupFailure } from "../Config.js"
+import { appConfig, dataDirectoryOf, describeStartupFailure, logSettings } from "../Config.js"
 import { ListErrorsParams } from "../domain/ErrorRecord.js"
 import { Uuid } from "../domain/Ids.js"
 import { AgentName, KeyId, TenantId } from "../domain/Tenant.js"
 import { isAppError } from "../errors.js"
-import { InfrastructureLive, SQLITE_BUSY_TIMEOUT_MILLIS } from "../Server.js"
-
-const databaseOptions = Effect.map(appConfig, (config) => ({
-  url: config.database,
-  sqliteBusyTimeoutMillis: SQLITE_BUSY_TIMEOUT_MILLIS
-}))
+import { storedSecret } from "../../layers/Secrets.js"
+import * as Logging from "../telemetry/Logging.js"
+import type { CliServices } from "./Wiring.js"
 
 /**
- * The services a command needs, on the configured database with migrations applied, and the same
- * cache as the server (so a key revoked here is dropped from a shared cache too).
+ * Runs a data command on the CLI's own wiring (`Wiring.ts`), imported only here: `--help`, a usage
+ * error and `breaker` never load the database and the services.
  */
-const TenantsLive = Layer.unwrapEffect(
-  Effect.map(appConfig, (config) => Tenants.Default.pipe(Layer.provide(InfrastructureLive({ config }))))
-)
-
-const ErrorRecordsLive = Layer.unwrapEffect(
-  Effect.map(appConfig, (config) => ErrorRecords.Default.pipe(Layer.provide(InfrastructureLive({ config }))))
-)
+const withServices = <A, E>(
+  use: (wiring: typeof import("./Wiring.js")) => Effect.Effect<A, E, CliServices>
+) =>
+  Effect.flatMap(Effect.promise(() => import("./Wiring.js")), (wiring) => Effect.provide(use(wiring), wiring.ServicesLive))
 
 const printJson = (value: unknown) => Console.log(JSON.stringify(value, null, 2))
 
@@ -45,16 +38,26 @@ const decodeOrFail = <A, I>(schema: Schema.Schema<A, I>, what: string) => (input
 
 const migrate = Command.make("migrate", {}, () =>
   Effect.gen(function*() {
-    const options = yield* databaseOptions
+    const config = yield* appConfig
+    const [Database, Migrations] = yield* Effect.promise(() =>
+      Promise.all([import("../../layers/database/Database.js"), import("../../layers/database/Migrations.js")])
+    )
+    const options = { url: config.database, sqliteBusyTimeoutMillis: Database.SQLITE_BUSY_TIMEOUT_MILLIS }
     const applied = yield* Migrations.run.pipe(Effect.provide(Database.clientLayer(options)))
     yield* printJson({ applied: applied.map(([id, name]) => `${id}_${name}`) })
   })).pipe(Command.withDescription("Apply pending database migrations."))
 
-const tenantCreate = Command.make("create", { name: Args.text({ name: "name" }) }, ({ name }) =>
-  Effect.gen(function*() {
-    const tenants = yield* Tenants
-    yield* printJson(yield* tenants.createTenant(name))
-  }).pipe(Effect.provide(TenantsLive))).pipe(Command.withDescription("Create a tenant; prints its first API key once."))
+const tenantCreate = Command.make(
+  "create",
+  { name: Args.text({ name: "name" }).pipe(Args.withDescription("the tenant's name, unique")) },
+  ({ name }) =>
+    withServices(({ Tenants }) =>
+      Effect.gen(function*() {
+        const tenants = yield* Tenants
+        yield* printJson(yield* tenants.createTenant(name))
+      })
+    )
+).pipe(Command.withDescription("Create a tenant; prints it as JSON with its first API key (shown once)."))
 
 const parseAgents = (raw: string) =>
   decodeOrFail(Schema.Array(AgentName), "--agents")(raw.split(",").map((agent) => agent.trim()).filter((agent) => agent !== ""))
@@ -63,39 +66,44 @@ const keyCreate = Command.make(
   "create",
   {
     tenant: Options.text("tenant").pipe(Options.withDescription("the tenant id")),
-    agents: Options.text("agents").pipe(Options.optional, Options.withDescription("a,b,c or '*' (default '*')")),
-    name: Options.text("name").pipe(Options.optional),
+    agents: Options.text("agents").pipe(
+      Options.withDescription("the agents the key may post as: a,b,c or '*' for any (default '*')"),
+      Options.optional
+    ),
+    name: Options.text("name").pipe(Options.withDescription("a label for the key"), Options.optional),
     admin: Options.boolean("admin").pipe(Options.withDescription("the key may also use /v1/admin routes"))
   },
   ({ admin, agents, name, tenant }) =>
     Effect.gen(function*() {
       const tenantId = yield* decodeOrFail(TenantId, "--tenant")(tenant)
       const allowedAgents = Option.isSome(agents) ? yield* parseAgents(agents.value) : undefined
-      const tenants = yield* Tenants
-      yield* printJson(
-        yield* tenants.createKey(tenantId, { name: Option.getOrUndefined(name), allowedAgents, admin })
+      yield* withServices(({ Tenants }) =>
+        Effect.gen(function*() {
+          const tenants = yield* Tenants
+          yield* printJson(yield* tenants.createKey(tenantId, { name: Option.getOrUndefined(name), allowedAgents, admin }))
+        })
       )
-    }).pipe(Effect.provide(TenantsLive))
-).pipe(Command.withDescription("Create an API key for a tenant; prints it once."))
+    })
+).pipe(Command.withDescription("Create an API key for a tenant; prints it as JSON (the key is shown once)."))
 
-const keyRevoke = Command.make("revoke", { id: Args.text({ name: "id" }) }, ({ id }) =>
+const keyRevoke = Command.make("revoke", { id: Args.text({ name: "id" }).pipe(Args.withDescription("the API key's id")) }, ({ id }) =>
   Effect.gen(function*() {
     const keyId = yield* decodeOrFail(KeyId, "key id")(id)
-    const tenants = yield* Tenants
-    yield* tenants.revokeKey(keyId)
+    // The revoking transaction moves the change signal, so running servers refuse the key within 1 s.
+    yield* withServices(({ Tenants }) => Effect.flatMap(Tenants, (tenants) => tenants.revokeKey(keyId)))
     yield* printJson({ revoked: keyId })
-  }).pipe(Effect.provide(TenantsLive))).pipe(Command.withDescription("Revoke an API key and every token issued for it."))
+  })).pipe(Command.withDescription("Revoke an API key and every token issued for it; running servers refuse it within 1 s."))
 
 const errorsList = Command.make(
   "list",
   {
-    type: Options.text("type").pipe(Options.optional),
-    code: Options.text("code").pipe(Options.optional),
-    severity: Options.text("severity").pipe(Options.optional),
-    session: Options.text("session").pipe(Options.optional),
-    resolved: Options.text("resolved").pipe(Options.optional, Options.withDescription("true or false")),
-    since: Options.text("since").pipe(Options.optional, Options.withDescription("RFC 3339 timestamp")),
-    limit: Options.text("limit").pipe(Options.optional)
+    type: Options.text("type").pipe(Options.withDescription("only records of this type (validation, auth, database, ...)"), Options.optional),
+    code: Options.text("code").pipe(Options.withDescription("only records with this error code, e.g. SESSION_NOT_FOUND"), Options.optional),
+    severity: Options.text("severity").pipe(Options.withDescription("only this severity: warning, error or critical"), Options.optional),
+    session: Options.text("session").pipe(Options.withDescription("only records of this session id"), Options.optional),
+    resolved: Options.text("resolved").pipe(Options.withDescription("true or false"), Options.optional),
+    since: Options.text("since").pipe(Options.withDescription("only records at or after this RFC 3339 timestamp"), Options.optional),
+    limit: Options.text("limit").pipe(Options.withDescription("at most this many records"), Options.optional)
   },
   (options) =>
     Effect.gen(function*() {
@@ -104,28 +112,51 @@ const errorsList = Command.make(
           .flatMap(([name, value]) => (Option.isSome(value) ? [[name, value.value]] : []))
       )
       const filter = yield* decodeOrFail(ListErrorsParams, "the filter")(given)
-      const errors = yield* ErrorRecords
-      yield* printJson({ data: yield* errors.list(filter) })
-    }).pipe(Effect.provide(ErrorRecordsLive))
-).pipe(Command.withDescription("List error records, newest first."))
+      yield* withServices(({ ErrorRecords }) =>
+        Effect.gen(function*() {
+          const errors = yield* ErrorRecords
+          yield* printJson({ data: yield* errors.list(filter) })
+        })
+      )
+    })
+).pipe(Command.withDescription("List error records, newest first, as JSON { data: [...] }."))
 
-const errorsShow = Command.make("show", { id: Args.text({ name: "error_id" }) }, ({ id }) =>
+const errorIdArg = Args.text({ name: "error_id" }).pipe(Args.withDescription("the error_id of a record (a UUID)"))
+
+const errorsShow = Command.make("show", { id: errorIdArg }, ({ id }) =>
   Effect.gen(function*() {
     const errorId = yield* decodeOrFail(Uuid, "error_id")(id)
-    const errors = yield* ErrorRecords
-    yield* printJson(yield* errors.get(errorId))
-  }).pipe(Effect.provide(ErrorRecordsLive))).pipe(Command.withDescription("Show one error record."))
+    yield* withServices(({ ErrorRecords }) => Effect.flatMap(Effect.flatMap(ErrorRecords, (errors) => errors.get(errorId)), printJson))
+  })).pipe(Command.withDescription("Show one error record as JSON."))
 
 const errorsResolve = Command.make(
   "resolve",
-  { id: Args.text({ name: "error_id" }), notes: Options.text("notes").pipe(Options.optional) },
+  { id: errorIdArg, notes: Options.text("notes").pipe(Options.withDescription("why it is resolved"), Options.optional) },
   ({ id, notes }) =>
     Effect.gen(function*() {
       const errorId = yield* decodeOrFail(Uuid, "error_id")(id)
-      const errors = yield* ErrorRecords
-      yield* printJson(yield* errors.resolve(errorId, Option.getOrUndefined(notes)))
-    }).pipe(Effect.provide(ErrorRecordsLive))
-).pipe(Command.withDescription("Mark an error record resolved, with optional notes."))
+      yield* withServices(({ ErrorRecords }) =>
+        Effect.flatMap(Effect.flatMap(ErrorRecords, (errors) => errors.resolve(errorId, Option.getOrUndefined(notes))), printJson)
+      )
+    })
+).pipe(Command.withDescription("Mark an error record resolved, with optional notes; prints the record as JSON."))
+
+interface ServerReply {
+  readonly data?: Array<{ readonly dependency: string }>
+  readonly code?: string
+  readonly detail?: string
+}
+
+/** The server's JSON reply; anything else (a proxy's HTML page, a cut body) is reported as what it is. */
+const jsonReplyOf = (response: Response, baseUrl: string) =>
+  Effect.gen(function*() {
+    const contentType = response.headers.get("content-type") ?? "no content type"
+    const notJson = (why: string) =>
+      new UsageError(`the server at ${baseUrl} answered ${response.status} with ${contentType}, ${why}; is BULWARK_URL a Bulwark server?`)
+    const text = yield* Effect.tryPromise({ try: () => response.text(), catch: () => notJson("and its body could not be read") })
+    if (!/^application\/(problem\+)?json\b/i.test(contentType)) return yield* Effect.fail(notJson("not JSON"))
+    return yield* Effect.try({ try: () => JSON.parse(text) as ServerReply, catch: () => notJson("but the body is not valid JSON") })
+  })
 
 /**
  * Breakers live in the running server's memory, so this command asks the server (at `BULWARK_URL`,
@@ -134,8 +165,12 @@ const errorsResolve = Command.make(
 const breaker = Command.make(
   "breaker",
   {
-    dependency: Args.choice([["database", "database"], ["cache", "cache"]] as const, { name: "dependency" }),
-    action: Args.choice([["open", "open"], ["close", "close"], ["disable", "disable"], ["status", "status"]] as const, { name: "action" })
+    dependency: Args.choice([["database", "database"], ["cache", "cache"], ["memory", "memory"]] as const, { name: "dependency" }).pipe(
+      Args.withDescription("whose breaker: database, cache or memory")
+    ),
+    action: Args.choice([["open", "open"], ["close", "close"], ["disable", "disable"], ["status", "status"]] as const, { name: "action" }).pipe(
+      Args.withDescription("open (refuse calls), close (allow calls), disable (never trip) or status (print its state)")
+    )
   },
   ({ action, dependency }) =>
     Effect.gen(function*() {
@@ -155,7 +190,7 @@ const breaker = Command.make(
         try: () => request,
         catch: (cause) => new UsageError(`cannot reach the server at ${baseUrl} (${cause instanceof Error ? cause.message : String(cause)})`)
       })
-      const body = yield* Effect.promise(() => response.json() as Promise<{ data?: Array<{ dependency: string }>; code?: string; detail?: string }>)
+      const body = yield* jsonReplyOf(response, baseUrl)
       if (!response.ok) {
         return yield* Effect.fail(new UsageError(`the server answered ${response.status} ${body.code ?? ""}: ${body.detail ?? ""}`))
       }
@@ -164,11 +199,15 @@ const breaker = Command.make(
 ).pipe(Command.withDescription("Read or set a circuit breaker of the running server."))
 
 const cli = Command.make("bulwark").pipe(
+  Command.withDescription(
+    "Bulwark's admin CLI. Works on the database of DATABASE_URL (SQLite file or postgres://...) with the secrets of the environment; " +
+      "prints its result on stdout (JSON) and logs on stderr; a failure prints one line on stderr and exits 1."
+  ),
   Command.withSubcommands([
     migrate,
-    Command.make("tenant").pipe(Command.withSubcommands([tenantCreate])),
-    Command.make("key").pipe(Command.withSubcommands([keyCreate, keyRevoke])),
-    Command.make("errors").pipe(Command.withSubcommands([errorsList, errorsShow, errorsResolve])),
+    Command.make("tenant").pipe(Command.withDescription("Tenants."), Command.withSubcommands([tenantCreate])),
+    Command.make("key").pipe(Command.withDescription("API keys."), Command.withSubcommands([keyCreate, keyRevoke])),
+    Command.make("errors").pipe(Command.withDescription("The error ledger."), Command.withSubcommands([errorsList, errorsShow, errorsResolve])),
     breaker
   ])
 )
@@ -190,8 +229,15 @@ const reportFailure = Effect.tapErrorCause((cause) =>
   })
 )
 
+/** What @effect/cli needs, without the command executor and workers that `BunContext` would load. */
+const cliContext = Layer.mergeAll(BunFileSystem.layer, BunPath.layer, BunTerminal.layer)
+
+/** Logs on stderr, so that stdout carries only the result (`| jq` works). */
+const stderrLogging = Layer.unwrapEffect(Effect.map(logSettings, (settings) => Logging.layer({ ...settings, stream: "stderr" })))
+
 run(process.argv).pipe(
   reportFailure,
-  Effect.provide(BunContext.layer),
+  Effect.provide(cliContext),
+  Effect.provide(stderrLogging),
   (effect) => BunRuntime.runMain(effect, { disableErrorReporting: true, disablePrettyLogger: true })
 )

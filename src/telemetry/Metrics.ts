@@ -46,6 +46,11 @@ export const breakerTransitionsTotal = Metric.counter("bulwark_breaker_transitio
   incremental: true
 })
 
+export const backgroundRestartsTotal = Metric.counter("bulwark_background_restarts_total", {
+  description: "Background loops restarted after a failure or defect, by loop",
+  incremental: true
+})
+
 export const retriesTotal = Metric.counter("bulwark_retries_total", { description: "Retried dependency calls", incremental: true })
 
 export const rateLimitFallbacksTotal = Metric.counter("bulwark_rate_limit_fallbacks_total", {

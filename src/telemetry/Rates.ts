@@ -5,6 +5,7 @@
  * current minute. This process's own counts, like `/metrics`.
  */
 import { Clock, Context, Effect, Layer, Metric, MetricState, Schedule } from "effect"
+import * as Supervised from "../../layers/resilience/Supervised.js"
 
 export const RATE_MINUTES = 60
 const MINUTE_MILLIS = 60_000
@@ -61,7 +62,7 @@ const make = Effect.gen(function*() {
     return minute
   })
 
-  yield* sample.pipe(Effect.repeat(Schedule.spaced("5 seconds")), Effect.forkScoped)
+  yield* sample.pipe(Effect.repeat(Schedule.spaced("5 seconds")), Supervised.loop("request-rates"), Effect.forkScoped)
 
   /** The last hour, oldest minute first; the last point is the current, unfinished minute. */
   const lastHour = Effect.map(sample, (current): ReadonlyArray<RatePoint> =>

@@ -1,0 +1,3 @@
+import { onPostgres } from "../support/postgres.js"
+
+await onPostgres("cli/cli", () => import("../cli/cli.test.ts" + "?postgres"))
