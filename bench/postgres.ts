@@ -38,7 +38,8 @@ export const openBenchPostgres = async (rawUrl: string): Promise<BenchPostgres> 
   return {
     description: `PostgreSQL ${version} at ${url.host}`,
     createDatabase: async (label) => {
-      const name = `bench_${label.replaceAll(/[^a-z0-9]/g, "_")}_${suffix}`
+      // Numbered: one run may start the same server twice (the table, then the fan-out).
+      const name = `bench_${label.replaceAll(/[^a-z0-9]/g, "_")}_${suffix}_${created.length}`
       await admin.unsafe(`CREATE DATABASE "${name}"`)
       created.push(name)
       return withDatabase(url, name)
