@@ -8,12 +8,12 @@
  */
 import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { Server as BunServer } from "bun"
-import { Cause, Config, Effect, Exit, Option, Runtime, Schedule } from "effect"
+import { Cause, Config, Effect, Exit, Runtime, Schedule } from "effect"
 import { StartupError } from "../Config.js"
 import { ErrorLedger } from "../../services/ErrorLedger.js"
 import { RateLimiter } from "../../services/RateLimiter.js"
 import { type AppError, FieldIssue, Forbidden, PayloadTooLarge, type Timeout, UnsupportedMediaType } from "../errors.js"
-import { authenticateCaller } from "../http/Auth.js"
+import { addressBucket, authenticateCaller } from "../http/Auth.js"
 import { deadlineFiberId, MAX_BODY_BYTES, restoredDeadline } from "../http/Boundary.js"
 import { type InFlightRequest, track } from "../http/InFlight.js"
 import { classify, problemResponse } from "../http/Problem.js"
@@ -209,12 +209,12 @@ export const make = (options: McpOptions = {}) =>
 
       // The same credentials and limits as `/v1`: without a credential the client's address is counted.
       const anonymous = request.headers.get("authorization") === null
-      // The peer's address only counts requests without credentials (asking Bun for it costs a few µs).
-      const address = anonymous ? server.requestIP(request)?.address : undefined
+      // The peer's address counts requests without credentials and failed authentications.
+      const address = server.requestIP(request)?.address
       const serverRequest = address === undefined ? HttpServerRequest.fromWeb(request) : HttpServerRequest.fromWeb(request).modify({ remoteAddress: address })
       track(serverRequest, inFlight)
       const authenticated = anonymous
-        ? Effect.zipRight(limiter.hit(`ip:${Option.getOrElse(serverRequest.remoteAddress, () => "unknown")}`), authenticate)
+        ? Effect.zipRight(limiter.hit(addressBucket(serverRequest)), authenticate)
         : authenticate
       const modernRequest = request.method === "POST" &&
         (declaredVersion(body) !== undefined || (!hasSession && request.headers.get("mcp-protocol-version") === MODERN_VERSION))
