@@ -35,6 +35,9 @@ describe("caps on open event streams", () => {
       expect((await server.fetch(`/v1/sessions/${sessionId}/messages`, withKey(key))).status).toBe(200)
       clients.push(await subscribe(server, other, await newSession(server, other)))
 
+      // Operators see the caps and the count in /health details.
+      const health = (await (await server.admin("/health")).json()) as { streams?: unknown }
+      expect(health.streams).toEqual({ open: 3, per_key_cap: 2, process_cap: 100 })
       expect(await metric(server, /^bulwark_event_stream_cap\{scope="key"\} (\d+)$/m)).toBe(2)
       expect(await metric(server, /^bulwark_event_stream_cap\{scope="process"\} (\d+)$/m)).toBe(100)
 
