@@ -99,4 +99,57 @@ describe("caps on open event streams", () => {
       await server.close()
     }
   })
+  test("MCP listen streams count against the same caps: past the key's, listen is 429 RATE_LIMITED; closing it frees the slot", async () => {
+    const server = await startServer({ streamCaps: { perKey: 1, total: 100 } })
+    const clients: Array<SseClient> = []
+    try {
+      const key = (await server.createTenant()).api_key
+      const sessionId = await newSession(server, key)
+      const listen = () =>
+        openEvents(`${server.url}/mcp`, {
+          method: "POST",
+          headers: {
+            authorization: `Bearer ${key}`,
+            accept: "application/json, text/event-stream",
+            "content-type": "application/json",
+            "mcp-protocol-version": "2026-07-28",
+            "mcp-method": "subscriptions/listen"
+          },
+          body: JSON.stringify({
+            jsonrpc: "2.0",
+            id: 7,
+            method: "subscriptions/listen",
+            params: {
+              _meta: { "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {} },
+              notifications: { resourceSubscriptions: [`bulwark://sessions/${sessionId}/messages`] }
+            }
+          })
+        })
+      const listening = await listen()
+      clients.push(listening)
+      expect(listening.response.status).toBe(200)
+      expect((await listening.nextEvent(3000)).data).toContain("notifications/subscriptions/acknowledged")
+
+      // The key's one slot is the listen stream's: neither an SSE stream nor another listen gets one.
+      await expectProblem(await server.fetch(`/v1/sessions/${sessionId}/events`, withKey(key)), 429, "RATE_LIMITED")
+      const second = await listen()
+      clients.push(second)
+      expect(second.response.status).toBe(429)
+      expect(Number(second.response.headers.get("retry-after"))).toBeGreaterThanOrEqual(1)
+      // The key's other requests still work.
+      expect((await server.fetch(`/v1/sessions/${sessionId}`, withKey(key))).status).toBe(200)
+
+      listening.close()
+      const reopened = await eventually(async () => {
+        const response = await fetch(`${server.url}/v1/sessions/${sessionId}/events`, withKey(key))
+        if (response.status === 200) return response
+        await response.body?.cancel()
+        return undefined
+      })
+      await reopened.body?.cancel()
+    } finally {
+      for (const client of clients) client.close()
+      await server.close()
+    }
+  })
 })
