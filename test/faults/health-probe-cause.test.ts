@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { LogLevel } from "effect"
 import { type OwnRedis, requireRedisServer, startOwnRedis } from "../support/redis.js"
+import { captureLogLines } from "../support/logLines.js"
 import { startServer, type TestServer } from "../support/server.js"
 
 const available = requireRedisServer()
@@ -10,17 +11,15 @@ describe.skipIf(!available)("health probe causes", () => {
   let redis: OwnRedis
   let server: TestServer
   const lines: Array<string> = []
-  const originalLog = console.log
+  let restoreLog = () => {}
 
   beforeAll(async () => {
-    console.log = (...args: Array<unknown>) => {
-      lines.push(args.map((arg) => (typeof arg === "string" ? arg : JSON.stringify(arg))).join(" "))
-    }
+    restoreLog = captureLogLines(lines)
     redis = await startOwnRedis()
     server = await startServer({ redisUrl: redis.url, logLevel: LogLevel.Warning })
   }, 30_000)
   afterAll(async () => {
-    console.log = originalLog
+    restoreLog()
     await server.close()
     await redis.stop()
   }, 30_000)

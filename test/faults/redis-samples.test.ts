@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { LogLevel } from "effect"
 import { eventually, startServer, type TestServer, withKey } from "../support/server.js"
 import { type OwnRedis, requireRedisServer, startOwnRedis } from "../support/redis.js"
+import { captureLogLines } from "../support/logLines.js"
 
 const available = requireRedisServer()
 
@@ -29,17 +30,15 @@ describe.skipIf(!available)("logged samples are sanitised", () => {
   let redis: OwnRedis
   let server: TestServer
   const lines: Array<string> = []
-  const originalLog = console.log
+  let restoreLog = () => {}
 
   beforeAll(async () => {
-    console.log = (...args: Array<unknown>) => {
-      lines.push(args.map((arg) => (typeof arg === "string" ? arg : JSON.stringify(arg))).join(" "))
-    }
+    restoreLog = captureLogLines(lines)
     redis = await startOwnRedis()
     server = await startServer({ redisUrl: redis.url, logLevel: LogLevel.Warning })
   }, 30_000)
   afterAll(async () => {
-    console.log = originalLog
+    restoreLog()
     await server.close()
     await redis.stop()
   }, 30_000)

@@ -156,3 +156,50 @@ export const measureRevocation = async (
   console.log(`revocation delay (${label}), ms per instance: key deleted ${keyDelays.join(", ")}; tokens revoked ${tokenDelays.join(", ")}`)
   return [...keyDelays, ...tokenDelays]
 }
+
+/**
+ * Six writers post through every instance while one of them is killed with SIGKILL: every write
+ * acknowledged before or after is in the database with `seq` gapless, and a new instance joining
+ * the survivors continues the sequence. Answers the instances left running.
+ */
+export const killOneUnderWriteLoad = async (options: {
+  readonly instances: ReadonlyArray<Instance>
+  readonly cluster: Cluster
+  readonly key: string
+  readonly sessionId: string
+}): Promise<Array<Instance>> => {
+  const { cluster, key, sessionId } = options
+  let instances = [...options.instances]
+  const acknowledged: Array<Posted> = []
+  const refused: Array<string> = []
+  let writing = true
+  const writer = async (id: number) => {
+    for (let n = 0; writing; n++) {
+      const via = instances[(id + n) % instances.length]!
+      try {
+        acknowledged.push(await postMessage(via, key, sessionId, `w${id}-${n}`))
+      } catch (error) {
+        // The killed instance drops the connection (not acknowledged); any answer other than 201 is a failure.
+        if (error instanceof NotCreated) refused.push(`${via.name}: ${error.message}`)
+      }
+    }
+  }
+  const writers = Array.from({ length: 6 }, (_, id) => writer(id))
+  await Bun.sleep(400)
+  const victim = instances[1]!
+  await victim.kill()
+  instances = instances.filter((instance) => instance !== victim)
+  const atKill = acknowledged.length
+  await Bun.sleep(400)
+  writing = false
+  await Promise.all(writers)
+  expect(refused).toEqual([])
+  expect(atKill).toBeGreaterThan(0)
+  expect(acknowledged.length).toBeGreaterThan(atKill)
+  await expectEveryWriteKept(instances[0]!, key, sessionId, acknowledged.length, acknowledged)
+  const joined = await cluster.start("d")
+  instances.push(joined)
+  const next = await postMessage(joined, key, sessionId, "after the kill")
+  await expectEveryWriteKept(instances[0]!, key, sessionId, next.seq)
+  return instances
+}

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { type OwnRedis, requireRedisServer, startOwnRedis } from "../support/redis.js"
 import { withKey } from "../support/server.js"
 import { type Cluster, type Instance, startCluster } from "../support/instances.js"
-import { expectEveryWriteKept, measureRevocation, NotCreated, postMessage, racingIdempotentPosts } from "./checks.js"
+import { expectEveryWriteKept, killOneUnderWriteLoad, measureRevocation, postMessage, racingIdempotentPosts } from "./checks.js"
 
 const available = requireRedisServer()
 
@@ -77,38 +77,6 @@ describe.skipIf(!available)("three processes on one SQLite file and one Redis", 
   }, 30_000)
 
   test("kill -9 of one instance under write load: every acknowledged write is kept and seq stays gapless", async () => {
-    const sessionId = await newSession(instances[0]!)
-    const acknowledged: Array<{ id: string; seq: number }> = []
-    const refused: Array<string> = []
-    let writing = true
-    const writer = async (id: number) => {
-      for (let n = 0; writing; n++) {
-        const via = instances[(id + n) % instances.length]!
-        try {
-          acknowledged.push(await postMessage(via, key, sessionId, `w${id}-${n}`))
-        } catch (error) {
-          // The killed instance drops the connection (not acknowledged); any answer other than 201 is a failure.
-          if (error instanceof NotCreated) refused.push(`${via.name}: ${error.message}`)
-        }
-      }
-    }
-    const writers = Array.from({ length: 6 }, (_, id) => writer(id))
-    await Bun.sleep(400)
-    const victim = instances[1]!
-    await victim.kill()
-    instances = instances.filter((instance) => instance !== victim)
-    const atKill = acknowledged.length
-    await Bun.sleep(400)
-    writing = false
-    await Promise.all(writers)
-    expect(refused).toEqual([])
-    expect(atKill).toBeGreaterThan(0)
-    expect(acknowledged.length).toBeGreaterThan(atKill)
-    await expectEveryWriteKept(instances[0]!, key, sessionId, acknowledged.length, acknowledged)
-    // A new instance joins the survivors on the same data and continues the sequence.
-    const joined = await cluster.start("d")
-    instances.push(joined)
-    const next = await postMessage(joined, key, sessionId, "after the kill")
-    await expectEveryWriteKept(instances[0]!, key, sessionId, next.seq)
+    instances = await killOneUnderWriteLoad({ instances, cluster, key, sessionId: await newSession(instances[0]!) })
   }, 60_000)
 })

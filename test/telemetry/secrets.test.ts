@@ -3,22 +3,21 @@ import { afterAll, beforeAll, expect, test } from "bun:test"
 import { LogLevel } from "effect"
 import { defectRoute, eventually, expectProblem, ledgerRecord, startServer, type TestServer, withKey } from "../support/server.js"
 import { type Receiver, startReceiver } from "../support/otlp.js"
+import { captureLogLines } from "../support/logLines.js"
 
 let receiver: Receiver
 let server: TestServer
 const logged: Array<string> = []
-const originalLog = console.log
+let restoreLog = () => {}
 
 beforeAll(async () => {
   receiver = startReceiver()
-  console.log = (...args: Array<unknown>) => {
-    logged.push(args.map(String).join(" "))
-  }
+  restoreLog = captureLogLines(logged)
   server = await startServer({ otlpEndpoint: receiver.url, extraRoutes: defectRoute, logLevel: LogLevel.Debug })
 })
 afterAll(async () => {
   await server.close()
-  console.log = originalLog
+  restoreLog()
   receiver.stop()
 })
 
