@@ -2,6 +2,7 @@
 import { describe, expect, test } from "bun:test"
 import { eventually, expectProblem, startServer, type TestServer, withKey } from "../support/server.js"
 import { openEvents, type SseClient } from "../support/sse.js"
+import { connect } from "../mcp/client.js"
 
 const newSession = async (server: TestServer, key: string) =>
   ((await (await server.fetch("/v1/sessions", withKey(key, { method: "POST", body: "{}" }))).json()) as { id: string }).id
@@ -149,6 +150,25 @@ describe("caps on open event streams", () => {
       await reopened.body?.cancel()
     } finally {
       for (const client of clients) client.close()
+      await server.close()
+    }
+  })
+  test("the MCP session era's GET stream takes a slot too, and gives it back when the client closes", async () => {
+    const server = await startServer({ streamCaps: { perKey: 1, total: 100 } })
+    try {
+      const key = (await server.createTenant()).api_key
+      const sessionId = await newSession(server, key)
+      const status = async () => {
+        const response = await fetch(`${server.url}/v1/sessions/${sessionId}/events`, withKey(key))
+        await response.body?.cancel()
+        return response.status
+      }
+      // The SDK client opens its GET stream once the session is initialized.
+      const { client } = await connect(server, key)
+      await eventually(async () => ((await status()) === 429 ? true : undefined))
+      await client.close()
+      await eventually(async () => ((await status()) === 200 ? true : undefined))
+    } finally {
       await server.close()
     }
   })
