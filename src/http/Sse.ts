@@ -65,9 +65,10 @@ const exemptFromIdleTimeout = (request: HttpServerRequest.HttpServerRequest) => 
 
 /**
  * The response for a stream that `open` starts once the client reads the body (never for a
- * response that is not sent, or a HEAD). The stream ends when the client leaves (`cancel`).
+ * response that is not sent, or a HEAD). The stream ends when the client leaves (`cancel`); its
+ * slot (`release`, idempotent) is given back however it ends.
  */
-export const eventStreamResponse = (open: (sink: StreamSink) => Effect.Effect<Subscription>) =>
+export const eventStreamResponse = (open: (sink: StreamSink) => Effect.Effect<Subscription>, release: () => void) =>
   Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
     exemptFromIdleTimeout(request)
     let subscription: Subscription | undefined
@@ -88,6 +89,7 @@ export const eventStreamResponse = (open: (sink: StreamSink) => Effect.Effect<Su
         },
         cancel: () => {
           ended = true
+          release()
           subscription?.cancel()
         }
       },
@@ -103,6 +105,7 @@ export const eventStreamResponse = (open: (sink: StreamSink) => Effect.Effect<Su
         } catch {
           // The body was closed under us (the client is gone): the stream is released like a cancel.
           ended = true
+          release()
           subscription?.cancel()
           return false
         }
@@ -111,6 +114,7 @@ export const eventStreamResponse = (open: (sink: StreamSink) => Effect.Effect<Su
       end: () => {
         if (ended) return
         ended = true
+        release()
         controller.close()
       }
     })
