@@ -1,7 +1,7 @@
 /**
  * What `/health` reports (SPEC §4): each dependency probed through its breaker (so an open breaker
  * answers at once), with its breaker state and latency, and the ledger's recent and unresolved
- * counts, and the open event streams against their caps. Unhealthy when the database cannot serve; degraded when only the cache or the memory
+ * counts. Unhealthy when the database cannot serve; degraded when only the cache or the memory
  * store cannot (the rest of the API still serves).
  */
 import { Clock, Effect, Either } from "effect"
@@ -14,7 +14,6 @@ import { type AppError, serverMessageOf } from "../src/errors.js"
 import { sanitizeText } from "../src/telemetry/Sanitize.js"
 import { CachePolicy } from "./CachedReads.js"
 import { ErrorRecords } from "./ErrorLedger.js"
-import { StreamSlots } from "./StreamSlots.js"
 
 /** Errors in the last five minutes count as recent. */
 const RECENT_MILLIS = 5 * 60 * 1000
@@ -26,7 +25,6 @@ export class Health extends Effect.Service<Health>()("bulwark/Health", {
     const memory = yield* MemoryStore
     const records = yield* ErrorRecords
     const cachePolicy = yield* CachePolicy
-    const slots = yield* StreamSlots
     const breakers = { database: db.breaker, cache: cache.breaker, memory: memory.breaker } as const
 
     const probe = <E extends AppError>(dependency: keyof typeof breakers, check: Effect.Effect<unknown, E>, kind?: string) =>
@@ -70,13 +68,7 @@ export class Health extends Effect.Service<Health>()("bulwark/Health", {
         })),
         Effect.catchAll((error) => Effect.as(Effect.logWarning("the error ledger could not be read for /health").pipe(Effect.annotateLogs({ code: error.code })), null))
       )
-      const { cap, open, perKeyCap } = slots.status()
-      return new HealthReport({
-        status,
-        dependencies: { database, cache: cacheHealth, memory: memoryHealth },
-        errors,
-        streams: { open, per_key_cap: perKeyCap, process_cap: cap }
-      })
+      return new HealthReport({ status, dependencies: { database, cache: cacheHealth, memory: memoryHealth }, errors })
     })
 
     /**

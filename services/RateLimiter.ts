@@ -60,38 +60,6 @@ const make = Effect.gen(function*() {
       return count > limit ? Effect.fail(new RateLimited({ retryAfterSeconds: reset })) : Effect.void
     })
 
-  // Addresses whose failed authentications took them past their limit, with the end of that window:
-  // their requests are refused before a credential is looked up (SPEC §4), so a key scan stops
-  // reaching the database. Kept in process: each instance learns it from its own count.
-  const exhausted = new Map<string, number>()
-
-  /** Counts a failed authentication against `bucket` (the address's own); past the limit it is remembered. */
-  const hitFailedAuthentication = (bucket: string) =>
-    Effect.tapError(hit(bucket), (error) =>
-      error._tag !== "RateLimited" ? Effect.void : Effect.clockWith((clock) =>
-        Effect.sync(() => {
-          const now = clock.unsafeCurrentTimeMillis()
-          if (exhausted.size > 10_000) for (const [k, until] of exhausted) if (until <= now) exhausted.delete(k)
-          exhausted.set(bucket, now + error.retryAfterSeconds * 1000)
-        })
-      ))
-
-  /** Fails `RateLimited`, without counting, while `bucket` is known here to be past its limit in this window. */
-  const refuseIfExhausted = (bucket: string): Effect.Effect<void, RateLimited> =>
-    Effect.clockWith((clock) => {
-      const until = exhausted.get(bucket)
-      if (until === undefined) return Effect.void
-      const now = clock.unsafeCurrentTimeMillis()
-      if (until <= now) {
-        exhausted.delete(bucket)
-        return Effect.void
-      }
-      return Effect.fail(new RateLimited({ retryAfterSeconds: Math.max(1, Math.ceil((until - now) / 1000)) }))
-    })
-
-  /** Whether any bucket is known to be past its limit: when none is, there is nothing to look up. */
-  const anyExhausted = () => exhausted.size > 0
-
   /** Counts one request against `bucket`; fails `RateLimited` past the limit. */
   // Every request passes here: not a span of its own, and as few steps as it can be; a shared
   // counter's Redis call has its span.
@@ -106,7 +74,7 @@ const make = Effect.gen(function*() {
       return Effect.flatMap(Effect.catchAll(cache.increment(key, windowMillis), fallBack(key, now)), (count) => settle(count, now, window))
     })
 
-  return { hit, hitFailedAuthentication, refuseIfExhausted, anyExhausted } as const
+  return { hit } as const
 })
 
 export class RateLimiter extends Context.Tag("bulwark/RateLimiter")<RateLimiter, Effect.Effect.Success<typeof make>>() {

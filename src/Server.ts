@@ -19,7 +19,6 @@ import { ConsoleSessions } from "../services/ConsoleSessions.js"
 import { Health } from "../services/Health.js"
 import { Idempotency } from "../services/Idempotency.js"
 import { RateLimitConfig, RateLimiter, RateLimitStore } from "../services/RateLimiter.js"
-import { defaultStreamCaps, type StreamCaps, StreamSlots } from "../services/StreamSlots.js"
 import { CachedReads, CachePolicy } from "../services/CachedReads.js"
 import { ErrorLedger, ErrorRecords } from "../services/ErrorLedger.js"
 import { ErrorsRepo } from "../services/ErrorsRepo.js"
@@ -71,8 +70,6 @@ export interface ServerOptions {
   readonly traceUrl?: string | null
   /** OTEL_TRACES_SAMPLER_ARG, 1 when not given. */
   readonly traceSampleRatio?: number
-  /** BULWARK_MAX_STREAMS_PER_KEY / BULWARK_MAX_STREAMS (see `streamCapsConfig`); 100 / 10000 when not given. */
-  readonly streamCaps?: StreamCaps
 }
 
 /**
@@ -137,7 +134,6 @@ export const ServicesLive = (options: ServerOptions) =>
     Layer.provideMerge(Layer.succeed(ConsoleSettings, { traceUrl: options.traceUrl ?? null })),
     Layer.provideMerge(SharedContextLive(options)),
     Layer.provideMerge(Layer.succeed(RateLimitConfig, options.config.rateLimit)),
-    Layer.provideMerge(StreamSlots.layer(options.streamCaps ?? defaultStreamCaps)),
     Layer.provideMerge(Layer.succeed(RateLimitStore, rateLimitStoreOf(options))),
     Layer.provideMerge(adminTokenLayer(options.config.adminToken, options.config.database)),
     Layer.provideMerge(jwtSecretLayer(options.config.jwtSecret, options.config.database)),

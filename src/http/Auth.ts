@@ -4,7 +4,7 @@
  * "a bad one" (`AUTH_INVALID`); what a credential is worth is decided by the `Auth` service.
  */
 import { HttpServerRequest } from "@effect/platform"
-import { Effect, Layer, Option, Redacted } from "effect"
+import { Effect, Layer, Redacted } from "effect"
 import { Auth } from "../../services/Auth.js"
 import { ConsoleSessions } from "../../services/ConsoleSessions.js"
 import { RateLimiter } from "../../services/RateLimiter.js"
@@ -36,29 +36,13 @@ export const bearerCredential = Effect.flatMap(HttpServerRequest.HttpServerReque
 /** A key and the access tokens issued for it share one limit. */
 const keyBucket = (principal: Principal) => `key:${principal.keyId}`
 
-/** The client address's bucket: requests without credentials, and failed authentications (SPEC §4). */
-export const addressBucket = (request: HttpServerRequest.HttpServerRequest) => `ip:${Option.getOrElse(request.remoteAddress, () => "unknown")}`
-
-/** A credential was sent and did not authenticate (a missing one is counted as a request without credentials). */
-const isFailedAuthentication = (error: { readonly _tag: string }) =>
-  error._tag === "Unauthenticated" && (error as Unauthenticated).code !== "AUTH_MISSING"
-
-/**
- * The caller of a `/v1` route: its credential checked (which puts its tenant on the span), its key's
- * limit counted. A credential that fails counts against the client address's limit, and an address
- * past it is refused before its next credential is looked up, so guessing keys costs the guesser.
- */
+/** The caller of a `/v1` route: its credential checked (which puts its tenant on the span), its key's limit counted. */
 export const authenticateCaller = Effect.gen(function*() {
   const auth = yield* Auth
   const limiter = yield* RateLimiter
-  return Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
-    const checked = Effect.flatMap(credentialOf(request), auth.authenticateKey).pipe(
-      Effect.tapError((error) => (isFailedAuthentication(error) ? limiter.hitFailedAuthentication(addressBucket(request)) : Effect.void)),
-      Effect.tap((principal) => limiter.hit(keyBucket(principal)))
-    )
-    // The address is only asked for when some address is refused (asking costs a few µs a request).
-    return limiter.anyExhausted() ? Effect.zipRight(limiter.refuseIfExhausted(addressBucket(request)), checked) : checked
-  })
+  return Effect.flatMap(bearerCredential, auth.authenticateKey).pipe(
+    Effect.tap((principal) => limiter.hit(keyBucket(principal)))
+  )
 })
 
 export const AuthenticationLive = Layer.effect(

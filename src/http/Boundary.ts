@@ -14,7 +14,6 @@ import { CONSOLE_COOKIE, secretRoutes } from "../Api.js"
 import { type AppError, FieldIssue, MethodNotAllowed, PayloadTooLarge, Timeout, UnsupportedMediaType, ValidationFailed } from "../errors.js"
 import { sanitizePayload } from "../telemetry/Sanitize.js"
 import { interruptedOnlyBy, isClientAbort, type RouteLookup } from "../telemetry/ServerSpan.js"
-import { addressBucket } from "./Auth.js"
 import { type InFlightRequest, type RateLimitHeaders, track } from "./InFlight.js"
 import { classify, problemResponse } from "./Problem.js"
 
@@ -276,7 +275,7 @@ export const problemBoundary = (options: BoundaryOptions) =>
         ? guardBody(request, read)
         : undefined
       if (request.headers.authorization !== undefined || isHealthProbe(request.url)) return rules
-      const limit = limiter.hit(addressBucket(request))
+      const limit = limiter.hit(`ip:${Option.getOrElse(request.remoteAddress, () => "unknown")}`)
       return rules === undefined ? limit : Effect.zipRight(limit, rules)
     }
 

@@ -2,7 +2,7 @@
  * Handlers: each maps the decoded input and the caller to one service call. Nothing here reads
  * the raw request; that stays in the boundary and the auth middleware.
  */
-import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import { Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
 import { CONSOLE_SESSION_SECONDS, ConsoleSessions } from "../../services/ConsoleSessions.js"
 import { ConsoleSessionInfo, ConsoleSettings } from "../domain/Console.js"
@@ -12,7 +12,6 @@ import { ErrorRecords } from "../../services/ErrorLedger.js"
 import { Health } from "../../services/Health.js"
 import { Idempotency } from "../../services/Idempotency.js"
 import { Events, type StreamRequest, type StreamSink } from "../../services/Events.js"
-import { StreamSlots } from "../../services/StreamSlots.js"
 import { Memory } from "../../services/Memory.js"
 import { Messages } from "../../services/Messages.js"
 import { Sessions } from "../../services/Sessions.js"
@@ -87,8 +86,6 @@ export const SessionsLive = HttpApiBuilder.group(Api, "sessions", (handlers) =>
       .handle("delete", ({ path }) => Effect.flatMap(CurrentPrincipal, (caller) => sessions.remove(caller.tenantId, path.id)))
   }))
 
-const noRelease = () => {}
-
 /** Built outside the handler, so an open stream holds these values and not the handler's whole scope. */
 const opener = (events: Events["Type"], tenantId: string, sessionId: string, after: number, request: StreamRequest) => (sink: StreamSink) =>
   events.open(tenantId, sessionId, after, request, sink)
@@ -97,7 +94,6 @@ export const MessagesLive = HttpApiBuilder.group(Api, "messages", (handlers) =>
   Effect.gen(function*() {
     const messages = yield* Messages
     const events = yield* Events
-    const slots = yield* StreamSlots
     return handlers
       .handle("post", ({ headers, path, payload }) =>
         Effect.flatMap(CurrentPrincipal, (caller) => messages.postOnce(caller, path.id, payload, headers["idempotency-key"])))
@@ -117,11 +113,7 @@ export const MessagesLive = HttpApiBuilder.group(Api, "messages", (handlers) =>
             userAgent: inFlight?.userAgent,
             traceId: Option.getOrUndefined(Option.map(span, (s) => s.traceId))
           }
-          // Taken last, so that nothing can fail between taking the slot and the stream that gives it
-          // back; a HEAD opens no stream (its body is never read, so nothing would give it back).
-          const method = (yield* HttpServerRequest.HttpServerRequest).method
-          const release = method === "HEAD" ? noRelease : yield* slots.acquire(caller.keyId)
-          return yield* eventStreamResponse(opener(events, caller.tenantId, path.id, after, request), release)
+          return yield* eventStreamResponse(opener(events, caller.tenantId, path.id, after, request))
         }))
   }))
 

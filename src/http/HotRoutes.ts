@@ -60,8 +60,9 @@ export const make = (options: HotRoutesOptions) =>
       if (route === undefined) throw new Error(`the hot route ${path} is not a route of the API`)
       return (request, server) => {
         const startedAt = Date.now()
-        // The peer's address rate limits requests without credentials and failed authentications.
-        const address = server.requestIP(request)?.address
+        // The peer's address is only used to rate limit requests without credentials (asking Bun
+        // for it cost about 4 µs a request).
+        const address = request.headers.has("authorization") ? undefined : server.requestIP(request)?.address
         const serverRequest = address === undefined
           ? HttpServerRequest.fromWeb(request)
           : HttpServerRequest.fromWeb(request).modify({ remoteAddress: address })

@@ -65,10 +65,9 @@ const exemptFromIdleTimeout = (request: HttpServerRequest.HttpServerRequest) => 
 
 /**
  * The response for a stream that `open` starts once the client reads the body (never for a
- * response that is not sent, or a HEAD). The stream ends when the client leaves (`cancel`); its
- * slot (`release`, idempotent) is given back however it ends.
+ * response that is not sent, or a HEAD). The stream ends when the client leaves (`cancel`).
  */
-export const eventStreamResponse = (open: (sink: StreamSink) => Effect.Effect<Subscription>, release: () => void) =>
+export const eventStreamResponse = (open: (sink: StreamSink) => Effect.Effect<Subscription>) =>
   Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
     exemptFromIdleTimeout(request)
     let subscription: Subscription | undefined
@@ -89,7 +88,6 @@ export const eventStreamResponse = (open: (sink: StreamSink) => Effect.Effect<Su
         },
         cancel: () => {
           ended = true
-          release()
           subscription?.cancel()
         }
       },
@@ -105,7 +103,6 @@ export const eventStreamResponse = (open: (sink: StreamSink) => Effect.Effect<Su
         } catch {
           // The body was closed under us (the client is gone): the stream is released like a cancel.
           ended = true
-          release()
           subscription?.cancel()
           return false
         }
@@ -114,7 +111,6 @@ export const eventStreamResponse = (open: (sink: StreamSink) => Effect.Effect<Su
       end: () => {
         if (ended) return
         ended = true
-        release()
         controller.close()
       }
     })

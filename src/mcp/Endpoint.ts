@@ -8,13 +8,12 @@
  */
 import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { Server as BunServer } from "bun"
-import { Cause, Config, Effect, Exit, Runtime, Schedule } from "effect"
+import { Cause, Config, Effect, Exit, Option, Runtime, Schedule } from "effect"
 import { StartupError } from "../Config.js"
 import { ErrorLedger } from "../../services/ErrorLedger.js"
 import { RateLimiter } from "../../services/RateLimiter.js"
-import { StreamSlots } from "../../services/StreamSlots.js"
 import { type AppError, FieldIssue, Forbidden, PayloadTooLarge, type Timeout, UnsupportedMediaType } from "../errors.js"
-import { addressBucket, authenticateCaller } from "../http/Auth.js"
+import { authenticateCaller } from "../http/Auth.js"
 import { deadlineFiberId, MAX_BODY_BYTES, restoredDeadline } from "../http/Boundary.js"
 import { type InFlightRequest, track } from "../http/InFlight.js"
 import { classify, problemResponse } from "../http/Problem.js"
@@ -63,36 +62,12 @@ const tooLarge = new PayloadTooLarge({
 
 const isJsonMediaType = (contentType: string): boolean => (contentType.split(";")[0]?.trim().toLowerCase() ?? "") === "application/json"
 
-/** A stream's response that gives its slot back once, however it ends; any other answer gives it back at once. */
-const holdingSlot = (response: Response, release: () => void): Response => {
-  if (response.status !== 200 || response.body === null || !(response.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
-    release()
-    return response
-  }
-  const reader = response.body.getReader()
-  const body = new ReadableStream<Uint8Array>({
-    pull: async (controller) => {
-      const chunk = await reader.read().catch(() => ({ done: true as const, value: undefined }))
-      if (chunk.done) {
-        release()
-        controller.close()
-      } else controller.enqueue(chunk.value)
-    },
-    cancel: (reason) => {
-      release()
-      return reader.cancel(reason)
-    }
-  })
-  return new Response(body, { status: response.status, headers: response.headers })
-}
-
 export const make = (options: McpOptions = {}) =>
   Effect.gen(function*() {
     const runtime = yield* Effect.runtime<McpServices | RateLimiter>()
     const authenticate = yield* authenticateCaller
     const limiter = yield* RateLimiter
     const ledger = yield* ErrorLedger
-    const slots = yield* StreamSlots
     const run: McpRunner = {
       promise: Runtime.runPromise(runtime),
       fork: Runtime.runFork(runtime)
@@ -234,18 +209,15 @@ export const make = (options: McpOptions = {}) =>
 
       // The same credentials and limits as `/v1`: without a credential the client's address is counted.
       const anonymous = request.headers.get("authorization") === null
-      // The peer's address counts requests without credentials and failed authentications.
-      const address = server.requestIP(request)?.address
+      // The peer's address only counts requests without credentials (asking Bun for it costs a few µs).
+      const address = anonymous ? server.requestIP(request)?.address : undefined
       const serverRequest = address === undefined ? HttpServerRequest.fromWeb(request) : HttpServerRequest.fromWeb(request).modify({ remoteAddress: address })
       track(serverRequest, inFlight)
       const authenticated = anonymous
-        ? Effect.zipRight(limiter.hit(addressBucket(serverRequest)), authenticate)
+        ? Effect.zipRight(limiter.hit(`ip:${Option.getOrElse(serverRequest.remoteAddress, () => "unknown")}`), authenticate)
         : authenticate
       const modernRequest = request.method === "POST" &&
         (declaredVersion(body) !== undefined || (!hasSession && request.headers.get("mcp-protocol-version") === MODERN_VERSION))
-
-      // The session era's GET stream and the stateless era's `subscriptions/listen` are event streams (SPEC §1 caps them).
-      const opensStream = request.method === "GET" || (modernRequest && (body as { method?: unknown } | undefined)?.method === "subscriptions/listen")
 
       const program = authenticated.pipe(
         Effect.provideService(HttpServerRequest.HttpServerRequest, serverRequest),
@@ -253,18 +225,8 @@ export const make = (options: McpOptions = {}) =>
           onFailure: (error) => failed(error, request, inFlight),
           onSuccess: (caller): Effect.Effect<Response, never, McpServices> => {
             const scope: RequestScope = { caller, httpRequestId: inFlight.requestId, userAgent: inFlight.userAgent }
-            const answer = modernRequest
-              ? modern.handle(request, body, scope)
-              : legacy.callInSession(request, body, scope) ?? Effect.promise(() => legacy.handle(request, body, scope))
-            if (!opensStream) return answer
-            return Effect.matchEffect(slots.acquire(caller.keyId), {
-              onFailure: (error) => failed(error, request, inFlight, caller.tenantId),
-              onSuccess: (release) =>
-                answer.pipe(
-                  Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : Effect.sync(release))),
-                  Effect.map((response) => holdingSlot(response, release))
-                )
-            })
+            if (modernRequest) return modern.handle(request, body, scope)
+            return legacy.callInSession(request, body, scope) ?? Effect.promise(() => legacy.handle(request, body, scope))
           }
         }),
         // A defect below the edge (ours or the SDK's): a 500 with an error_id, never a bare one.

@@ -63,31 +63,6 @@ describe("rate limits", () => {
       await server.close()
     }
   })
-
-  test("failed authentications count against the address's limit; past it even a good key from there is refused before it is looked up", async () => {
-    const server = await startServer({ rateLimit: { limit: 4, windowMillis: 60_000 } })
-    try {
-      const tenant = await server.createTenant()
-      const session = "00000000-0000-4000-8000-000000000000"
-      // A scan of guessed keys through the API's routes and the lean read path: each one fails 401, and counts.
-      await expectProblem(await server.fetch("/v1/sessions", withKey("bw_guess_1")), 401, "AUTH_INVALID")
-      await expectProblem(await server.fetch(`/v1/sessions/${session}`, withKey("bw_guess_2")), 401, "AUTH_INVALID")
-      await expectProblem(await server.fetch("/v1/sessions", withKey("bw_guess_3")), 401, "AUTH_INVALID")
-      await expectProblem(await server.fetch(`/v1/sessions/${session}`, withKey("bw_guess_4")), 401, "AUTH_INVALID")
-      const limited = await server.fetch("/v1/sessions", withKey("bw_guess_5"))
-      const problem = await expectProblem(limited, 429, "RATE_LIMITED")
-      expect(Number(limited.headers.get("retry-after"))).toBeGreaterThanOrEqual(1)
-      expect(limited.headers.get("retry-after")).toBe(String(problem.retry_after_seconds))
-      // The address is refused before any credential is looked up: a good key from it waits too.
-      await expectProblem(await server.fetch("/v1/sessions", withKey(tenant.api_key)), 429, "RATE_LIMITED")
-      await expectProblem(await server.fetch(`/v1/sessions/${session}`, withKey(tenant.api_key)), 429, "RATE_LIMITED")
-      // A missing credential is an anonymous request, counted as before (the bucket is spent already).
-      await expectProblem(await server.fetch("/openapi.json"), 429, "RATE_LIMITED")
-      expect((await server.fetch("/health/live")).status).toBe(200)
-    } finally {
-      await server.close()
-    }
-  })
 })
 
 describe.skipIf(!requireRedisServer())("rate limits through Redis", () => {

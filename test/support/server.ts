@@ -60,8 +60,6 @@ export interface TestServerOptions {
   readonly rateLimitStore?: "cache" | "database"
   /** Generous by default so that only the rate-limit tests meet it. */
   readonly rateLimit?: { readonly limit: number; readonly windowMillis: number }
-  /** Caps on open event streams, per key and per process (100 / 10000 when not given). */
-  readonly streamCaps?: { readonly perKey: number; readonly total: number }
   /** MCP session bounds and allowed origins. */
   readonly mcp?: McpOptions
   /** BULWARK_TRACE_URL. */
@@ -131,7 +129,6 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
       ...(options.memoryResilience === undefined ? {} : { memoryResilience: options.memoryResilience }),
       ...(options.eventHeartbeat === undefined ? {} : { eventHeartbeat: options.eventHeartbeat }),
       ...(options.rateLimitStore === undefined ? {} : { rateLimitStore: options.rateLimitStore }),
-      ...(options.streamCaps === undefined ? {} : { streamCaps: options.streamCaps }),
       ...(options.idleTimeoutSeconds === undefined ? {} : { idleTimeoutSeconds: options.idleTimeoutSeconds }),
       ...(options.mcp === undefined ? {} : { mcp: options.mcp }),
       ...(options.traceUrl === undefined ? {} : { traceUrl: options.traceUrl }),
