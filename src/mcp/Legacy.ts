@@ -14,6 +14,7 @@ import type { WebStandardStreamableHTTPServerTransport } from "@modelcontextprot
 import type { AuthInfo } from "@modelcontextprotocol/sdk/server/auth/types.js"
 import { Effect, Either, Fiber, Stream } from "effect"
 import type { Principal } from "../domain/Principal.js"
+import { sanitizeText } from "../telemetry/Sanitize.js"
 import { callTool, type CallContext, lookupTool, observed, readMessages, resourceTemplates, type ResourceFailure, watchMessages } from "./Operations.js"
 import { ErrorCodes, errorResponse, idOf, INSTRUCTIONS, jsonResponse, LEGACY_VERSIONS, SERVER_INFO } from "./Protocol.js"
 import { toolDescriptions } from "./Tools.js"
@@ -194,7 +195,13 @@ export const makeLegacy = (run: McpRunner, limits: LegacySessionLimits) => {
       // A comment at once, so the client has the response's headers before the first event.
       start: (controller) => controller.enqueue(OPENED),
       pull: async (controller) => {
-        const chunk = await reader.read().catch(() => ({ done: true as const, value: undefined }))
+        // The transport's stream failing ends the client's stream; it is logged, not swallowed.
+        const chunk = await reader.read().catch((cause: unknown) => {
+          run.fork(Effect.logWarning("an MCP GET stream ended because its transport's stream failed").pipe(
+            Effect.annotateLogs({ cause: sanitizeText(cause instanceof Error ? cause.message : String(cause)) })
+          ))
+          return { done: true as const, value: undefined }
+        })
         if (chunk.done) {
           done()
           controller.close()
