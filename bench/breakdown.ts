@@ -19,6 +19,7 @@ import { Api } from "../src/Api.js"
 import type { AppConfigShape } from "../src/Config.js"
 import type { CreateSession } from "../src/domain/Session.js"
 import { problemBoundary } from "../src/http/Boundary.js"
+import { countAgainst } from "../src/http/RateLimit.js"
 import * as HotRoutes from "../src/http/HotRoutes.js"
 import { serverScheduler } from "../src/Scheduler.js"
 import { ServicesLive } from "../src/Server.js"
@@ -87,7 +88,7 @@ try {
     ["  server span and duration metric around a constant (the HttpApi routes' version)", await effectMicroseconds(asRequest(serverSpan(routeOf)(Effect.succeed(response))))],
     ["  authenticate the API key (kept in process)", await effectMicroseconds(Effect.flatMap(Auth, (auth) => auth.authenticateKey(Redacted.make(tenant.api_key))))],
     ["  read the session (cache hit)", await effectMicroseconds(Effect.flatMap(Sessions, (sessions) => sessions.get(principal.tenantId, session.id)))],
-    ["  count the request (rate limiter)", await effectMicroseconds(Effect.flatMap(RateLimiter, (limiter) => limiter.hit("key:breakdown")))],
+    ["  count the request (rate limiter)", await effectMicroseconds(Effect.flatMap(RateLimiter, (limiter) => countAgainst(limiter, "key:breakdown")))],
     ["Effect primitive: Effect.void", await effectMicroseconds(Effect.void)],
     ["Effect primitive: withSpan", await effectMicroseconds(Effect.withSpan(Effect.void, "span"))],
     ["Effect primitive: timeoutFail (forks the racing fibers)", await effectMicroseconds(Effect.timeoutFail(Effect.void, { duration: 1000, onTimeout: () => "late" }))],

@@ -3,11 +3,16 @@
  * against its key on every request). Unknown or malformed is `AUTH_INVALID`, a revoked key or token
  * `AUTH_REVOKED`, an expired token `AUTH_EXPIRED`. When the database cannot answer, the caller is
  * refused with the database's 503, never let through and never told its credential is bad.
+ *
+ * A caller may pass `beforeLookup`: it runs before an API key this process does not hold is looked
+ * up in the database, and may refuse there (the edge does while the client's address is past its
+ * limit). Keys held in process, and access tokens (whose signature proves them without the
+ * database), never meet it.
  */
 import { Effect, Option, Redacted } from "effect"
 import { AdminToken } from "../layers/Secrets.js"
 import type { Operator, Principal } from "../src/domain/Principal.js"
-import { type CacheUnavailable, type DbOperational, Forbidden, Unauthenticated } from "../src/errors.js"
+import { type CacheUnavailable, type DbOperational, Forbidden, type Overloaded, Unauthenticated } from "../src/errors.js"
 import { secretsEqual } from "../src/Digests.js"
 import { API_KEY_PREFIX, hashApiKey } from "./ApiKeys.js"
 import { CachedReads } from "./CachedReads.js"
@@ -40,6 +45,30 @@ const principalOf = (key: KeyRow, credential: Principal["credential"]): Principa
 /** Three base64url segments: the shape of a JWT. Anything else that is not a key is invalid at once. */
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
 
+/** An access token as `POST /v1/auth/token` answers it. */
+export interface IssuedToken {
+  readonly access_token: string
+  readonly token_type: "Bearer"
+  readonly expires_in: number
+}
+
+export interface AuthShape {
+  /** The caller a `/v1` or `/mcp` bearer credential (an API key or an access token) stands for. */
+  readonly authenticateKey: <E = never>(
+    credential: Redacted.Redacted<string>,
+    beforeLookup?: Effect.Effect<void, E>
+  ) => Effect.Effect<Principal, Unauthenticated | DbOperational | CacheUnavailable | E>
+  /** An operator: the admin token, or an admin API key (any other key is 403). */
+  readonly authenticateOperator: <E = never>(
+    credential: Redacted.Redacted<string>,
+    beforeLookup?: Effect.Effect<void, E>
+  ) => Effect.Effect<Operator, Unauthenticated | Forbidden | DbOperational | CacheUnavailable | E>
+  /** `POST /v1/auth/token`: an API key (only a key, not a token) for a 15-minute access token. */
+  readonly exchange: (apiKey: Redacted.Redacted<string>) => Effect.Effect<IssuedToken, Unauthenticated | DbOperational | CacheUnavailable>
+  /** `POST /v1/auth/revoke`: every access token issued for the caller's key so far stops working. */
+  readonly revokeTokens: (principal: Principal) => Effect.Effect<void, Forbidden | DbOperational | Overloaded | CacheUnavailable>
+}
+
 export class Auth extends Effect.Service<Auth>()("bulwark/Auth", {
   effect: Effect.gen(function*() {
     const repo = yield* TenantsRepo
@@ -49,10 +78,16 @@ export class Auth extends Effect.Service<Auth>()("bulwark/Auth", {
 
     // Untraced, like `authenticateKey`, which calls it; its database read has its own span. Plain
     // steps rather than a generator: it runs on every request.
-    const authenticateApiKey = (secret: string): Effect.Effect<Principal, Unauthenticated | DbOperational | CacheUnavailable> => {
+    const authenticateApiKey = <E = never>(
+      secret: string,
+      beforeLookup?: Effect.Effect<void, E>
+    ): Effect.Effect<Principal, Unauthenticated | DbOperational | CacheUnavailable | E> => {
       const keyHash = hashApiKey(secret)
+      const lookup = beforeLookup === undefined
+        ? () => repo.findKeyByHash(keyHash)
+        : () => Effect.zipRight(beforeLookup, repo.findKeyByHash(keyHash))
       return Effect.flatMap(
-        cached.readUntilKeysChange(apiKeyCacheKey(keyHash), API_KEY_TTL, () => repo.findKeyByHash(keyHash)),
+        cached.readUntilKeysChange(apiKeyCacheKey(keyHash), API_KEY_TTL, lookup),
         (key) => {
           if (Option.isNone(key)) return invalid
           if (key.value.revoked_at !== null) return revoked("This API key has been revoked.")
@@ -77,10 +112,10 @@ export class Auth extends Effect.Service<Auth>()("bulwark/Auth", {
 
     // Not a span of its own: it runs on every request, mostly from memory, and a span would cost more
     // than the check; its tenant and key are set on the request's span, its database reads have theirs.
-    const authenticateKey = (credential: Redacted.Redacted<string>) => {
+    const authenticateKey = <E = never>(credential: Redacted.Redacted<string>, beforeLookup?: Effect.Effect<void, E>) => {
       const secret = Redacted.value(credential)
       const principal = secret.startsWith(API_KEY_PREFIX)
-        ? authenticateApiKey(secret)
+        ? authenticateApiKey(secret, beforeLookup)
         : JWT_SHAPE.test(secret)
         ? authenticateAccessToken(secret)
         : invalid
@@ -88,11 +123,14 @@ export class Auth extends Effect.Service<Auth>()("bulwark/Auth", {
         Effect.annotateCurrentSpan({ [TENANT_ATTRIBUTE]: caller.tenantId, "bulwark.key_id": caller.keyId }))
     }
 
-    const authenticateOperator = Effect.fn("Auth.authenticateOperator")(function*(credential: Redacted.Redacted<string>) {
+    const authenticateOperator = Effect.fn("Auth.authenticateOperator")(function*<E = never>(
+      credential: Redacted.Redacted<string>,
+      beforeLookup?: Effect.Effect<void, E>
+    ) {
       if (secretsEqual(Redacted.value(credential), Redacted.value(adminToken))) {
         return { _tag: "AdminToken" } satisfies Operator as Operator
       }
-      const principal = yield* authenticateKey(credential)
+      const principal = yield* authenticateKey(credential, beforeLookup)
       if (!principal.admin) {
         return yield* new Forbidden({ detail: "This route needs the admin token or an admin API key." })
       }
@@ -115,7 +153,8 @@ export class Auth extends Effect.Service<Auth>()("bulwark/Auth", {
       if (Option.isSome(keyHash)) yield* cached.invalidate(apiKeyCacheKey(keyHash.value))
     })
 
-    return { authenticateKey, authenticateOperator, exchange, revokeTokens } as const
+    const service: AuthShape = { authenticateKey, authenticateOperator, exchange, revokeTokens }
+    return service
   }),
   dependencies: [TenantsRepo.Default, AccessTokens.Default]
 }) {}

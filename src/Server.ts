@@ -130,7 +130,7 @@ const SharedContextLive = (options: ServerOptions) =>
   )
 
 export const ServicesLive = (options: ServerOptions) =>
-  Layer.mergeAll(Tenants.Default, Auth.Default, Health.Default, RateLimiter.layer, ConsoleSessions.Default, RequestRates.layer).pipe(
+  Layer.mergeAll(Tenants.Default, Auth.Default, Health.Default, RateLimiter.Default, ConsoleSessions.Default, RequestRates.layer).pipe(
     Layer.provideMerge(Layer.succeed(ConsoleSettings, { traceUrl: options.traceUrl ?? null })),
     Layer.provideMerge(SharedContextLive(options)),
     Layer.provideMerge(Layer.succeed(RateLimitConfig, options.config.rateLimit)),

@@ -12,6 +12,7 @@ import type { Operator, Principal } from "../domain/Principal.js"
 import { AdminAuthentication, Authentication, CONSOLE_COOKIE, OptionalOperator } from "../Api.js"
 import { Forbidden, Unauthenticated } from "../errors.js"
 import { isOwnOrigin, isSafeMethod } from "./Origin.js"
+import { countAgainst } from "./RateLimit.js"
 
 const BEARER = /^Bearer[ \t]+(\S.*)$/i
 
@@ -41,7 +42,7 @@ export const authenticateCaller = Effect.gen(function*() {
   const auth = yield* Auth
   const limiter = yield* RateLimiter
   return Effect.flatMap(bearerCredential, auth.authenticateKey).pipe(
-    Effect.tap((principal) => limiter.hit(keyBucket(principal)))
+    Effect.tap((principal) => countAgainst(limiter, keyBucket(principal)))
   )
 })
 
@@ -82,7 +83,7 @@ export const AdminAuthenticationLive = Layer.effect(
       // The admin token is the operators' own and is not limited; an admin key is, like any key.
       adminToken: () =>
         authenticate.pipe(
-          Effect.tap((operator) => (operator._tag === "AdminKey" ? limiter.hit(keyBucket(operator.principal)) : Effect.void))
+          Effect.tap((operator) => (operator._tag === "AdminKey" ? countAgainst(limiter, keyBucket(operator.principal)) : Effect.void))
         )
     })
   })

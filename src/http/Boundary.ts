@@ -15,6 +15,7 @@ import { type AppError, FieldIssue, MethodNotAllowed, PayloadTooLarge, Timeout, 
 import { sanitizePayload } from "../telemetry/Sanitize.js"
 import { interruptedOnlyBy, isClientAbort, type RouteLookup } from "../telemetry/ServerSpan.js"
 import { type InFlightRequest, type RateLimitHeaders, track } from "./InFlight.js"
+import { addressBucket, countAgainst } from "./RateLimit.js"
 import { classify, problemResponse } from "./Problem.js"
 
 export const MAX_BODY_BYTES = 1024 * 1024
@@ -275,7 +276,7 @@ export const problemBoundary = (options: BoundaryOptions) =>
         ? guardBody(request, read)
         : undefined
       if (request.headers.authorization !== undefined || isHealthProbe(request.url)) return rules
-      const limit = limiter.hit(`ip:${Option.getOrElse(request.remoteAddress, () => "unknown")}`)
+      const limit = countAgainst(limiter, addressBucket(request))
       return rules === undefined ? limit : Effect.zipRight(limit, rules)
     }
 

@@ -1,7 +1,7 @@
 /**
  * What the edge knows of the request in flight, for the work below it: the request id and user
  * agent (an event stream ledgers its own failures after its handler has returned), and a slot the
- * rate limiter fills for the edge to send as `RateLimit-*` headers. It is kept with the request
+ * rate limit's decision is left in for the edge to send as `RateLimit-*` headers. It is kept with the request
  * object, which every fiber serving the request already has in its context: a fiber reference
  * set per request would copy the fiber's references twice.
  */
@@ -18,7 +18,7 @@ export interface RateLimitHeaders {
 export interface InFlightRequest {
   readonly requestId: string
   readonly userAgent: string | undefined
-  /** Left by the rate limiter; the edge turns it into headers. */
+  /** Left where the request was counted (`RateLimit.ts`); the edge turns it into headers. */
   rateLimit: RateLimitHeaders | undefined
 }
 

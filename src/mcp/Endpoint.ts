@@ -8,7 +8,7 @@
  */
 import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { Server as BunServer } from "bun"
-import { Cause, Config, Effect, Exit, Option, Runtime, Schedule } from "effect"
+import { Cause, Config, Effect, Exit, Runtime, Schedule } from "effect"
 import { StartupError } from "../Config.js"
 import { ErrorLedger } from "../../services/ErrorLedger.js"
 import { RateLimiter } from "../../services/RateLimiter.js"
@@ -16,6 +16,7 @@ import { type AppError, FieldIssue, Forbidden, PayloadTooLarge, type Timeout, Un
 import { authenticateCaller } from "../http/Auth.js"
 import { deadlineFiberId, MAX_BODY_BYTES, restoredDeadline } from "../http/Boundary.js"
 import { type InFlightRequest, track } from "../http/InFlight.js"
+import { addressBucket, countAgainst } from "../http/RateLimit.js"
 import { classify, problemResponse } from "../http/Problem.js"
 import { DEFAULT_SESSION_LIMITS, type LegacySessionLimits, makeLegacy, type RequestScope } from "./Legacy.js"
 import { declaredVersion, makeModern } from "./Modern.js"
@@ -214,7 +215,7 @@ export const make = (options: McpOptions = {}) =>
       const serverRequest = address === undefined ? HttpServerRequest.fromWeb(request) : HttpServerRequest.fromWeb(request).modify({ remoteAddress: address })
       track(serverRequest, inFlight)
       const authenticated = anonymous
-        ? Effect.zipRight(limiter.hit(`ip:${Option.getOrElse(serverRequest.remoteAddress, () => "unknown")}`), authenticate)
+        ? Effect.zipRight(countAgainst(limiter, addressBucket(serverRequest)), authenticate)
         : authenticate
       const modernRequest = request.method === "POST" &&
         (declaredVersion(body) !== undefined || (!hasSession && request.headers.get("mcp-protocol-version") === MODERN_VERSION))
