@@ -4,10 +4,10 @@
  * `AUTH_REVOKED`, an expired token `AUTH_EXPIRED`. When the database cannot answer, the caller is
  * refused with the database's 503, never let through and never told its credential is bad.
  *
- * A caller may pass `beforeLookup`: it runs before an API key this process does not hold is looked
+ * A caller may pass `beforeLookup`: it runs before an API key this process has never found is looked
  * up in the database, and may refuse there (the edge does while the client's address is past its
- * limit). Keys held in process, and access tokens (whose signature proves them without the
- * database), never meet it.
+ * limit). Keys this process has found before, and access tokens (whose signature proves them
+ * without the database), never meet it.
  */
 import { Effect, Option, Redacted } from "effect"
 import { AdminToken } from "../layers/Secrets.js"
@@ -41,6 +41,9 @@ const principalOf = (key: KeyRow, credential: Principal["credential"]): Principa
   credential,
   tokenVersion: key.token_version
 })
+
+/** Enough for every key in use on an instance; each entry is a 64-character hash. */
+const MAX_ISSUED_KEYS = 50_000
 
 /** Three base64url segments: the shape of a JWT. Anything else that is not a key is invalid at once. */
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
@@ -76,6 +79,21 @@ export class Auth extends Effect.Service<Auth>()("bulwark/Auth", {
     const adminToken = yield* AdminToken
     const tokens = yield* AccessTokens
 
+    /**
+     * Hashes of the keys this process has found in the database: each was issued here, whatever its
+     * state now, so it is never held up by `beforeLookup` as a guess would be. Not the key cache,
+     * whose entries go whenever keys may have changed (on SQLite, at every commit), but a memory of
+     * which keys exist, the oldest forgotten first.
+     */
+    const issued = new Set<string>()
+    const found = (keyHash: string) => (key: Option.Option<KeyRow>) => {
+      if (Option.isSome(key)) {
+        issued.delete(keyHash)
+        issued.add(keyHash)
+        if (issued.size > MAX_ISSUED_KEYS) issued.delete(issued.values().next().value!)
+      }
+    }
+
     // Untraced, like `authenticateKey`, which calls it; its database read has its own span. Plain
     // steps rather than a generator: it runs on every request.
     const authenticateApiKey = <E = never>(
@@ -84,8 +102,8 @@ export class Auth extends Effect.Service<Auth>()("bulwark/Auth", {
     ): Effect.Effect<Principal, Unauthenticated | DbOperational | CacheUnavailable | E> => {
       const keyHash = hashApiKey(secret)
       const lookup = beforeLookup === undefined
-        ? () => repo.findKeyByHash(keyHash)
-        : () => Effect.zipRight(beforeLookup, repo.findKeyByHash(keyHash))
+        ? () => Effect.tap(repo.findKeyByHash(keyHash), found(keyHash))
+        : () => Effect.tap(issued.has(keyHash) ? repo.findKeyByHash(keyHash) : Effect.zipRight(beforeLookup, repo.findKeyByHash(keyHash)), found(keyHash))
       return Effect.flatMap(
         cached.readUntilKeysChange(apiKeyCacheKey(keyHash), API_KEY_TTL, lookup),
         (key) => {

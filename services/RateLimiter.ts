@@ -38,11 +38,11 @@ export interface RateLimiterShape {
   /** Counts one request against `bucket` and says whether it is within the limit. */
   readonly hit: (bucket: string) => Effect.Effect<RateLimitDecision, CacheUnavailable | DbOperational>
   /**
-   * Seconds left in `bucket`'s window when a count made by this process took it past its limit in
-   * the current window; `undefined` when none did. Asks no store: it answers from what this
-   * process's own counts were told, so another instance's counts are learnt at the next one here.
+   * The refusal of `bucket` for the rest of its window when a count made by this process took it
+   * past its limit in the current window, without counting; `undefined` when none did. It asks no
+   * store: what other instances counted is learnt here at this process's next count of the bucket.
    */
-  readonly spentFor: (bucket: string) => Effect.Effect<number | undefined>
+  readonly knownSpent: (bucket: string) => Effect.Effect<RateLimitDecision | undefined>
 }
 
 /** Past this many remembered buckets, those whose window is over are forgotten. */
@@ -104,7 +104,7 @@ export class RateLimiter extends Effect.Service<RateLimiter>()("bulwark/RateLimi
         return Effect.map(Effect.catchAll(cache.increment(key, windowMillis), fallBack(key, now)), decided)
       })
 
-    const spentFor = (bucket: string): Effect.Effect<number | undefined> =>
+    const knownSpent = (bucket: string): Effect.Effect<RateLimitDecision | undefined> =>
       Effect.map(Clock.currentTimeMillis, (now) => {
         const until = spent.get(bucket)
         if (until === undefined) return undefined
@@ -112,10 +112,10 @@ export class RateLimiter extends Effect.Service<RateLimiter>()("bulwark/RateLimi
           spent.delete(bucket)
           return undefined
         }
-        return Math.max(1, Math.ceil((until - now) / 1000))
+        return { allowed: false, limit, remaining: 0, reset: Math.max(1, Math.ceil((until - now) / 1000)) }
       })
 
-    const service: RateLimiterShape = { hit, spentFor }
+    const service: RateLimiterShape = { hit, knownSpent }
     return service
   })
 }) {}

@@ -10,9 +10,9 @@ import { ConsoleSessions } from "../../services/ConsoleSessions.js"
 import { RateLimiter } from "../../services/RateLimiter.js"
 import type { Operator, Principal } from "../domain/Principal.js"
 import { AdminAuthentication, Authentication, CONSOLE_COOKIE, OptionalOperator } from "../Api.js"
-import { Forbidden, Unauthenticated } from "../errors.js"
+import { Forbidden, RateLimited, Unauthenticated } from "../errors.js"
 import { isOwnOrigin, isSafeMethod } from "./Origin.js"
-import { countAgainst } from "./RateLimit.js"
+import { addressBucket, countAgainst, enforce } from "./RateLimit.js"
 
 const BEARER = /^Bearer[ \t]+(\S.*)$/i
 
@@ -37,13 +37,38 @@ export const bearerCredential = Effect.flatMap(HttpServerRequest.HttpServerReque
 /** A key and the access tokens issued for it share one limit. */
 const keyBucket = (principal: Principal) => `key:${principal.keyId}`
 
+/**
+ * Failed authentications count against the client address's own limit (SPEC §4), so that guessing
+ * keys costs the guesser and not the database. Only a credential this server never issued counts
+ * (`AUTH_INVALID`: an unknown key, a bad signature, not a credential at all): a revoked key or an
+ * expired token was issued here, and a client that keeps sending one must not lock its address's
+ * other keys out. Past the limit the failure is answered 429 instead of 401. While this process
+ * knows the address to be past it, a credential is still checked wherever that needs no database
+ * (a key held in process, an access token's signature), so valid ones keep working; one that would
+ * need a lookup is refused 429 before it.
+ */
+const refusedWhileSpent = (limiter: RateLimiter, request: HttpServerRequest.HttpServerRequest, counted = true) =>
+  Effect.suspend(() =>
+    Effect.flatMap(limiter.knownSpent(addressBucket(request)), (spent) =>
+      spent === undefined
+        ? Effect.void
+        : counted
+        ? enforce(spent)
+        : Effect.fail(new RateLimited({ retryAfterSeconds: spent.reset })))
+  )
+
+const countedIfGuessed = (limiter: RateLimiter, request: HttpServerRequest.HttpServerRequest) => (error: Unauthenticated) =>
+  error.code === "AUTH_INVALID" ? Effect.zipRight(countAgainst(limiter, addressBucket(request)), Effect.fail(error)) : Effect.fail(error)
+
 /** The caller of a `/v1` route: its credential checked (which puts its tenant on the span), its key's limit counted. */
 export const authenticateCaller = Effect.gen(function*() {
   const auth = yield* Auth
   const limiter = yield* RateLimiter
-  return Effect.flatMap(bearerCredential, auth.authenticateKey).pipe(
-    Effect.tap((principal) => countAgainst(limiter, keyBucket(principal)))
-  )
+  return Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+    Effect.flatMap(credentialOf(request), (credential) => auth.authenticateKey(credential, refusedWhileSpent(limiter, request))).pipe(
+      Effect.catchTag("Unauthenticated", countedIfGuessed(limiter, request)),
+      Effect.tap((principal) => countAgainst(limiter, keyBucket(principal)))
+    ))
 })
 
 export const AuthenticationLive = Layer.effect(
@@ -56,13 +81,19 @@ export const AuthenticationLive = Layer.effect(
  * with the cookie must come from the server's own origin (SPEC §12), so another site cannot make
  * the browser act for the operator; that is checked before the session is looked up.
  */
-const authenticateOperatorRequest = Effect.gen(function*() {
+const authenticateOperatorRequest = (countFailures: boolean) => Effect.gen(function*() {
   const auth = yield* Auth
   const sessions = yield* ConsoleSessions
-  const byBearer = Effect.flatMap(bearerCredential, auth.authenticateOperator)
+  const limiter = yield* RateLimiter
+  // Failed authentications count against the address as on every `/v1` route (see `refusedWhileSpent`);
+  // not on `/health`, whose probes never touch the counters (a refusal there is the anonymous answer).
+  const byBearer = (request: HttpServerRequest.HttpServerRequest) => {
+    const checked = Effect.flatMap(credentialOf(request), (credential) => auth.authenticateOperator(credential, refusedWhileSpent(limiter, request, countFailures)))
+    return countFailures ? Effect.catchTag(checked, "Unauthenticated", countedIfGuessed(limiter, request)) : checked
+  }
   return Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
     const cookie = request.headers.authorization === undefined ? request.cookies[CONSOLE_COOKIE] : undefined
-    if (cookie === undefined) return byBearer
+    if (cookie === undefined) return byBearer(request)
     if (!isSafeMethod(request.method) && !isOwnOrigin(request.headers.origin, request.headers.host)) {
       return Effect.fail(new Forbidden({ detail: "A change made with the console's cookie must come from the server's own origin." }))
     }
@@ -76,7 +107,7 @@ const decidedByAdminToken = Effect.fail(new Unauthenticated({ code: "AUTH_MISSIN
 export const AdminAuthenticationLive = Layer.effect(
   AdminAuthentication,
   Effect.gen(function*() {
-    const authenticate = yield* authenticateOperatorRequest
+    const authenticate = yield* authenticateOperatorRequest(true)
     const limiter = yield* RateLimiter
     return AdminAuthentication.of({
       consoleSession: () => decidedByAdminToken,
@@ -91,7 +122,7 @@ export const AdminAuthenticationLive = Layer.effect(
 
 export const OptionalOperatorLive = Layer.effect(
   OptionalOperator,
-  Effect.map(authenticateOperatorRequest, (authenticate) =>
+  Effect.map(authenticateOperatorRequest(false), (authenticate) =>
     OptionalOperator.of({
       consoleSession: () => decidedByAdminToken,
       adminToken: () => authenticate

@@ -16,7 +16,7 @@ import { type AppError, FieldIssue, Forbidden, PayloadTooLarge, type Timeout, Un
 import { authenticateCaller } from "../http/Auth.js"
 import { deadlineFiberId, MAX_BODY_BYTES, restoredDeadline } from "../http/Boundary.js"
 import { type InFlightRequest, track } from "../http/InFlight.js"
-import { addressBucket, countAgainst } from "../http/RateLimit.js"
+import { addressBucket, countAgainst, trackPeer } from "../http/RateLimit.js"
 import { classify, problemResponse } from "../http/Problem.js"
 import { DEFAULT_SESSION_LIMITS, type LegacySessionLimits, makeLegacy, type RequestScope } from "./Legacy.js"
 import { declaredVersion, makeModern } from "./Modern.js"
@@ -210,9 +210,11 @@ export const make = (options: McpOptions = {}) =>
 
       // The same credentials and limits as `/v1`: without a credential the client's address is counted.
       const anonymous = request.headers.get("authorization") === null
-      // The peer's address only counts requests without credentials (asking Bun for it costs a few µs).
+      // The peer's address counts requests without credentials; for the others it is only asked for
+      // if their credential fails (asking Bun for it costs a few µs).
       const address = anonymous ? server.requestIP(request)?.address : undefined
       const serverRequest = address === undefined ? HttpServerRequest.fromWeb(request) : HttpServerRequest.fromWeb(request).modify({ remoteAddress: address })
+      if (address === undefined) trackPeer(serverRequest, () => server.requestIP(request)?.address)
       track(serverRequest, inFlight)
       const authenticated = anonymous
         ? Effect.zipRight(countAgainst(limiter, addressBucket(serverRequest)), authenticate)
