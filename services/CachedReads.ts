@@ -6,7 +6,7 @@
  * is ledgered at severity `warning` (the breaker's own fast rejections are not ledgered one by one:
  * the transition that opened it was, and `/health` and the metrics say it is open).
  */
-import { Context, Duration, Effect, Layer, Option, Schema } from "effect"
+import { Context, Duration, Effect, Option, Schema } from "effect"
 import { Database } from "../layers/database/Database.js"
 import { Cache } from "../layers/cache/Cache.js"
 import type { CacheUnavailable } from "../src/errors.js"
@@ -42,6 +42,28 @@ const codecOf = <A, I>(schema: Schema.Schema<A, I>) => {
 
 /** Shared-only entries kept in process, at most this many (the oldest go first). */
 const MAX_LOCAL_ENTRIES = 10_000
+
+export interface CachedReadsShape {
+  /**
+   * `load`'s value through the cache for `ttl`. `missTtl`: also cache that the database has no such
+   * row, for this long (negative caching); the caller must `invalidate` the key when it creates the row.
+   */
+  readonly read: <A, I, E, R>(
+    key: string,
+    schema: Schema.Schema<A, I>,
+    ttl: Duration.DurationInput,
+    load: () => Effect.Effect<Option.Option<A>, E, R>,
+    options?: { readonly missTtl?: Duration.DurationInput }
+  ) => Effect.Effect<Option.Option<A>, E | CacheUnavailable, R>
+  /** API keys: kept in this process only, until the change signal says keys may have changed. */
+  readonly readUntilKeysChange: <A, E, R>(
+    key: string,
+    ttl: Duration.DurationInput,
+    load: () => Effect.Effect<Option.Option<A>, E, R>
+  ) => Effect.Effect<Option.Option<A>, E, R>
+  /** After a write or delete; a failure is tolerated as reads tolerate it (the entry's TTL bounds staleness). */
+  readonly invalidate: (key: string) => Effect.Effect<void, CacheUnavailable>
+}
 
 const make = Effect.gen(function*() {
   const cache = yield* Cache
@@ -163,9 +185,8 @@ const make = Effect.gen(function*() {
   const invalidate = (key: string): Effect.Effect<void, CacheUnavailable> =>
     Effect.zipRight(Effect.sync(() => local.delete(key)), cache.delete(key).pipe(Effect.catchAll(tolerate(undefined))))
 
-  return { read, readUntilKeysChange, invalidate } as const
+  const service: CachedReadsShape = { read, readUntilKeysChange, invalidate }
+  return service
 })
 
-export class CachedReads extends Context.Tag("bulwark/CachedReads")<CachedReads, Effect.Effect.Success<typeof make>>() {
-  static readonly layer = Layer.effect(CachedReads, make)
-}
+export class CachedReads extends Effect.Service<CachedReads>()("bulwark/CachedReads", { effect: make }) {}

@@ -95,7 +95,7 @@ const TelemetryLive = (options: ServerOptions) =>
 
 /** What the server and the CLI share: the database, the ledger, the cache and its policy. */
 export const InfrastructureLive = (options: Omit<ServerOptions, "extraRoutes">) =>
-  Layer.mergeAll(CachedReads.layer, ErrorRecords.Default).pipe(
+  Layer.mergeAll(CachedReads.Default, ErrorRecords.Default).pipe(
     Layer.provideMerge(ErrorLedger.layer({ retentionDays: options.config.errorRetentionDays })),
     Layer.provideMerge(ErrorsRepo.Default),
     Layer.provideMerge(
@@ -117,7 +117,7 @@ export const InfrastructureLive = (options: Omit<ServerOptions, "extraRoutes">) 
 
 /** Messages, memory and their live events: what agents use Bulwark for. */
 const SharedContextLive = (options: ServerOptions) =>
-  Layer.mergeAll(Sessions.Default, Messages.Default, Memory.layer()).pipe(
+  Layer.mergeAll(Sessions.Default, Messages.Default, Memory.Default).pipe(
     Layer.provideMerge(Events.layer(options.eventHeartbeat === undefined ? {} : { heartbeat: options.eventHeartbeat })),
     Layer.provideMerge(Layer.merge(
       EventBus.layerWith({ ...defaultBusHealth, sharedDatabase: options.config.database._tag !== "SqliteMemory" }),

@@ -18,7 +18,7 @@ export { ErrorRecords, Tenants }
 
 const servicesOn = (config: AppConfigShape) =>
   Layer.mergeAll(Tenants.Default, ErrorRecords.Default).pipe(
-    Layer.provideMerge(CachedReads.layer),
+    Layer.provideMerge(CachedReads.Default),
     // Each row at once: a one-shot process has no writer loop to hand rows to.
     Layer.provideMerge(ErrorLedger.layer({ retentionDays: config.errorRetentionDays, inline: true })),
     Layer.provideMerge(ErrorsRepo.Default),

@@ -161,7 +161,7 @@ describe("real loops recover from a defect", () => {
               })
           }))
       ).pipe(Layer.provide(MemoryStore.layer()))
-      const memory = Memory.layer({ purgeEvery: "1 minute" }).pipe(Layer.provide(Layer.merge(dyingOnce, ledger)))
+      const memory = Memory.Default.pipe(Layer.provide(Layer.merge(dyingOnce, ledger)))
       await Effect.gen(function*() {
         yield* Memory
         yield* settle

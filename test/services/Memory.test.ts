@@ -17,7 +17,7 @@ const withMemory = <A, E>(program: Effect.Effect<A, E, Memory | SqlClient.SqlCli
   const directory = mkdtempSync(join(tmpdir(), "bulwark-memory-"))
   const database = Database.layer({ url: { _tag: "SqliteFile", filename: join(directory, "memory.db") }, sqliteBusyTimeoutMillis: 50 })
   const ledger = ErrorLedger.layer({ retentionDays: 30, purgeEvery: "1 day", linger: 0 }).pipe(Layer.provide(ErrorsRepo.Default))
-  const memory = Memory.layer({ purgeEvery: "1 minute" }).pipe(Layer.provide(Layer.merge(MemoryStore.layer(), ledger)))
+  const memory = Memory.Default.pipe(Layer.provide(Layer.merge(MemoryStore.layer(), ledger)))
   return Effect.runPromise(
     program.pipe(Effect.provide(memory.pipe(Layer.provideMerge(database))), Effect.provide(TestContext.TestContext), Effect.scoped)
   ).finally(() => rmSync(directory, { recursive: true, force: true }))
