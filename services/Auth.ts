@@ -57,15 +57,15 @@ export interface IssuedToken {
 
 export interface AuthShape {
   /** The caller a `/v1` or `/mcp` bearer credential (an API key or an access token) stands for. */
-  readonly authenticateKey: <E = never>(
+  readonly authenticateKey: <E = never, R = never>(
     credential: Redacted.Redacted<string>,
-    beforeLookup?: Effect.Effect<void, E>
-  ) => Effect.Effect<Principal, Unauthenticated | DbOperational | CacheUnavailable | E>
+    beforeLookup?: Effect.Effect<void, E, R>
+  ) => Effect.Effect<Principal, Unauthenticated | DbOperational | CacheUnavailable | E, R>
   /** An operator: the admin token, or an admin API key (any other key is 403). */
-  readonly authenticateOperator: <E = never>(
+  readonly authenticateOperator: <E = never, R = never>(
     credential: Redacted.Redacted<string>,
-    beforeLookup?: Effect.Effect<void, E>
-  ) => Effect.Effect<Operator, Unauthenticated | Forbidden | DbOperational | CacheUnavailable | E>
+    beforeLookup?: Effect.Effect<void, E, R>
+  ) => Effect.Effect<Operator, Unauthenticated | Forbidden | DbOperational | CacheUnavailable | E, R>
   /** `POST /v1/auth/token`: an API key (only a key, not a token) for a 15-minute access token. */
   readonly exchange: (apiKey: Redacted.Redacted<string>) => Effect.Effect<IssuedToken, Unauthenticated | DbOperational | CacheUnavailable>
   /** `POST /v1/auth/revoke`: every access token issued for the caller's key so far stops working. */
@@ -96,10 +96,10 @@ export class Auth extends Effect.Service<Auth>()("bulwark/Auth", {
 
     // Untraced, like `authenticateKey`, which calls it; its database read has its own span. Plain
     // steps rather than a generator: it runs on every request.
-    const authenticateApiKey = <E = never>(
+    const authenticateApiKey = <E = never, R = never>(
       secret: string,
-      beforeLookup?: Effect.Effect<void, E>
-    ): Effect.Effect<Principal, Unauthenticated | DbOperational | CacheUnavailable | E> => {
+      beforeLookup?: Effect.Effect<void, E, R>
+    ): Effect.Effect<Principal, Unauthenticated | DbOperational | CacheUnavailable | E, R> => {
       const keyHash = hashApiKey(secret)
       const lookup = beforeLookup === undefined
         ? () => Effect.tap(repo.findKeyByHash(keyHash), found(keyHash))
@@ -130,7 +130,7 @@ export class Auth extends Effect.Service<Auth>()("bulwark/Auth", {
 
     // Not a span of its own: it runs on every request, mostly from memory, and a span would cost more
     // than the check; its tenant and key are set on the request's span, its database reads have theirs.
-    const authenticateKey = <E = never>(credential: Redacted.Redacted<string>, beforeLookup?: Effect.Effect<void, E>) => {
+    const authenticateKey = <E = never, R = never>(credential: Redacted.Redacted<string>, beforeLookup?: Effect.Effect<void, E, R>) => {
       const secret = Redacted.value(credential)
       const principal = secret.startsWith(API_KEY_PREFIX)
         ? authenticateApiKey(secret, beforeLookup)
@@ -141,9 +141,9 @@ export class Auth extends Effect.Service<Auth>()("bulwark/Auth", {
         Effect.annotateCurrentSpan({ [TENANT_ATTRIBUTE]: caller.tenantId, "bulwark.key_id": caller.keyId }))
     }
 
-    const authenticateOperator = Effect.fn("Auth.authenticateOperator")(function*<E = never>(
+    const authenticateOperator = Effect.fn("Auth.authenticateOperator")(function*<E = never, R = never>(
       credential: Redacted.Redacted<string>,
-      beforeLookup?: Effect.Effect<void, E>
+      beforeLookup?: Effect.Effect<void, E, R>
     ) {
       if (secretsEqual(Redacted.value(credential), Redacted.value(adminToken))) {
         return { _tag: "AdminToken" } satisfies Operator as Operator

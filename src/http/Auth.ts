@@ -43,32 +43,42 @@ const keyBucket = (principal: Principal) => `key:${principal.keyId}`
  * (`AUTH_INVALID`: an unknown key, a bad signature, not a credential at all): a revoked key or an
  * expired token was issued here, and a client that keeps sending one must not lock its address's
  * other keys out. Past the limit the failure is answered 429 instead of 401. While this process
- * knows the address to be past it, a credential is still checked wherever that needs no database
- * (a key held in process, an access token's signature), so valid ones keep working; one that would
- * need a lookup is refused 429 before it.
+ * knows the address to be past it, a credential it knows was issued is still checked (a key it has
+ * found before, an access token, whose signature proves it), so valid ones keep working; any other
+ * is refused 429 before it is looked up.
+ *
+ * Built once per limiter: the request is read from the context, so that a request that passes
+ * allocates nothing here.
  */
-const refusedWhileSpent = (limiter: RateLimiter, request: HttpServerRequest.HttpServerRequest, counted = true) =>
-  Effect.suspend(() =>
-    Effect.flatMap(limiter.knownSpent(addressBucket(request)), (spent) =>
-      spent === undefined
-        ? Effect.void
-        : counted
-        ? enforce(spent)
-        : Effect.fail(new RateLimited({ retryAfterSeconds: spent.reset })))
-  )
-
-const countedIfGuessed = (limiter: RateLimiter, request: HttpServerRequest.HttpServerRequest) => (error: Unauthenticated) =>
-  error.code === "AUTH_INVALID" ? Effect.zipRight(countAgainst(limiter, addressBucket(request)), Effect.fail(error)) : Effect.fail(error)
+const addressRules = (limiter: RateLimiter) => {
+  const spentAddress = Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => limiter.knownSpent(addressBucket(request)))
+  return {
+    /** Fails 429 while the address is known here to be past its limit (with `RateLimit-*` headers where `counted`). */
+    refusedWhileSpent: (counted: boolean) =>
+      Effect.flatMap(spentAddress, (spent) =>
+        spent === undefined
+          ? Effect.void
+          : counted
+          ? enforce(spent)
+          : Effect.fail(new RateLimited({ retryAfterSeconds: spent.reset }))),
+    /** A guessed credential counts against the address; past the limit the answer is 429, not 401. */
+    countedIfGuessed: (error: Unauthenticated) =>
+      error.code === "AUTH_INVALID"
+        ? Effect.zipRight(Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => countAgainst(limiter, addressBucket(request))), Effect.fail(error))
+        : Effect.fail(error)
+  }
+}
 
 /** The caller of a `/v1` route: its credential checked (which puts its tenant on the span), its key's limit counted. */
 export const authenticateCaller = Effect.gen(function*() {
   const auth = yield* Auth
   const limiter = yield* RateLimiter
-  return Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
-    Effect.flatMap(credentialOf(request), (credential) => auth.authenticateKey(credential, refusedWhileSpent(limiter, request))).pipe(
-      Effect.catchTag("Unauthenticated", countedIfGuessed(limiter, request)),
-      Effect.tap((principal) => countAgainst(limiter, keyBucket(principal)))
-    ))
+  const { countedIfGuessed, refusedWhileSpent } = addressRules(limiter)
+  const beforeLookup = refusedWhileSpent(true)
+  return Effect.flatMap(bearerCredential, (credential) => auth.authenticateKey(credential, beforeLookup)).pipe(
+    Effect.catchTag("Unauthenticated", countedIfGuessed),
+    Effect.tap((principal) => countAgainst(limiter, keyBucket(principal)))
+  )
 })
 
 export const AuthenticationLive = Layer.effect(
@@ -84,16 +94,15 @@ export const AuthenticationLive = Layer.effect(
 const authenticateOperatorRequest = (countFailures: boolean) => Effect.gen(function*() {
   const auth = yield* Auth
   const sessions = yield* ConsoleSessions
-  const limiter = yield* RateLimiter
-  // Failed authentications count against the address as on every `/v1` route (see `refusedWhileSpent`);
+  const { countedIfGuessed, refusedWhileSpent } = addressRules(yield* RateLimiter)
+  // Failed authentications count against the address as on every `/v1` route (see `addressRules`);
   // not on `/health`, whose probes never touch the counters (a refusal there is the anonymous answer).
-  const byBearer = (request: HttpServerRequest.HttpServerRequest) => {
-    const checked = Effect.flatMap(credentialOf(request), (credential) => auth.authenticateOperator(credential, refusedWhileSpent(limiter, request, countFailures)))
-    return countFailures ? Effect.catchTag(checked, "Unauthenticated", countedIfGuessed(limiter, request)) : checked
-  }
+  const beforeLookup = refusedWhileSpent(countFailures)
+  const checked = Effect.flatMap(bearerCredential, (credential) => auth.authenticateOperator(credential, beforeLookup))
+  const byBearer = countFailures ? Effect.catchTag(checked, "Unauthenticated", countedIfGuessed) : checked
   return Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
     const cookie = request.headers.authorization === undefined ? request.cookies[CONSOLE_COOKIE] : undefined
-    if (cookie === undefined) return byBearer(request)
+    if (cookie === undefined) return byBearer
     if (!isSafeMethod(request.method) && !isOwnOrigin(request.headers.origin, request.headers.host)) {
       return Effect.fail(new Forbidden({ detail: "A change made with the console's cookie must come from the server's own origin." }))
     }
