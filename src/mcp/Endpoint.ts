@@ -211,7 +211,7 @@ export const make = (options: McpOptions = {}) =>
       // The same credentials and limits as `/v1`: without a credential the client's address is counted.
       const anonymous = request.headers.get("authorization") === null
       // The peer's address counts requests without credentials; for the others it is only asked for
-      // if their credential fails (asking Bun for it costs a few µs).
+      // if their credential fails or is new here (asking Bun for it costs a few µs).
       const address = anonymous ? server.requestIP(request)?.address : undefined
       const serverRequest = address === undefined ? HttpServerRequest.fromWeb(request) : HttpServerRequest.fromWeb(request).modify({ remoteAddress: address })
       if (address === undefined) trackPeer(serverRequest, () => server.requestIP(request)?.address)
