@@ -93,6 +93,23 @@ describe("failed authentications against the address's limit", () => {
     }
   })
 
+  test("two instances share the address's count: a scan spread over both is 429 on both past the limit, and a key each has served keeps working on each", async () => {
+    const rateLimit = { limit: 4, windowMillis: 60 * 60_000 }
+    const first = await startServer({ rateLimit, rateLimitStore: "database" })
+    const second = await startServer({ rateLimit, rateLimitStore: "database", databaseFile: first.databaseFile })
+    try {
+      const tenant = await first.createTenant()
+      for (const via of [first, second]) expect(await statusOf(await via.fetch("/v1/sessions", withKey(tenant.api_key)))).toBe(200)
+      for (const via of [first, second, first, second]) await expectProblem(await via.fetch("/v1/sessions", withKey(guess())), 401, "AUTH_INVALID")
+      // Past the shared count each refuses, the second although it saw only two of the guesses.
+      for (const via of [first, second, second]) await expectProblem(await via.fetch("/v1/sessions", withKey(guess())), 429, "RATE_LIMITED")
+      for (const via of [first, second]) expect(await statusOf(await via.fetch("/v1/sessions", withKey(tenant.api_key)))).toBe(200)
+    } finally {
+      await second.close()
+      await first.close()
+    }
+  })
+
   test("revoked and expired credentials are not guesses: sending them does not spend the address's limit", async () => {
     const server = await startServer({ rateLimit: { limit: 3, windowMillis: 60 * 60_000 } })
     try {
