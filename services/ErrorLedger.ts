@@ -14,7 +14,7 @@ import { sha256Hex } from "../src/Digests.js"
 import { type AppError, DbOperational, Internal, NotFound, Overloaded, serverMessageOf, stackOf, statusOf } from "../src/errors.js"
 import { errorsTotal, labelled, ledgerDroppedTotal } from "../src/telemetry/Metrics.js"
 import { type SanitizedPayload, sanitizeText } from "../src/telemetry/Sanitize.js"
-import { nowIso } from "./Clock.js"
+import { newIdSync, nowIso } from "./Clock.js"
 import { ErrorsRepo, isUnreadable, type LedgerRow } from "./ErrorsRepo.js"
 
 /** What is known about where an error happened; all optional outside a request. */
@@ -173,7 +173,7 @@ const make = (options: ErrorLedgerOptions) =>
     // Every error response passes here: plain steps, and the log line only built at its level.
     const record = (error: AppError, context: ErrorContext = {}): Effect.Effect<string> =>
       Effect.clockWith((clock) => {
-        const errorId = context.errorId ?? crypto.randomUUID()
+        const errorId = context.errorId ?? newIdSync()
         const status = statusOf(error)
         const stack = stackOf(error)
         const row: LedgerRow = {
