@@ -27,10 +27,14 @@ export class Messages extends Effect.Service<Messages>()("bulwark/Messages", {
     const idempotency = yield* Idempotency
     const events = yield* Events
 
-    const post = Effect.fn("Messages.post")(function*(caller: Principal, sessionId: string, input: PostMessage) {
+    /**
+     * Alone (with an Idempotency-Key) the append runs inside the key's transaction; otherwise it is
+     * group-committed with the other posts of this event-loop turn.
+     */
+    const store = (grouped: boolean) => Effect.fn("Messages.post")(function*(caller: Principal, sessionId: string, input: PostMessage) {
       if (Buffer.byteLength(input.content, "utf8") > MAX_CONTENT_BYTES) return yield* contentTooLarge
       yield* authorizeAgent(caller, input.agent_id)
-      const stored = yield* repo.append(caller.tenantId, {
+      const stored = yield* (grouped ? repo.appendGrouped : repo.append)(caller.tenantId, {
         id: yield* newId,
         session_id: sessionId,
         agent_id: input.agent_id,
@@ -41,6 +45,8 @@ export class Messages extends Effect.Service<Messages>()("bulwark/Messages", {
       if (Option.isNone(stored)) return yield* sessionNotFound(sessionId)
       return toMessage(stored.value)
     })
+    const post = store(true)
+    const postAlone = store(false)
 
     const list = Effect.fn("Messages.list")(function*(
       tenantId: string,
@@ -71,7 +77,7 @@ export class Messages extends Effect.Service<Messages>()("bulwark/Messages", {
         operation: "messages.post",
         body: { session_id: sessionId, ...Schema.encodeSync(PostMessage)(input) },
         result: Message,
-        write: post(caller, sessionId, input)
+        write: (idempotencyKey === undefined ? post : postAlone)(caller, sessionId, input)
       }).pipe(Effect.tap((message) => events.messagePosted(caller.tenantId, message)))
 
     return { post, postOnce, list } as const
