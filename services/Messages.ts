@@ -21,6 +21,8 @@ const contentTooLarge = new PayloadTooLarge({
   errors: [new FieldIssue({ pointer: "/content", detail: `must be at most ${MAX_CONTENT_BYTES} bytes of UTF-8` })]
 })
 
+const encodePost = Schema.encodeSync(PostMessage)
+
 export class Messages extends Effect.Service<Messages>()("bulwark/Messages", {
   effect: Effect.gen(function*() {
     const repo = yield* MessagesRepo
@@ -71,14 +73,17 @@ export class Messages extends Effect.Service<Messages>()("bulwark/Messages", {
      * repeat announces again, which streams ignore (they emit each `seq` once).
      */
     const postOnce = (caller: Principal, sessionId: string, input: PostMessage, idempotencyKey: string | undefined) =>
-      idempotency.run({
-        scope: `tenant:${caller.tenantId}`,
-        key: idempotencyKey,
-        operation: "messages.post",
-        body: { session_id: sessionId, ...Schema.encodeSync(PostMessage)(input) },
-        result: Message,
-        write: (idempotencyKey === undefined ? post : postAlone)(caller, sessionId, input)
-      }).pipe(Effect.tap((message) => events.messagePosted(caller.tenantId, message)))
+      // Without a key there is nothing to remember, so the body is not encoded for a hash.
+      (idempotencyKey === undefined
+        ? post(caller, sessionId, input)
+        : idempotency.run({
+          scope: `tenant:${caller.tenantId}`,
+          key: idempotencyKey,
+          operation: "messages.post",
+          body: { session_id: sessionId, ...encodePost(input) },
+          result: Message,
+          write: postAlone(caller, sessionId, input)
+        })).pipe(Effect.tap((message) => events.messagePosted(caller.tenantId, message)))
 
     return { post, postOnce, list } as const
   }),
