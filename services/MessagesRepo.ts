@@ -190,7 +190,8 @@ export class MessagesRepo extends Effect.Service<MessagesRepo>()("bulwark/Messag
     const grouped = yield* GroupCommit.make({
       name: "messages.append",
       maxBatch: MAX_APPEND_BATCH,
-      writeBatch: appendBatch,
+      // A batch of one is the plain append: the batch's statement is wider than one row needs.
+      writeBatch: (items) => items.length === 1 ? Effect.map(append(items[0]!.tenantId, items[0]!.message), (row) => [row]) : appendBatch(items),
       writeOne: (item: Append) => append(item.tenantId, item.message),
       isShared: () => true
     })
