@@ -9,7 +9,7 @@
  * deadline) never cancels the other callers' rows; its own row may still commit, as a write whose
  * reply was lost would. A caller is answered only after the batch's commit.
  */
-import { Cause, Effect, Exit, Metric, Option, Runtime } from "effect"
+import { Cause, Context, Effect, Exit, Metric, Option, Runtime, Tracer } from "effect"
 import { writeBatchSize, writeBatchSplitsTotal } from "../../src/telemetry/Metrics.js"
 
 export interface GroupCommitOptions<I, A, E> {
@@ -32,6 +32,8 @@ export interface GroupCommit<I, A, E> {
 interface Waiting<I, A, E> {
   readonly item: I
   readonly resume: (exit: Exit.Exit<A, E>) => void
+  /** The caller's span, linked from the batch's (a batch has many parents, so it is a root with links). */
+  readonly span: Tracer.AnySpan | undefined
 }
 
 export const make = <I, A, E>(options: GroupCommitOptions<I, A, E>): Effect.Effect<GroupCommit<I, A, E>> =>
@@ -49,6 +51,11 @@ export const make = <I, A, E>(options: GroupCommitOptions<I, A, E>): Effect.Effe
         Metric.update(batchSize, batch.length),
         Effect.exit(options.writeBatch(batch.map((waiting) => waiting.item)))
       ).pipe(
+        Effect.withSpan(`GroupCommit.${options.name}`, {
+          root: true,
+          attributes: { "bulwark.batch.size": batch.length },
+          links: batch.flatMap((waiting): Array<Tracer.SpanLink> => waiting.span === undefined ? [] : [{ _tag: "SpanLink", span: waiting.span, attributes: {} }])
+        }),
         Effect.flatMap((exit) => {
           if (Exit.isSuccess(exit)) {
             if (exit.value.length !== batch.length) {
@@ -76,8 +83,8 @@ export const make = <I, A, E>(options: GroupCommitOptions<I, A, E>): Effect.Effe
     }
 
     const submit = (item: I): Effect.Effect<A, E> =>
-      Effect.async<A, E>((resume) => {
-        const waiting: Waiting<I, A, E> = { item, resume }
+      Effect.contextWithEffect((context: Context.Context<never>) => Effect.async<A, E>((resume) => {
+        const waiting: Waiting<I, A, E> = { item, resume, span: Context.getOption(context, Tracer.ParentSpan).pipe(Option.getOrUndefined) }
         if (open === undefined) {
           const batch = [waiting]
           open = batch
@@ -90,7 +97,7 @@ export const make = <I, A, E>(options: GroupCommitOptions<I, A, E>): Effect.Effe
           open.push(waiting)
           if (open.length >= options.maxBatch) close(open)
         }
-      })
+      }))
 
     return { submit }
   })
