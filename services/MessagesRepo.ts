@@ -97,8 +97,9 @@ export class MessagesRepo extends Effect.Service<MessagesRepo>()("bulwark/Messag
      * `append` for many messages in one transaction: each (tenant, session) bumps its `last_seq` once
      * by its count, and its messages take the numbers in between in the order given, so `seq` stays
      * gapless. One result per message, in order; `None` where there is no session. On PostgreSQL one
-     * statement (a message its own earlier attempt already committed is answered as in `append`); on
-     * SQLite one `UPDATE` per session and one multi-row `INSERT`.
+     * statement (a message its own earlier attempt already committed is answered as in `append`),
+     * which locks its sessions in key order, so that batches of several sessions from several
+     * instances cannot deadlock; on SQLite one `UPDATE` per session and one multi-row `INSERT`.
      */
     const appendBatch = (items: ReadonlyArray<Append>) =>
       sql.onDialectOrElse({
@@ -118,9 +119,12 @@ export class MessagesRepo extends Effect.Service<MessagesRepo>()("bulwark/Messag
                 SELECT * FROM input i WHERE NOT EXISTS (SELECT 1 FROM earlier e WHERE e.id = i.id)
               ), counts AS (
                 SELECT tenant_id, session_id, count(*)::int AS n FROM fresh GROUP BY tenant_id, session_id
+              ), locked AS (
+                SELECT s.tenant_id, s.id FROM sessions s JOIN counts c ON s.tenant_id = c.tenant_id AND s.id = c.session_id
+                ORDER BY s.tenant_id, s.id FOR UPDATE OF s
               ), bumped AS (
-                UPDATE sessions s SET last_seq = s.last_seq + c.n FROM counts c
-                WHERE s.tenant_id = c.tenant_id AND s.id = c.session_id
+                UPDATE sessions s SET last_seq = s.last_seq + c.n FROM counts c, locked l
+                WHERE s.tenant_id = c.tenant_id AND s.id = c.session_id AND l.tenant_id = s.tenant_id AND l.id = s.id
                 RETURNING s.tenant_id, s.id, s.last_seq - c.n AS base
               ), inserted AS (
                 INSERT INTO messages (tenant_id, session_id, seq, id, agent_id, content, metadata, created_at)
