@@ -4,9 +4,11 @@
  * sanitises, sets type, severity and fingerprint, logs one line, counts the metric, and hands the
  * row to a queue. A background fiber writes the queue in batches, so a request never waits on the
  * ledger; a batch that cannot be written becomes one JSON line per error on stderr and counts
- * `bulwark_ledger_dropped_total`. Closing the layer (SIGTERM) writes what is still queued.
+ * `bulwark_ledger_dropped_total`. The queue is bounded (10,000 rows by default): a row that finds it
+ * full takes the same stderr path at once, so a storm can cost the ledger rows but never stall the
+ * request that recorded them. Closing the layer (SIGTERM) writes what is still queued.
  */
-import { Cause, Chunk, Clock, Context, Duration, Effect, FiberRef, Layer, LogLevel, Metric, Option, Queue, Schedule } from "effect"
+import { Cause, Chunk, Clock, Duration, Effect, FiberRef, LogLevel, Metric, Option, Queue, Schedule, type Scope } from "effect"
 import { identity } from "effect/Function"
 import * as Supervised from "../layers/resilience/Supervised.js"
 import type { ErrorRecord, ListErrorsFilter, ListGroupsFilter } from "../src/domain/ErrorRecord.js"
@@ -14,7 +16,7 @@ import { sha256Hex } from "../src/Digests.js"
 import { type AppError, DbOperational, Internal, NotFound, Overloaded, serverMessageOf, stackOf, statusOf } from "../src/errors.js"
 import { errorsTotal, labelled, ledgerDroppedTotal } from "../src/telemetry/Metrics.js"
 import { type SanitizedPayload, sanitizeText } from "../src/telemetry/Sanitize.js"
-import { nowIso } from "./Clock.js"
+import { newIdSync, nowIso } from "./Clock.js"
 import { ErrorsRepo, isUnreadable, type LedgerRow } from "./ErrorsRepo.js"
 
 /** What is known about where an error happened; all optional outside a request. */
@@ -119,7 +121,19 @@ const describeWriteFailure = (cause: Cause.Cause<AppError>): string =>
 
 const errorsByCode = labelled(errorsTotal, ["code", "status"])
 
-const make = (options: ErrorLedgerOptions) =>
+/** What the rest of the process sees of the ledger. */
+export interface ErrorLedgerShape {
+  /**
+   * Records one failure and answers its `error_id` (the context's, or a new UUID v7) at once: the row
+   * is queued for the writer, never written on the caller's time. When the queue is full the row
+   * becomes one line on stderr and counts `bulwark_ledger_dropped_total`; the caller is not slowed.
+   */
+  readonly record: (error: AppError, context?: ErrorContext) => Effect.Effect<string>
+  /** Deletes rows past the retention period (also run hourly); answers how many. */
+  readonly purgeExpired: Effect.Effect<number>
+}
+
+const make = (options: ErrorLedgerOptions): Effect.Effect<ErrorLedgerShape, never, ErrorsRepo | Scope.Scope> =>
   Effect.gen(function*() {
     const repo = yield* ErrorsRepo
     const batchSize = options.batchSize ?? 100
@@ -173,7 +187,7 @@ const make = (options: ErrorLedgerOptions) =>
     // Every error response passes here: plain steps, and the log line only built at its level.
     const record = (error: AppError, context: ErrorContext = {}): Effect.Effect<string> =>
       Effect.clockWith((clock) => {
-        const errorId = context.errorId ?? crypto.randomUUID()
+        const errorId = context.errorId ?? newIdSync()
         const status = statusOf(error)
         const stack = stackOf(error)
         const row: LedgerRow = {
@@ -250,12 +264,8 @@ const make = (options: ErrorLedgerOptions) =>
     return { record, purgeExpired } as const
   })
 
-export class ErrorLedger extends Context.Tag("bulwark/ErrorLedger")<
-  ErrorLedger,
-  Effect.Effect.Success<ReturnType<typeof make>>
->() {
-  static readonly layer = (options: ErrorLedgerOptions) => Layer.scoped(ErrorLedger, make(options))
-}
+/** The ledger's writer and retention job live as long as its layer: `ErrorLedger.Default(options)`. */
+export class ErrorLedger extends Effect.Service<ErrorLedger>()("bulwark/ErrorLedger", { scoped: make }) {}
 
 /** Unreadable rows already reported by this process: each is ledgered once, not on every read. */
 const MAX_REPORTED_UNREADABLE = 1_000

@@ -21,16 +21,24 @@ const contentTooLarge = new PayloadTooLarge({
   errors: [new FieldIssue({ pointer: "/content", detail: `must be at most ${MAX_CONTENT_BYTES} bytes of UTF-8` })]
 })
 
+const encodePost = Schema.encodeSync(PostMessage)
+
 export class Messages extends Effect.Service<Messages>()("bulwark/Messages", {
   effect: Effect.gen(function*() {
     const repo = yield* MessagesRepo
     const idempotency = yield* Idempotency
     const events = yield* Events
 
-    const post = Effect.fn("Messages.post")(function*(caller: Principal, sessionId: string, input: PostMessage) {
+    /**
+     * Alone (with an Idempotency-Key) the append runs inside the key's transaction; otherwise it is
+     * group-committed with the other posts of this event-loop turn. No span of its own (about 10 µs
+     * a post): its work in the process is a few checks, and the write's spans are the database's,
+     * in the batch's span, which links the request's.
+     */
+    const store = (grouped: boolean) => Effect.fnUntraced(function*(caller: Principal, sessionId: string, input: PostMessage) {
       if (Buffer.byteLength(input.content, "utf8") > MAX_CONTENT_BYTES) return yield* contentTooLarge
       yield* authorizeAgent(caller, input.agent_id)
-      const stored = yield* repo.append(caller.tenantId, {
+      const stored = yield* (grouped ? repo.appendGrouped : repo.append)(caller.tenantId, {
         id: yield* newId,
         session_id: sessionId,
         agent_id: input.agent_id,
@@ -41,6 +49,8 @@ export class Messages extends Effect.Service<Messages>()("bulwark/Messages", {
       if (Option.isNone(stored)) return yield* sessionNotFound(sessionId)
       return toMessage(stored.value)
     })
+    const post = store(true)
+    const postAlone = store(false)
 
     const list = Effect.fn("Messages.list")(function*(
       tenantId: string,
@@ -65,14 +75,17 @@ export class Messages extends Effect.Service<Messages>()("bulwark/Messages", {
      * repeat announces again, which streams ignore (they emit each `seq` once).
      */
     const postOnce = (caller: Principal, sessionId: string, input: PostMessage, idempotencyKey: string | undefined) =>
-      idempotency.run({
-        scope: `tenant:${caller.tenantId}`,
-        key: idempotencyKey,
-        operation: "messages.post",
-        body: { session_id: sessionId, ...Schema.encodeSync(PostMessage)(input) },
-        result: Message,
-        write: post(caller, sessionId, input)
-      }).pipe(Effect.tap((message) => events.messagePosted(caller.tenantId, message)))
+      // Without a key there is nothing to remember, so the body is not encoded for a hash.
+      (idempotencyKey === undefined
+        ? post(caller, sessionId, input)
+        : idempotency.run({
+          scope: `tenant:${caller.tenantId}`,
+          key: idempotencyKey,
+          operation: "messages.post",
+          body: { session_id: sessionId, ...encodePost(input) },
+          result: Message,
+          write: postAlone(caller, sessionId, input)
+        })).pipe(Effect.tap((message) => events.messagePosted(caller.tenantId, message)))
 
     return { post, postOnce, list } as const
   }),

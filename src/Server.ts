@@ -96,7 +96,7 @@ const TelemetryLive = (options: ServerOptions) =>
 /** What the server and the CLI share: the database, the ledger, the cache and its policy. */
 export const InfrastructureLive = (options: Omit<ServerOptions, "extraRoutes">) =>
   Layer.mergeAll(CachedReads.Default, ErrorRecords.Default).pipe(
-    Layer.provideMerge(ErrorLedger.layer({ retentionDays: options.config.errorRetentionDays })),
+    Layer.provideMerge(ErrorLedger.Default({ retentionDays: options.config.errorRetentionDays })),
     Layer.provideMerge(ErrorsRepo.Default),
     Layer.provideMerge(
       Option.match(options.config.redisUrl, { onNone: () => Cache.inProcess(), onSome: (url) => Cache.redis(url, options.cacheResilience) })

@@ -20,7 +20,7 @@ const servicesOn = (config: AppConfigShape) =>
   Layer.mergeAll(Tenants.Default, ErrorRecords.Default).pipe(
     Layer.provideMerge(CachedReads.Default),
     // Each row at once: a one-shot process has no writer loop to hand rows to.
-    Layer.provideMerge(ErrorLedger.layer({ retentionDays: config.errorRetentionDays, inline: true })),
+    Layer.provideMerge(ErrorLedger.Default({ retentionDays: config.errorRetentionDays, inline: true })),
     Layer.provideMerge(ErrorsRepo.Default),
     // The shared cache, so that a key revoked here is dropped from it too.
     Layer.provideMerge(Option.match(config.redisUrl, { onNone: () => Cache.inProcess(), onSome: (url) => Cache.redis(url) })),

@@ -15,7 +15,7 @@ export class ProblemBody extends Schema.Class<ProblemBody>("Problem")({
   detail: Schema.String,
   instance: Schema.String.annotations({ description: "urn:uuid:<error_id>" }),
   code: Schema.String,
-  error_id: Schema.UUID,
+  error_id: Schema.UUID.annotations({ description: "A lowercase UUID v7 (RFC 9562): time-ordered, the same id as in the ledger, span and log line." }),
   retry_after_seconds: Schema.optional(Schema.Int.annotations({ description: "Only on 429 and 503." })),
   errors: Schema.optional(Schema.Array(FieldIssue).annotations({ description: "Only on 400, 413 and 415." })),
   health: Schema.optional(HealthReport.annotations({ description: "Only on GET /health's 503: the health report." }))

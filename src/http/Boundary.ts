@@ -108,7 +108,7 @@ const stringAttribute = (span: Option.Option<Tracer.Span>, name: string): string
  * which the router has set `http.route` and the auth middleware the tenant.
  */
 const renderFailure = (
-  ledger: ErrorLedger["Type"],
+  ledger: ErrorLedger,
   error: AppError,
   request: HttpServerRequest.HttpServerRequest,
   requestId: string,

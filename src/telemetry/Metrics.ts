@@ -76,3 +76,14 @@ export const eventLoopDelay = Metric.histogram(
 export const keptKeysTrusted = Metric.gauge("bulwark_kept_keys_trusted", {
   description: "1 while this process can tell whether API keys changed (it may use the keys it kept), 0 while it reads every key from the database"
 })
+
+export const writeBatchSize = Metric.histogram(
+  "bulwark_write_batch_size",
+  MetricBoundaries.fromIterable([1, 2, 4, 8, 16, 32, 64]),
+  "Rows written per group-committed transaction, by kind of write"
+)
+
+export const writeBatchSplitsTotal = Metric.counter("bulwark_write_batch_splits_total", {
+  description: "Group-committed batches that failed on a row and were written again row by row, by kind of write",
+  incremental: true
+})

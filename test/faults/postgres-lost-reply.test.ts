@@ -75,6 +75,30 @@ describe.skipIf(!available)("a write's reply lost after its commit", () => {
     expect(((await next.json()) as { seq: number }).seq).toBe(2)
   })
 
+  test("a group-committed batch whose commit was not acknowledged: every post is answered 201 once, with the seq it was stored with", async () => {
+    const created = await server.fetch("/v1/sessions", withKey(tenant.api_key, { method: "POST", body: "{}" }))
+    const batchSession = ((await created.json()) as { id: string }).id
+    const splitsBefore = await batchSplits(server)
+    // The batch's one statement (its text starts `WITH input`) answers a SELECT of its rows.
+    const lost = proxy.loseReply({ request: "WITH input", reply: "SELECT " })
+    const responses = await Promise.all(Array.from({ length: 12 }, (_, i) =>
+      server.fetch(
+        `/v1/sessions/${batchSession}/messages`,
+        withKey(tenant.api_key, { method: "POST", body: JSON.stringify({ agent_id: "a", content: `batched ${i}` }) })
+      )))
+    const texts = await Promise.all(responses.map((response) => response.text()))
+    expect(await Promise.race([lost.then(() => true), Bun.sleep(0).then(() => false)])).toBe(true)
+    expect(responses.map((response, i) => `${response.status} ${response.status === 201 ? "" : texts[i]}`)).toEqual(Array(12).fill("201 "))
+    const messages = texts.map((text) => JSON.parse(text) as { id: string; seq: number })
+    const rows = await withConnection(database.url, (sql) =>
+      sql`SELECT id, seq FROM messages WHERE tenant_id = ${tenant.id} AND session_id = ${batchSession} ORDER BY seq` as Promise<Array<{ id: string; seq: number }>>)
+    expect(rows.map((row) => Number(row.seq))).toEqual(Array.from({ length: 12 }, (_, i) => i + 1))
+    const told = new Map(messages.map((message) => [message.id, message.seq]))
+    for (const row of rows) expect(told.get(row.id)).toBe(Number(row.seq))
+    // The batch's own retry recognised its rows; it was not sent back row by row.
+    expect(await batchSplits(server)).toBe(splitsBefore)
+  })
+
   test("a session whose commit was not acknowledged is answered 201 once, not 409 for the request's own row", async () => {
     // Nothing else inserts meanwhile: the ledger is idle, and reads have other command tags.
     await ledgerSettled()
@@ -114,4 +138,9 @@ describe.skipIf(!available)("a write's reply lost after its commit", () => {
 const droppedRows = async (server: TestServer): Promise<number> => {
   const text = await (await server.admin("/metrics")).text()
   return Number(/^bulwark_ledger_dropped_total(?:\{[^}]*\})? (\S+)$/m.exec(text)?.[1] ?? 0)
+}
+
+const batchSplits = async (server: TestServer): Promise<number> => {
+  const text = await (await server.admin("/metrics")).text()
+  return Number(/^bulwark_write_batch_splits_total\{[^}]*write="messages.append"[^}]*\} (\S+)$/m.exec(text)?.[1] ?? 0)
 }

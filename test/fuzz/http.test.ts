@@ -222,7 +222,8 @@ const request = fc.record({ method: fc.constantFrom(...METHODS), path, headers, 
 
 type FuzzRequest = typeof request extends fc.Arbitrary<infer A> ? A : never
 
-const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
+/** SPEC §2: a lowercase UUID v7 (time-ordered); Bulwark mints only v7. */
+const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
 
 /** What an MCP client may get for a request it got wrong: a JSON-RPC error, not a 500. */
 const expectJsonRpcError = (text: string, context: string) => {
@@ -304,7 +305,7 @@ const checkResponse = async (input: FuzzRequest, response: Response) => {
   if (isMcp && mediaType === "application/json") return expectJsonRpcError(text, context)
   if (mediaType !== "application/problem+json") throw new Error(`error is not a problem: ${context}`)
   const problem = JSON.parse(text) as { code?: unknown; error_id?: unknown }
-  if (typeof problem.code !== "string" || typeof problem.error_id !== "string" || !UUID_V4.test(problem.error_id)) {
+  if (typeof problem.code !== "string" || typeof problem.error_id !== "string" || !UUID_V7.test(problem.error_id)) {
     throw new Error(`problem without code or error_id: ${context}`)
   }
   // Every promise SPEC §2 makes of a problem, including that nothing server-side leaks into it.

@@ -46,6 +46,17 @@ describe("ledger rows", () => {
     expect(row.fingerprint).toMatch(/^[0-9a-f]{16}$/)
   })
 
+  test("error ids are UUID v7 and later errors sort after earlier ones (SPEC §2)", async () => {
+    const ids: Array<string> = []
+    for (let i = 0; i < 5; i++) {
+      const response = await server.fetch(`/v1/sessions/${crypto.randomUUID()}`, withKey(tenant.api_key))
+      ids.push((await expectProblem(response, 404, "SESSION_NOT_FOUND")).error_id)
+    }
+    for (const id of ids) expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
+    expect([...ids].sort()).toEqual(ids)
+    expect(new Set(ids).size).toBe(ids.length)
+  })
+
   test("a 400 with a password in the body is ledgered with the payload sanitised", async () => {
     const body = {
       title: 42,

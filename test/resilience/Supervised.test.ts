@@ -117,7 +117,7 @@ describe("real loops recover from a defect", () => {
               })
           }))
       ).pipe(Layer.provide(realRepo))
-      const ledger = ErrorLedger.layer({ retentionDays: 30, purgeEvery: "1 day", linger: 0 }).pipe(
+      const ledger = ErrorLedger.Default({ retentionDays: 30, purgeEvery: "1 day", linger: 0 }).pipe(
         Layer.provide(dyingOnce),
         Layer.provideMerge(Supervised.layer)
       )
@@ -147,7 +147,7 @@ describe("real loops recover from a defect", () => {
     try {
       const database = Database.layer({ url: { _tag: "SqliteFile", filename: join(directory, "memory.db") }, sqliteBusyTimeoutMillis: 50 })
       const repo = ErrorsRepo.Default
-      const ledger = ErrorLedger.layer({ retentionDays: 30, purgeEvery: "1 day", linger: 0 }).pipe(Layer.provide(repo))
+      const ledger = ErrorLedger.Default({ retentionDays: 30, purgeEvery: "1 day", linger: 0 }).pipe(Layer.provide(repo))
       let purges = 0
       const dyingOnce = Layer.effect(
         MemoryStore,

@@ -67,6 +67,22 @@ describeOnPostgres("three processes on one PostgreSQL and one Redis", () => {
     await racingIdempotentPosts(instances, key, await newSession(instances[1]!, key), 10)
   }, 30_000)
 
+  test("posts to several sessions through every instance at once (batches of several sessions racing): each session is 1..N", async () => {
+    const sessions = await Promise.all(Array.from({ length: 4 }, () => newSession(instances[0]!, key)))
+    // Each instance posts to the sessions in its own order, so their batches meet the sessions in different orders.
+    const posts = Array.from({ length: 96 }, (_, i) => {
+      const via = i % 3
+      const session = via === 1 ? sessions[3 - (i % 4)]! : sessions[(i + via) % 4]!
+      return postMessage(instances[via]!, key, session, `m${i}`).then((posted) => ({ session, posted }))
+    })
+    const done = await Promise.all(posts)
+    for (const sessionId of sessions) {
+      const seqs = done.filter((post) => post.session === sessionId).map((post) => post.posted.seq).sort((x, y) => x - y)
+      expect(seqs).toEqual(Array.from({ length: seqs.length }, (_, i) => i + 1))
+      await expectEveryWriteKept(instances[2]!, key, sessionId, seqs.length, done.filter((post) => post.session === sessionId).map((post) => post.posted))
+    }
+  }, 30_000)
+
   test("a key revoked or deleted through one instance is refused by every instance within 1 s", async () => {
     const delays = await measureRevocation(cluster, instances, "postgres, redis up")
     for (const delay of delays) expect(delay).toBeLessThan(1000)

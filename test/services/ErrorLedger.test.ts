@@ -1,19 +1,20 @@
 /** The ledger's retention job and writer, driven by TestClock on a real SQLite file. */
 import { describe, expect, test } from "bun:test"
-import { Effect, Layer, Option, TestClock, TestContext } from "effect"
+import { Effect, Layer, Metric, Option, TestClock, TestContext } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as Database from "../../layers/database/Database.js"
-import { ErrorLedger, fingerprintOf, severityOf } from "../../services/ErrorLedger.js"
+import { ErrorLedger, type ErrorLedgerOptions, fingerprintOf, severityOf } from "../../services/ErrorLedger.js"
 import { ErrorsRepo } from "../../services/ErrorsRepo.js"
 import { Internal, NotFound, DbOperational } from "../../src/errors.js"
+import { ledgerDroppedTotal } from "../../src/telemetry/Metrics.js"
 
-const withLedger = <A, E>(program: Effect.Effect<A, E, ErrorLedger | ErrorsRepo>) => {
+const withLedger = <A, E>(program: Effect.Effect<A, E, ErrorLedger | ErrorsRepo>, options: Partial<ErrorLedgerOptions> = {}) => {
   const directory = mkdtempSync(join(tmpdir(), "bulwark-ledger-"))
   const database = Database.layer({ url: { _tag: "SqliteFile", filename: join(directory, "ledger.db") }, sqliteBusyTimeoutMillis: 50 })
   const repo = ErrorsRepo.Default.pipe(Layer.provide(database))
-  const ledger = ErrorLedger.layer({ retentionDays: 30, purgeEvery: "1 day", linger: 0 }).pipe(Layer.provide(repo))
+  const ledger = ErrorLedger.Default({ retentionDays: 30, purgeEvery: "1 day", linger: 0, ...options }).pipe(Layer.provide(repo))
   return Effect.runPromise(
     program.pipe(Effect.provide(Layer.merge(ledger, repo)), Effect.provide(TestContext.TestContext), Effect.scoped)
   ).finally(() => rmSync(directory, { recursive: true, force: true }))
@@ -62,5 +63,41 @@ describe("classification", () => {
     expect(fingerprintOf("INTERNAL_ERROR", "/v1/sessions", stackA)).toBe(fingerprintOf("INTERNAL_ERROR", "/v1/sessions", stackB))
     expect(fingerprintOf("INTERNAL_ERROR", "/v1/sessions", stackA)).not.toBe(fingerprintOf("INTERNAL_ERROR", "/v1/other", stackA))
     expect(fingerprintOf("SESSION_NOT_FOUND", "/v1/sessions/:id", null)).not.toBe(fingerprintOf("KEY_NOT_FOUND", "/v1/sessions/:id", null))
+  })
+})
+
+describe("a full queue", () => {
+  test("a row that finds the queue full is one stderr line and a dropped count; record still answers at once, queued rows are written", async () => {
+    const lines: Array<string> = []
+    const originalWrite = process.stderr.write.bind(process.stderr)
+    process.stderr.write = ((chunk: string | Uint8Array) => {
+      lines.push(typeof chunk === "string" ? chunk : new TextDecoder().decode(chunk))
+      return true
+    }) as typeof process.stderr.write
+    try {
+      await withLedger(
+        Effect.gen(function*() {
+          const ledger = yield* ErrorLedger
+          const repo = yield* ErrorsRepo
+          const droppedBefore = (yield* Metric.value(ledgerDroppedTotal)).count
+          // The writer takes the first row, then lingers (an hour of a clock that does not move):
+          // the next two fill the queue and the fourth finds it full.
+          const ids: Array<string> = []
+          for (let i = 0; i < 4; i++) {
+            ids.push(yield* ledger.record(new NotFound({ code: "SESSION_NOT_FOUND", detail: `row ${i}` })))
+            yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+          }
+          expect((yield* Metric.value(ledgerDroppedTotal)).count - droppedBefore).toBe(1)
+          const dropped = lines.flatMap((chunk) => chunk.split("\n")).filter((line) => line.startsWith("{")).map((line) => JSON.parse(line))
+          expect(dropped).toEqual([expect.objectContaining({ ledger: "dropped", reason: "the ledger queue is full", error_id: ids[3] })])
+          yield* TestClock.adjust("1 hour")
+          for (const id of ids.slice(0, 3)) yield* stored(id)
+          expect(Option.isNone(yield* repo.find(ids[3]!))).toBe(true)
+        }),
+        { queueCapacity: 2, linger: "1 hour" }
+      )
+    } finally {
+      process.stderr.write = originalWrite
+    }
   })
 })

@@ -53,7 +53,7 @@ const withEvents = <A, E>(
 ) => {
   const directory = mkdtempSync(join(tmpdir(), "bulwark-events-"))
   const database = Database.layer({ url: { _tag: "SqliteFile", filename: join(directory, "events.db") }, sqliteBusyTimeoutMillis: 50 })
-  const ledger = ErrorLedger.layer({ retentionDays: 30, purgeEvery: "1 day", linger: 0 }).pipe(Layer.provide(ErrorsRepo.Default))
+  const ledger = ErrorLedger.Default({ retentionDays: 30, purgeEvery: "1 day", linger: 0 }).pipe(Layer.provide(ErrorsRepo.Default))
   reads.listAfter = reads.lastSeq = reads.lastSeqs = 0
   bus.healthy = true
   const events = Events.layer().pipe(Layer.provideMerge(CountingRepo), Layer.provide(Layer.merge(eventBus, ledger)))

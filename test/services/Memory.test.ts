@@ -16,7 +16,7 @@ import { Memory } from "../../services/Memory.js"
 const withMemory = <A, E>(program: Effect.Effect<A, E, Memory | SqlClient.SqlClient>) => {
   const directory = mkdtempSync(join(tmpdir(), "bulwark-memory-"))
   const database = Database.layer({ url: { _tag: "SqliteFile", filename: join(directory, "memory.db") }, sqliteBusyTimeoutMillis: 50 })
-  const ledger = ErrorLedger.layer({ retentionDays: 30, purgeEvery: "1 day", linger: 0 }).pipe(Layer.provide(ErrorsRepo.Default))
+  const ledger = ErrorLedger.Default({ retentionDays: 30, purgeEvery: "1 day", linger: 0 }).pipe(Layer.provide(ErrorsRepo.Default))
   const memory = Memory.Default.pipe(Layer.provide(Layer.merge(MemoryStore.layer(), ledger)))
   return Effect.runPromise(
     program.pipe(Effect.provide(memory.pipe(Layer.provideMerge(database))), Effect.provide(TestContext.TestContext), Effect.scoped)

@@ -186,7 +186,8 @@ export const withKey = (key: string, init: RequestInit = {}): RequestInit => ({
   headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...(init.headers ?? {}) }
 })
 
-const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
+/** SPEC §2: a lowercase UUID v7 (time-ordered); Bulwark mints only v7. */
+const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
 
 export interface Problem {
   readonly type: string
@@ -214,7 +215,7 @@ export const expectProblem = async (response: Response, status: number, code: st
   const body = JSON.parse(text) as Problem
   if (body.code !== code) throw new Error(`expected code ${code}: ${context}`)
   if (body.status !== status) throw new Error(`body status differs: ${context}`)
-  if (!UUID_V4.test(body.error_id)) throw new Error(`error_id is not a lowercase uuid v4: ${context}`)
+  if (!UUID_V7.test(body.error_id)) throw new Error(`error_id is not a lowercase uuid v7: ${context}`)
   if (body.instance !== `urn:uuid:${body.error_id}`) throw new Error(`instance does not name the error_id: ${context}`)
   if (body.type !== `/problems/${code.toLowerCase().replaceAll("_", "-")}`) throw new Error(`type does not match code: ${context}`)
   if (!response.headers.get("x-request-id")) throw new Error(`no X-Request-Id: ${context}`)

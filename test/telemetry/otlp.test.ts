@@ -47,6 +47,22 @@ describe("server spans", () => {
     expect(parent?.spanId).toBe(span.spanId)
   })
 
+  test("a message post's write is a group-commit span linked to the post's trace, with the database span below it", async () => {
+    const created = (await (await server.fetch("/v1/sessions", withKey(tenant.api_key, { method: "POST", body: "{}" }))).json()) as { id: string }
+    const response = await server.fetch(`/v1/sessions/${created.id}/messages`, withKey(tenant.api_key, { method: "POST", body: JSON.stringify({ agent_id: "a", content: "traced" }) }))
+    expect(response.status).toBe(201)
+    const traceId = response.headers.get("x-trace-id")
+    type Linked = ReceivedSpan & { readonly links?: ReadonlyArray<{ readonly traceId: string; readonly spanId: string }> }
+    const batch = (await spanWith((span) =>
+      span.name === "GroupCommit.messages.append" && ((span as Linked).links ?? []).some((link) => link.traceId === traceId))) as Linked
+    expect(batch.parentSpanId ?? "").toBe("")
+    expect(attribute(batch, "bulwark.batch.size")).toBeGreaterThanOrEqual(1)
+    const linked = (batch.links ?? []).find((link) => link.traceId === traceId)!
+    expect(receiver.spans().some((span) => span.spanId === linked.spanId && span.traceId === traceId)).toBe(true)
+    const write = await spanWith((span) => span.traceId === batch.traceId && span.name.startsWith("db.messages.append"))
+    expect(write.parentSpanId).toBe(batch.spanId)
+  })
+
   test("a 404: status unset, error.type and error.id match the problem", async () => {
     const response = await server.fetch(`/v1/sessions/${crypto.randomUUID()}`, withKey(tenant.api_key))
     const traceId = response.headers.get("x-trace-id")
