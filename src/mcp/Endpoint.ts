@@ -8,7 +8,7 @@
  */
 import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { Server as BunServer } from "bun"
-import { Cause, Config, Effect, Exit, Option, Runtime, Schedule } from "effect"
+import { Cause, Config, Context, Effect, Exit, Option, Runtime, Schedule, Tracer } from "effect"
 import { StartupError } from "../Config.js"
 import { ErrorLedger } from "../../services/ErrorLedger.js"
 import { RateLimiter } from "../../services/RateLimiter.js"
@@ -17,10 +17,12 @@ import { authenticateCaller } from "../http/Auth.js"
 import { deadlineFiberId, MAX_BODY_BYTES, restoredDeadline } from "../http/Boundary.js"
 import { type InFlightRequest, track } from "../http/InFlight.js"
 import { classify, problemResponse } from "../http/Problem.js"
+import { TRACE_ID_HEADER } from "../telemetry/ServerSpan.js"
 import { DEFAULT_SESSION_LIMITS, type LegacySessionLimits, makeLegacy, type RequestScope } from "./Legacy.js"
 import { declaredVersion, makeModern } from "./Modern.js"
 import { ErrorCodes, errorResponse, MODERN_VERSION } from "./Protocol.js"
 import type { McpRunner, McpServices } from "./Runner.js"
+import { messageSpan } from "./Tracing.js"
 
 export const MCP_PATH = "/mcp"
 const ROUTE = `POST ${MCP_PATH}`
@@ -68,6 +70,8 @@ export const make = (options: McpOptions = {}) =>
     const authenticate = yield* authenticateCaller
     const limiter = yield* RateLimiter
     const ledger = yield* ErrorLedger
+    const startSpan = messageSpan(yield* Effect.tracer, yield* Effect.clock)
+    const clock = yield* Effect.clock
     const run: McpRunner = {
       promise: Runtime.runPromise(runtime),
       fork: Runtime.runFork(runtime)
@@ -95,11 +99,6 @@ export const make = (options: McpOptions = {}) =>
     /**
      * Runs a request's program on the server's runtime. A fiber runs until it first waits, so a
      * call served from memory (authentication, rate count and a cached read) is answered before
-     * `runFork` returns, with no promise to settle, as on the REST hot route.
-     */
-    /**
-     * Runs a request's program on the server's runtime. A fiber runs until it first waits, so a
-     * call served from memory (authentication, rate count and a cached read) is answered before
      * `runFork` returns, with no promise or timer to set up, as on the REST hot route.
      *
      * `onTimeout` puts the program under the request deadline, as the REST hot route is
@@ -107,33 +106,52 @@ export const make = (options: McpOptions = {}) =>
      * interrupts once the deadline passes; `onTimeout` answers instead. The answer is kept as soon
      * as it exists, since a fiber the deadline interrupted still ends interrupted. A stream the
      * program answered with (`subscriptions/listen`, the GET stream) lives on past the deadline.
+     *
+     * `within` (the request and its MCP span) is in the fiber's context from its start, and the span
+     * ends with the fiber: providing them inside the fiber would copy its context and references
+     * twice per request (as on the REST hot route).
      */
     const deadlineMillis = options.requestTimeoutMillis
     const forkRequest = Runtime.runFork(runtime)
+    const forkWithin = (request: HttpServerRequest.HttpServerRequest, span: Tracer.Span | undefined) => {
+      const context = Context.add(runtime.context, HttpServerRequest.HttpServerRequest, request)
+      return Runtime.runFork(Runtime.make({
+        context: span === undefined ? context : Context.add(context, Tracer.ParentSpan, span),
+        fiberRefs: runtime.fiberRefs,
+        runtimeFlags: runtime.runtimeFlags
+      }))
+    }
     const runRequest = (
-      program: Effect.Effect<Response, never, McpServices | RateLimiter>,
-      onTimeout?: (timeout: Timeout) => Effect.Effect<Response>
+      program: Effect.Effect<Response, never, McpServices | RateLimiter | HttpServerRequest.HttpServerRequest>,
+      onTimeout?: (timeout: Timeout) => Effect.Effect<Response>,
+      within?: { readonly request: HttpServerRequest.HttpServerRequest; readonly span: Tracer.Span | undefined }
     ): Response | Promise<Response> => {
       let answer: Response | undefined
-      const keep = (effect: Effect.Effect<Response, never, McpServices | RateLimiter>) => Effect.tap(effect, (response) => Effect.sync(() => (answer = response)))
+      const keep = (effect: typeof program) => Effect.tap(effect, (response) => Effect.sync(() => (answer = response)))
       const timed = onTimeout !== undefined && deadlineMillis !== undefined
-      const fiber = forkRequest(
-        timed
+      const fork = within === undefined ? forkRequest : forkWithin(within.request, within.span)
+      const fiber = fork(
+        (timed
           ? Effect.uninterruptibleMask((restore) => keep(Effect.catchTag(restoredDeadline(deadlineMillis, restore)(program), "Timeout", onTimeout)))
-          : keep(program)
+          : keep(program)) as Effect.Effect<Response, never, McpServices | RateLimiter>
       )
-      const exit = fiber.unsafePoll()
-      if (exit !== null) {
+      const settle = (exit: Exit.Exit<Response, never>): Response => {
+        within?.span?.end(clock.unsafeCurrentTimeNanos(), answer === undefined ? exit : Exit.succeed(answer))
         if (answer !== undefined) return answer
+        // Every failure was rendered inside the program; what is left is an interruption at shutdown.
         throw Exit.isFailure(exit) ? Cause.squash(exit.cause) : new Error("a request's program ended without an answer")
       }
+      const exit = fiber.unsafePoll()
+      if (exit !== null) return settle(exit)
       const deadline = timed ? setTimeout(() => fiber.unsafeInterruptAsFork(deadlineFiberId), deadlineMillis) : undefined
-      // Every failure was rendered inside the program; what is left is an interruption at shutdown.
       return new Promise((resolve, reject) =>
         fiber.addObserver((done) => {
           clearTimeout(deadline)
-          if (answer !== undefined) resolve(answer)
-          else reject(Exit.isFailure(done) ? Cause.squash(done.cause) : new Error("a request's program ended without an answer"))
+          try {
+            resolve(settle(done))
+          } catch (error) {
+            reject(error)
+          }
         })
       )
     }
@@ -219,12 +237,12 @@ export const make = (options: McpOptions = {}) =>
       const modernRequest = request.method === "POST" &&
         (declaredVersion(body) !== undefined || (!hasSession && request.headers.get("mcp-protocol-version") === MODERN_VERSION))
 
+      const span = startSpan(body, request, serverRequest)
       const program = authenticated.pipe(
-        Effect.provideService(HttpServerRequest.HttpServerRequest, serverRequest),
         Effect.matchEffect({
           onFailure: (error) => failed(error, request, inFlight),
           onSuccess: (caller): Effect.Effect<Response, never, McpServices> => {
-            const scope: RequestScope = { caller, httpRequestId: inFlight.requestId, userAgent: inFlight.userAgent }
+            const scope: RequestScope = { caller, httpRequestId: inFlight.requestId, userAgent: inFlight.userAgent, span }
             if (modernRequest) return modern.handle(request, body, scope)
             return legacy.callInSession(request, body, scope) ?? Effect.promise(() => legacy.handle(request, body, scope))
           }
@@ -232,7 +250,10 @@ export const make = (options: McpOptions = {}) =>
         // A defect below the edge (ours or the SDK's): a 500 with an error_id, never a bare one.
         Effect.catchAllDefect((defect) => failed(classify(Cause.die(defect)), request, inFlight))
       )
-      return withEdgeHeaders(await runRequest(program, (timeout) => failed(timeout, request, inFlight)), inFlight)
+      const response = withEdgeHeaders(await runRequest(program, (timeout) => failed(timeout, request, inFlight), { request: serverRequest, span }), inFlight)
+      // As on REST: the trace id a client can quote, here the MCP span's.
+      if (span !== undefined) response.headers.set(TRACE_ID_HEADER, span.traceId)
+      return response
     }
 
     const handler = async (request: Request, server: BunServer<unknown>): Promise<Response> => {
