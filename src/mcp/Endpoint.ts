@@ -22,7 +22,7 @@ import { DEFAULT_SESSION_LIMITS, type LegacySessionLimits, makeLegacy, type Requ
 import { declaredVersion, makeModern } from "./Modern.js"
 import { ErrorCodes, errorResponse, MODERN_VERSION } from "./Protocol.js"
 import type { McpRunner, McpServices } from "./Runner.js"
-import { messageSpan } from "./Tracing.js"
+import { endMessageSpan, messageSpan } from "./Tracing.js"
 
 export const MCP_PATH = "/mcp"
 const ROUTE = `POST ${MCP_PATH}`
@@ -136,7 +136,7 @@ export const make = (options: McpOptions = {}) =>
           : keep(program)) as Effect.Effect<Response, never, McpServices | RateLimiter>
       )
       const settle = (exit: Exit.Exit<Response, never>): Response => {
-        within?.span?.end(clock.unsafeCurrentTimeNanos(), answer === undefined ? exit : Exit.succeed(answer))
+        if (within?.span !== undefined) endMessageSpan(within.span, clock.unsafeCurrentTimeNanos(), answer === undefined ? exit : Exit.succeed(answer))
         if (answer !== undefined) return answer
         // Every failure was rendered inside the program; what is left is an interruption at shutdown.
         throw Exit.isFailure(exit) ? Cause.squash(exit.cause) : new Error("a request's program ended without an answer")
@@ -157,17 +157,21 @@ export const make = (options: McpOptions = {}) =>
     }
 
     /** A failure at the HTTP level: ledgered (type `mcp`) and answered as a problem, as REST does. */
-    const failed = (error: AppError, request: Request, inFlight: InFlightRequest, tenantId?: string) =>
+    const failed = (error: AppError, request: Request, inFlight: InFlightRequest, span?: Tracer.Span) =>
       Effect.map(
         ledger.record(error, {
           type: "mcp",
           route: ROUTE,
           method: request.method,
           requestId: inFlight.requestId,
-          userAgent: inFlight.userAgent,
-          tenantId
+          traceId: span?.traceId,
+          userAgent: inFlight.userAgent
         }),
-        (errorId) => HttpServerResponse.toWeb(problemResponse(error, errorId))
+        (errorId) => {
+          span?.attribute("error.type", error._tag)
+          span?.attribute("error.id", errorId)
+          return HttpServerResponse.toWeb(problemResponse(error, errorId))
+        }
       )
 
     /** `X-Request-Id` on every response, and `RateLimit-*` on those that were counted. */
@@ -214,17 +218,19 @@ export const make = (options: McpOptions = {}) =>
       return { body }
     }
 
-    const serve = async (request: Request, server: BunServer<unknown>, inFlight: InFlightRequest): Promise<Response> => {
-      const hasSession = request.headers.has("mcp-session-id")
-      const refused = refusal(request, server, inFlight, hasSession)
-      if (refused !== undefined) return withEdgeHeaders(await runRequest(refused), inFlight)
-      let body: unknown = undefined
-      if (request.method === "POST") {
-        const parsed = parse(await request.text(), request, inFlight)
-        if (Effect.isEffect(parsed)) return withEdgeHeaders(await runRequest(parsed), inFlight)
-        body = parsed.body
+    /** The edge's headers on an answer, whether it is ready or still to come. */
+    const withHeaders = (answer: Response | Promise<Response>, inFlight: InFlightRequest, span?: Tracer.Span): Response | Promise<Response> => {
+      const finish = (response: Response) => {
+        withEdgeHeaders(response, inFlight)
+        // As on REST: the trace id a client can quote, here the MCP span's.
+        if (span !== undefined) response.headers.set(TRACE_ID_HEADER, span.traceId)
+        return response
       }
+      return answer instanceof Promise ? answer.then(finish) : finish(answer)
+    }
 
+    /** A message whose body (if any) has been parsed: authenticated, then served by its era. */
+    const serve = (request: Request, server: BunServer<unknown>, inFlight: InFlightRequest, body: unknown, hasSession: boolean) => {
       // The same credentials and limits as `/v1`: without a credential the client's address is counted.
       const anonymous = request.headers.get("authorization") === null
       // The peer's address only counts requests without credentials (asking Bun for it costs a few µs).
@@ -240,7 +246,7 @@ export const make = (options: McpOptions = {}) =>
       const span = startSpan(body, request, serverRequest)
       const program = authenticated.pipe(
         Effect.matchEffect({
-          onFailure: (error) => failed(error, request, inFlight),
+          onFailure: (error) => failed(error, request, inFlight, span),
           onSuccess: (caller): Effect.Effect<Response, never, McpServices> => {
             const scope: RequestScope = { caller, httpRequestId: inFlight.requestId, userAgent: inFlight.userAgent, span }
             if (modernRequest) return modern.handle(request, body, scope)
@@ -248,23 +254,32 @@ export const make = (options: McpOptions = {}) =>
           }
         }),
         // A defect below the edge (ours or the SDK's): a 500 with an error_id, never a bare one.
-        Effect.catchAllDefect((defect) => failed(classify(Cause.die(defect)), request, inFlight))
+        Effect.catchAllDefect((defect) => failed(classify(Cause.die(defect)), request, inFlight, span))
       )
-      const response = withEdgeHeaders(await runRequest(program, (timeout) => failed(timeout, request, inFlight), { request: serverRequest, span }), inFlight)
-      // As on REST: the trace id a client can quote, here the MCP span's.
-      if (span !== undefined) response.headers.set(TRACE_ID_HEADER, span.traceId)
-      return response
+      return withHeaders(runRequest(program, (timeout) => failed(timeout, request, inFlight, span), { request: serverRequest, span }), inFlight, span)
     }
 
-    const handler = async (request: Request, server: BunServer<unknown>): Promise<Response> => {
+    /**
+     * One request to `/mcp`. A call served from memory settles one promise, the body's: the rest
+     * answers in line (as the REST hot route does), not through a chain of awaits.
+     */
+    const handler = (request: Request, server: BunServer<unknown>): Response | Promise<Response> => {
       const given = request.headers.get("x-request-id")
       const requestId = given !== null && CLIENT_REQUEST_ID.test(given) ? given : crypto.randomUUID()
       const inFlight: InFlightRequest = { requestId, userAgent: request.headers.get("user-agent") ?? undefined, rateLimit: undefined }
+      // Thrown outside the program (reading the body, the SDK's own code): still a problem with an error_id.
+      const defect = (cause: unknown) => withHeaders(runRequest(failed(classify(Cause.die(cause)), request, inFlight)), inFlight)
       try {
-        return await serve(request, server, inFlight)
-      } catch (defect) {
-        // Thrown outside the program (reading the body, the SDK's own code): still a problem with an error_id.
-        return withEdgeHeaders(await runRequest(failed(classify(Cause.die(defect)), request, inFlight)), inFlight)
+        const hasSession = request.headers.has("mcp-session-id")
+        const refused = refusal(request, server, inFlight, hasSession)
+        if (refused !== undefined) return withHeaders(runRequest(refused), inFlight)
+        if (request.method !== "POST") return serve(request, server, inFlight, undefined, hasSession)
+        return request.text().then((text) => {
+          const parsed = parse(text, request, inFlight)
+          return Effect.isEffect(parsed) ? withHeaders(runRequest(parsed), inFlight) : serve(request, server, inFlight, parsed.body, hasSession)
+        }).catch(defect)
+      } catch (cause) {
+        return defect(cause)
       }
     }
 

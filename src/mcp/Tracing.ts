@@ -7,7 +7,7 @@
  * as on every REST route. A malformed `traceparent` in either place is ignored.
  */
 import { type HttpServerRequest, HttpTraceContext } from "@effect/platform"
-import { type Clock, Context, Option, type Tracer } from "effect"
+import { type Clock, Context, Data, Exit, Option, type Tracer } from "effect"
 import { fromMeta } from "../telemetry/TraceContext.js"
 import { lookupTool } from "./Operations.js"
 
@@ -87,4 +87,17 @@ export const messageSpan = (tracer: Tracer.Tracer, clock: Clock.Clock) =>
   const sessionId = request.headers.get("mcp-session-id")
   if (sessionId !== null) span.attribute("mcp.session.id", sessionId)
   return span
+}
+
+/** What a failed MCP operation's span ends with: its status is ERROR, and this its exception event. */
+class McpOperationFailed extends Data.TaggedError("McpOperationFailed")<{ readonly message: string }> {}
+
+/**
+ * Ends a message's span. The program always answers (failures are rendered as results), so the
+ * conventions' rule decides the status: ERROR whenever `error.type` was set on the span, which is
+ * where a tool error, a resource failure or a refusal at the edge is recorded with its ledger id.
+ */
+export const endMessageSpan = (span: Tracer.Span, endTime: bigint, exit: Exit.Exit<unknown, unknown>): void => {
+  const errorType = span.attributes.get("error.type")
+  span.end(endTime, Exit.isSuccess(exit) && typeof errorType === "string" ? Exit.fail(new McpOperationFailed({ message: errorType })) : exit)
 }

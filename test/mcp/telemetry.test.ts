@@ -32,6 +32,8 @@ test("a failing tools/call: span `tools/call {tool}` with the MCP attributes, er
   expect(attribute(span, "mcp.protocol.version")).toBe("2025-11-25")
   expect(typeof attribute(span, "jsonrpc.request.id")).toBe("string")
   expect(attribute(span, "error.type")).toBe("NotFound")
+  // The MCP conventions: ERROR whenever error.type is set, though the call itself was answered.
+  expect(span.status.code).toBe(2)
   const row = await ledgerRecord(server, problem["error_id"])
   expect(row.trace_id).toBe(span.traceId)
 
@@ -113,6 +115,8 @@ test("stateless era: the _meta traceparent parents the span and X-Trace-Id names
   const span = await spanWith((candidate) => candidate.name === "tools/call list_sessions" && candidate.traceId === parent.traceId)
   expect(span.parentSpanId).toBe(parent.spanId)
   expect(attribute(span, "mcp.protocol.version")).toBe(MODERN)
+  expect(attribute(span, "error.type")).toBeUndefined()
+  expect(span.status.code).not.toBe(2)
 
   const header = remoteParent()
   await (await modernCall("list_sessions", {}, {}, { traceparent: header.traceparent })).text()
