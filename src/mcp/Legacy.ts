@@ -236,6 +236,8 @@ export const makeLegacy = (run: McpRunner, limits: LegacySessionLimits) => {
       sessionIdGenerator: () => crypto.randomUUID(),
       enableJsonResponse: true,
       onsessioninitialized: (id) => {
+        // The initialize's span is still open: the edge waits for the SDK's answer.
+        scope.span?.attribute("mcp.session.id", id)
         session = {
           id,
           keyId: scope.caller.keyId,

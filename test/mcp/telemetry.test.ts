@@ -154,3 +154,25 @@ test("a malformed traceparent in _meta is ignored: the call is answered and its 
     expect(span.parentSpanId ?? "", `case ${index}`).toBe("")
   }
 })
+
+test("the initialize span names the session it opened; a refusal at the edge (401) ends its span ERROR and its ledger row carries the caller's trace", async () => {
+  const { client, transport } = await connect(server, key)
+  await spanWith((candidate) => candidate.name === "initialize" && attribute(candidate, "mcp.session.id") === transport.sessionId)
+  await client.close()
+
+  const parent = remoteParent()
+  const response = await server.fetch("/mcp", {
+    method: "POST",
+    headers: { accept: "application/json, text/event-stream", "content-type": "application/json", traceparent: parent.traceparent },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 3, method: "tools/call", params: { name: "get_session", arguments: { session_id: crypto.randomUUID() } } })
+  })
+  expect(response.status).toBe(401)
+  const problem = (await response.json()) as { code: string; error_id: string }
+  expect(problem.code).toBe("AUTH_MISSING")
+  const span = await spanWith((candidate) => candidate.name === "tools/call get_session" && candidate.traceId === parent.traceId)
+  expect(span.parentSpanId).toBe(parent.spanId)
+  expect(attribute(span, "error.type")).toBe("Unauthenticated")
+  expect(attribute(span, "error.id")).toBe(problem.error_id)
+  expect(span.status.code).toBe(2)
+  expect((await ledgerRecord(server, problem.error_id)).trace_id).toBe(parent.traceId)
+})
