@@ -136,7 +136,7 @@ export const make = (options: McpOptions = {}) =>
           : keep(program)) as Effect.Effect<Response, never, McpServices | RateLimiter>
       )
       const settle = (exit: Exit.Exit<Response, never>): Response => {
-        if (within?.span !== undefined) endMessageSpan(within.span, clock.unsafeCurrentTimeNanos(), answer === undefined ? exit : Exit.succeed(answer))
+        if (within?.span !== undefined) endMessageSpan(within.span, clock.unsafeCurrentTimeNanos(), answer === undefined ? exit : Exit.succeed(answer), answer)
         if (answer !== undefined) return answer
         // Every failure was rendered inside the program; what is left is an interruption at shutdown.
         throw Exit.isFailure(exit) ? Cause.squash(exit.cause) : new Error("a request's program ended without an answer")

@@ -10,6 +10,7 @@ import { type HttpServerRequest, HttpTraceContext } from "@effect/platform"
 import { type Clock, Context, Data, Exit, Option, type Tracer } from "effect"
 import { fromMeta } from "../telemetry/TraceContext.js"
 import { lookupTool } from "./Operations.js"
+import { jsonRpcErrorCode } from "./Protocol.js"
 
 /** Method names are the client's to choose: any other is named `_OTHER`, so spans stay few. */
 const KNOWN_METHODS: ReadonlySet<string> = new Set([
@@ -96,8 +97,15 @@ class McpOperationFailed extends Data.TaggedError("McpOperationFailed")<{ readon
  * Ends a message's span. The program always answers (failures are rendered as results), so the
  * conventions' rule decides the status: ERROR whenever `error.type` was set on the span, which is
  * where a tool error, a resource failure or a refusal at the edge is recorded with its ledger id.
+ * A JSON-RPC error answered here records its code, as `error.type` too when nothing more precise
+ * (a problem's tag) is there.
  */
-export const endMessageSpan = (span: Tracer.Span, endTime: bigint, exit: Exit.Exit<unknown, unknown>): void => {
+export const endMessageSpan = (span: Tracer.Span, endTime: bigint, exit: Exit.Exit<unknown, unknown>, answer: Response | undefined): void => {
+  const code = answer === undefined ? undefined : jsonRpcErrorCode(answer)
+  if (code !== undefined) {
+    span.attribute("rpc.response.status_code", String(code))
+    if (!span.attributes.has("error.type")) span.attribute("error.type", String(code))
+  }
   const errorType = span.attributes.get("error.type")
   span.end(endTime, Exit.isSuccess(exit) && typeof errorType === "string" ? Exit.fail(new McpOperationFailed({ message: errorType })) : exit)
 }

@@ -176,3 +176,14 @@ test("the initialize span names the session it opened; a refusal at the edge (40
   expect(span.status.code).toBe(2)
   expect((await ledgerRecord(server, problem.error_id)).trace_id).toBe(parent.traceId)
 })
+
+test("a JSON-RPC error answered by the server puts its code on the span as error.type and rpc.response.status_code", async () => {
+  const parent = remoteParent()
+  const response = await modernCall("no_such_tool", {}, { traceparent: parent.traceparent })
+  expect(((await response.json()) as { error: { code: number } }).error.code).toBe(-32602)
+  // An unknown tool is not named in the span: clients cannot mint span names.
+  const span = await spanWith((candidate) => candidate.name === "tools/call" && candidate.traceId === parent.traceId)
+  expect(attribute(span, "error.type")).toBe("-32602")
+  expect(attribute(span, "rpc.response.status_code")).toBe("-32602")
+  expect(span.status.code).toBe(2)
+})
