@@ -70,8 +70,8 @@ export const make = (options: McpOptions = {}) =>
     const authenticate = yield* authenticateCaller
     const limiter = yield* RateLimiter
     const ledger = yield* ErrorLedger
-    const startSpan = messageSpan(yield* Effect.tracer, yield* Effect.clock)
     const clock = yield* Effect.clock
+    const startSpan = messageSpan(yield* Effect.tracer, clock)
     const run: McpRunner = {
       promise: Runtime.runPromise(runtime),
       fork: Runtime.runFork(runtime)
