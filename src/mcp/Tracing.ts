@@ -4,7 +4,8 @@
  * `params._meta` (`traceparent`, SEP-414). MCP's context and the HTTP request's are independent (one
  * MCP request may be retried over several HTTP requests), so when both are given the message's
  * context is the parent and the HTTP `traceparent` a link; given alone, the HTTP one is the parent,
- * as on every REST route. A malformed `traceparent` in either place is ignored.
+ * as on every REST route, and read as REST reads it. A `traceparent` in `_meta` that is not W3C's
+ * format is ignored.
  */
 import { type HttpServerRequest, HttpTraceContext } from "@effect/platform"
 import { type Clock, Context, Data, Exit, Option, type Tracer } from "effect"
