@@ -187,3 +187,15 @@ test("a JSON-RPC error answered by the server puts its code on the span as error
   expect(attribute(span, "rpc.response.status_code")).toBe("-32602")
   expect(span.status.code).toBe(2)
 })
+
+test("a _meta traceparent its caller did not sample is followed: nothing of that trace is exported", async () => {
+  const unsampled = remoteParent()
+  const notSampled = await modernCall("list_sessions", {}, { traceparent: `00-${unsampled.traceId}-${unsampled.spanId}-00` })
+  expect(notSampled.headers.get("x-trace-id")).toBe(unsampled.traceId)
+  await notSampled.text()
+  const sampled = remoteParent()
+  await (await modernCall("list_sessions", {}, { traceparent: sampled.traceparent })).text()
+  await spanWith((candidate) => candidate.traceId === sampled.traceId)
+  // Exported in the order they ended: what came before the sampled trace has been sent by now.
+  expect(receiver.spans().some((candidate) => candidate.traceId === unsampled.traceId)).toBe(false)
+})
