@@ -8,7 +8,7 @@
  */
 import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import type { Server as BunServer } from "bun"
-import { Cause, Config, Effect, Exit, Runtime, Schedule } from "effect"
+import { Cause, Config, Context, Effect, Exit, Runtime, Schedule, Tracer } from "effect"
 import { StartupError } from "../Config.js"
 import { ErrorLedger } from "../../services/ErrorLedger.js"
 import { RateLimiter } from "../../services/RateLimiter.js"
@@ -18,10 +18,12 @@ import { deadlineFiberId, MAX_BODY_BYTES, restoredDeadline } from "../http/Bound
 import { type InFlightRequest, track } from "../http/InFlight.js"
 import { addressBucket, countAgainst, trackPeer } from "../http/RateLimit.js"
 import { classify, problemResponse } from "../http/Problem.js"
+import { TRACE_ID_HEADER } from "../telemetry/ServerSpan.js"
 import { DEFAULT_SESSION_LIMITS, type LegacySessionLimits, makeLegacy, type RequestScope } from "./Legacy.js"
 import { declaredVersion, makeModern } from "./Modern.js"
 import { ErrorCodes, errorResponse, MODERN_VERSION } from "./Protocol.js"
 import type { McpRunner, McpServices } from "./Runner.js"
+import { endMessageSpan, messageSpan } from "./Tracing.js"
 
 export const MCP_PATH = "/mcp"
 const ROUTE = `POST ${MCP_PATH}`
@@ -69,6 +71,8 @@ export const make = (options: McpOptions = {}) =>
     const authenticate = yield* authenticateCaller
     const limiter = yield* RateLimiter
     const ledger = yield* ErrorLedger
+    const clock = yield* Effect.clock
+    const startSpan = messageSpan(yield* Effect.tracer, clock)
     const run: McpRunner = {
       promise: Runtime.runPromise(runtime),
       fork: Runtime.runFork(runtime)
@@ -96,11 +100,6 @@ export const make = (options: McpOptions = {}) =>
     /**
      * Runs a request's program on the server's runtime. A fiber runs until it first waits, so a
      * call served from memory (authentication, rate count and a cached read) is answered before
-     * `runFork` returns, with no promise to settle, as on the REST hot route.
-     */
-    /**
-     * Runs a request's program on the server's runtime. A fiber runs until it first waits, so a
-     * call served from memory (authentication, rate count and a cached read) is answered before
      * `runFork` returns, with no promise or timer to set up, as on the REST hot route.
      *
      * `onTimeout` puts the program under the request deadline, as the REST hot route is
@@ -108,49 +107,72 @@ export const make = (options: McpOptions = {}) =>
      * interrupts once the deadline passes; `onTimeout` answers instead. The answer is kept as soon
      * as it exists, since a fiber the deadline interrupted still ends interrupted. A stream the
      * program answered with (`subscriptions/listen`, the GET stream) lives on past the deadline.
+     *
+     * `within` (the request and its MCP span) is in the fiber's context from its start, and the span
+     * ends with the fiber: providing them inside the fiber would copy its context and references
+     * twice per request (as on the REST hot route).
      */
     const deadlineMillis = options.requestTimeoutMillis
     const forkRequest = Runtime.runFork(runtime)
+    const forkWithin = (request: HttpServerRequest.HttpServerRequest, span: Tracer.Span | undefined) => {
+      const context = Context.add(runtime.context, HttpServerRequest.HttpServerRequest, request)
+      return Runtime.runFork(Runtime.make({
+        context: span === undefined ? context : Context.add(context, Tracer.ParentSpan, span),
+        fiberRefs: runtime.fiberRefs,
+        runtimeFlags: runtime.runtimeFlags
+      }))
+    }
     const runRequest = (
-      program: Effect.Effect<Response, never, McpServices | RateLimiter>,
-      onTimeout?: (timeout: Timeout) => Effect.Effect<Response>
+      program: Effect.Effect<Response, never, McpServices | RateLimiter | HttpServerRequest.HttpServerRequest>,
+      onTimeout?: (timeout: Timeout) => Effect.Effect<Response>,
+      within?: { readonly request: HttpServerRequest.HttpServerRequest; readonly span: Tracer.Span | undefined }
     ): Response | Promise<Response> => {
       let answer: Response | undefined
-      const keep = (effect: Effect.Effect<Response, never, McpServices | RateLimiter>) => Effect.tap(effect, (response) => Effect.sync(() => (answer = response)))
+      const keep = (effect: typeof program) => Effect.tap(effect, (response) => Effect.sync(() => (answer = response)))
       const timed = onTimeout !== undefined && deadlineMillis !== undefined
-      const fiber = forkRequest(
-        timed
+      const fork = within === undefined ? forkRequest : forkWithin(within.request, within.span)
+      const fiber = fork(
+        (timed
           ? Effect.uninterruptibleMask((restore) => keep(Effect.catchTag(restoredDeadline(deadlineMillis, restore)(program), "Timeout", onTimeout)))
-          : keep(program)
+          : keep(program)) as Effect.Effect<Response, never, McpServices | RateLimiter>
       )
-      const exit = fiber.unsafePoll()
-      if (exit !== null) {
+      const settle = (exit: Exit.Exit<Response, never>): Response => {
+        if (within?.span !== undefined) endMessageSpan(within.span, clock.unsafeCurrentTimeNanos(), answer === undefined ? exit : Exit.succeed(answer), answer)
         if (answer !== undefined) return answer
+        // Every failure was rendered inside the program; what is left is an interruption at shutdown.
         throw Exit.isFailure(exit) ? Cause.squash(exit.cause) : new Error("a request's program ended without an answer")
       }
+      const exit = fiber.unsafePoll()
+      if (exit !== null) return settle(exit)
       const deadline = timed ? setTimeout(() => fiber.unsafeInterruptAsFork(deadlineFiberId), deadlineMillis) : undefined
-      // Every failure was rendered inside the program; what is left is an interruption at shutdown.
       return new Promise((resolve, reject) =>
         fiber.addObserver((done) => {
           clearTimeout(deadline)
-          if (answer !== undefined) resolve(answer)
-          else reject(Exit.isFailure(done) ? Cause.squash(done.cause) : new Error("a request's program ended without an answer"))
+          try {
+            resolve(settle(done))
+          } catch (error) {
+            reject(error)
+          }
         })
       )
     }
 
     /** A failure at the HTTP level: ledgered (type `mcp`) and answered as a problem, as REST does. */
-    const failed = (error: AppError, request: Request, inFlight: InFlightRequest, tenantId?: string) =>
+    const failed = (error: AppError, request: Request, inFlight: InFlightRequest, span?: Tracer.Span) =>
       Effect.map(
         ledger.record(error, {
           type: "mcp",
           route: ROUTE,
           method: request.method,
           requestId: inFlight.requestId,
-          userAgent: inFlight.userAgent,
-          tenantId
+          traceId: span?.traceId,
+          userAgent: inFlight.userAgent
         }),
-        (errorId) => HttpServerResponse.toWeb(problemResponse(error, errorId))
+        (errorId) => {
+          span?.attribute("error.type", error._tag)
+          span?.attribute("error.id", errorId)
+          return HttpServerResponse.toWeb(problemResponse(error, errorId))
+        }
       )
 
     /** `X-Request-Id` on every response, and `RateLimit-*` on those that were counted. */
@@ -197,17 +219,19 @@ export const make = (options: McpOptions = {}) =>
       return { body }
     }
 
-    const serve = async (request: Request, server: BunServer<unknown>, inFlight: InFlightRequest): Promise<Response> => {
-      const hasSession = request.headers.has("mcp-session-id")
-      const refused = refusal(request, server, inFlight, hasSession)
-      if (refused !== undefined) return withEdgeHeaders(await runRequest(refused), inFlight)
-      let body: unknown = undefined
-      if (request.method === "POST") {
-        const parsed = parse(await request.text(), request, inFlight)
-        if (Effect.isEffect(parsed)) return withEdgeHeaders(await runRequest(parsed), inFlight)
-        body = parsed.body
+    /** The edge's headers on an answer, whether it is ready or still to come. */
+    const withHeaders = (answer: Response | Promise<Response>, inFlight: InFlightRequest, span?: Tracer.Span): Response | Promise<Response> => {
+      const finish = (response: Response) => {
+        withEdgeHeaders(response, inFlight)
+        // As on REST: the trace id a client can quote, here the MCP span's.
+        if (span !== undefined) response.headers.set(TRACE_ID_HEADER, span.traceId)
+        return response
       }
+      return answer instanceof Promise ? answer.then(finish) : finish(answer)
+    }
 
+    /** A message whose body (if any) has been parsed: authenticated, then served by its era. */
+    const serve = (request: Request, server: BunServer<unknown>, inFlight: InFlightRequest, body: unknown, hasSession: boolean) => {
       // The same credentials and limits as `/v1`: without a credential the client's address is counted.
       const anonymous = request.headers.get("authorization") === null
       // The peer's address counts requests without credentials; for the others it is only asked for
@@ -222,31 +246,43 @@ export const make = (options: McpOptions = {}) =>
       const modernRequest = request.method === "POST" &&
         (declaredVersion(body) !== undefined || (!hasSession && request.headers.get("mcp-protocol-version") === MODERN_VERSION))
 
+      const span = startSpan(body, request, serverRequest)
       const program = authenticated.pipe(
-        Effect.provideService(HttpServerRequest.HttpServerRequest, serverRequest),
         Effect.matchEffect({
-          onFailure: (error) => failed(error, request, inFlight),
+          onFailure: (error) => failed(error, request, inFlight, span),
           onSuccess: (caller): Effect.Effect<Response, never, McpServices> => {
-            const scope: RequestScope = { caller, httpRequestId: inFlight.requestId, userAgent: inFlight.userAgent }
+            const scope: RequestScope = { caller, httpRequestId: inFlight.requestId, userAgent: inFlight.userAgent, span }
             if (modernRequest) return modern.handle(request, body, scope)
             return legacy.callInSession(request, body, scope) ?? Effect.promise(() => legacy.handle(request, body, scope))
           }
         }),
         // A defect below the edge (ours or the SDK's): a 500 with an error_id, never a bare one.
-        Effect.catchAllDefect((defect) => failed(classify(Cause.die(defect)), request, inFlight))
+        Effect.catchAllDefect((defect) => failed(classify(Cause.die(defect)), request, inFlight, span))
       )
-      return withEdgeHeaders(await runRequest(program, (timeout) => failed(timeout, request, inFlight)), inFlight)
+      return withHeaders(runRequest(program, (timeout) => failed(timeout, request, inFlight, span), { request: serverRequest, span }), inFlight, span)
     }
 
-    const handler = async (request: Request, server: BunServer<unknown>): Promise<Response> => {
+    /**
+     * One request to `/mcp`. A call served from memory settles one promise, the body's: the rest
+     * answers in line (as the REST hot route does), not through a chain of awaits.
+     */
+    const handler = (request: Request, server: BunServer<unknown>): Response | Promise<Response> => {
       const given = request.headers.get("x-request-id")
       const requestId = given !== null && CLIENT_REQUEST_ID.test(given) ? given : crypto.randomUUID()
       const inFlight: InFlightRequest = { requestId, userAgent: request.headers.get("user-agent") ?? undefined, rateLimit: undefined }
+      // Thrown outside the program (reading the body, the SDK's own code): still a problem with an error_id.
+      const defect = (cause: unknown) => withHeaders(runRequest(failed(classify(Cause.die(cause)), request, inFlight)), inFlight)
       try {
-        return await serve(request, server, inFlight)
-      } catch (defect) {
-        // Thrown outside the program (reading the body, the SDK's own code): still a problem with an error_id.
-        return withEdgeHeaders(await runRequest(failed(classify(Cause.die(defect)), request, inFlight)), inFlight)
+        const hasSession = request.headers.has("mcp-session-id")
+        const refused = refusal(request, server, inFlight, hasSession)
+        if (refused !== undefined) return withHeaders(runRequest(refused), inFlight)
+        if (request.method !== "POST") return serve(request, server, inFlight, undefined, hasSession)
+        return request.text().then((text) => {
+          const parsed = parse(text, request, inFlight)
+          return Effect.isEffect(parsed) ? withHeaders(runRequest(parsed), inFlight) : serve(request, server, inFlight, parsed.body, hasSession)
+        }).catch(defect)
+      } catch (cause) {
+        return defect(cause)
       }
     }
 

@@ -12,11 +12,11 @@
 import type { Server } from "@modelcontextprotocol/sdk/server/index.js"
 import type { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js"
 import type { AuthInfo } from "@modelcontextprotocol/sdk/server/auth/types.js"
-import { Effect, Either, Fiber, Stream } from "effect"
+import { Effect, Either, Fiber, Stream, type Tracer } from "effect"
 import type { Principal } from "../domain/Principal.js"
 import { sanitizeText } from "../telemetry/Sanitize.js"
 import { callTool, type CallContext, lookupTool, observed, readMessages, resourceTemplates, type ResourceFailure, watchMessages } from "./Operations.js"
-import { ErrorCodes, errorResponse, idOf, INSTRUCTIONS, jsonResponse, LEGACY_VERSIONS, SERVER_INFO } from "./Protocol.js"
+import { ErrorCodes, errorResponse, idOf, INSTRUCTIONS, LEGACY_VERSIONS, SERVER_INFO } from "./Protocol.js"
 import { toolDescriptions } from "./Tools.js"
 import type { McpRunner, McpServices } from "./Runner.js"
 
@@ -36,6 +36,8 @@ export interface RequestScope {
   readonly caller: Principal
   readonly httpRequestId: string
   readonly userAgent: string | undefined
+  /** The MCP server span the edge opened for this message, if it carries one. */
+  readonly span: Tracer.Span | undefined
 }
 
 interface LegacySession {
@@ -108,14 +110,19 @@ export const makeLegacy = (run: McpRunner, limits: LegacySessionLimits) => {
     mcpSessionId: session.id,
     jsonRpcId,
     httpRequestId: scope.httpRequestId,
-    userAgent: scope.userAgent
+    userAgent: scope.userAgent,
+    span: scope.span
   })
 
+  /** Runs a handler's work under the request's span: the SDK calls handlers outside the edge's fiber. */
+  const runIn = <A>(scope: RequestScope, effect: Effect.Effect<A, never, McpServices>): Promise<A> =>
+    run.promise(scope.span === undefined ? effect : Effect.withParentSpan(effect, scope.span))
+
   const listed = <A>(session: LegacySession, scope: RequestScope, method: string, jsonRpcId: string | number, result: A) =>
-    run.promise(observed(method, undefined, contextOf(session, scope, jsonRpcId), () => undefined, Effect.succeed(result)))
+    runIn(scope, observed(method, undefined, contextOf(session, scope, jsonRpcId), () => undefined, Effect.succeed(result)))
 
   const subscribe = async (session: LegacySession, scope: RequestScope, jsonRpcId: string | number, uri: string) => {
-    const watched = await run.promise(Effect.either(watchMessages(uri, contextOf(session, scope, jsonRpcId))))
+    const watched = await runIn(scope, Effect.either(watchMessages(uri, contextOf(session, scope, jsonRpcId))))
     if (Either.isLeft(watched)) throw resourceError(watched.left)
     const previous = session.subscriptions.get(uri)
     const fiber = run.fork(
@@ -153,7 +160,9 @@ export const makeLegacy = (run: McpRunner, limits: LegacySessionLimits) => {
     server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
       const tool = lookupTool(request.params.name)
       if (tool === undefined) throw new McpError(ErrorCodes.InvalidParams, `Unknown tool: ${request.params.name}`)
-      return run.promise(callTool(tool, request.params.arguments, contextOf(session(), scopeOf(extra.authInfo), extra.requestId)))
+      const scope = scopeOf(extra.authInfo)
+      const answer = await runIn(scope, callTool(tool, request.params.arguments, contextOf(session(), scope, extra.requestId)))
+      return answer.toResult()
     })
     server.setRequestHandler(ListResourceTemplatesRequestSchema, (_request, extra) =>
       listed(session(), scopeOf(extra.authInfo), "resources/templates/list", extra.requestId, { resourceTemplates }))
@@ -161,7 +170,8 @@ export const makeLegacy = (run: McpRunner, limits: LegacySessionLimits) => {
     server.setRequestHandler(ListResourcesRequestSchema, (_request, extra) =>
       listed(session(), scopeOf(extra.authInfo), "resources/list", extra.requestId, { resources: [] }))
     server.setRequestHandler(ReadResourceRequestSchema, async (request, extra) => {
-      const read = await run.promise(Effect.either(readMessages(request.params.uri, contextOf(session(), scopeOf(extra.authInfo), extra.requestId))))
+      const scope = scopeOf(extra.authInfo)
+      const read = await runIn(scope, Effect.either(readMessages(request.params.uri, contextOf(session(), scope, extra.requestId))))
       if (Either.isLeft(read)) throw resourceError(read.left)
       return read.right
     })
@@ -226,6 +236,8 @@ export const makeLegacy = (run: McpRunner, limits: LegacySessionLimits) => {
       sessionIdGenerator: () => crypto.randomUUID(),
       enableJsonResponse: true,
       onsessioninitialized: (id) => {
+        // The initialize's span is still open: the edge waits for the SDK's answer.
+        scope.span?.attribute("mcp.session.id", id)
         session = {
           id,
           keyId: scope.caller.keyId,
@@ -291,7 +303,11 @@ export const makeLegacy = (run: McpRunner, limits: LegacySessionLimits) => {
     const headers = { "mcp-session-id": session.id }
     const tool = lookupTool(message.params.name)
     if (tool === undefined) return Effect.succeed(errorResponse(id, 200, ErrorCodes.InvalidParams, `Unknown tool: ${message.params.name}`, undefined, headers))
-    return Effect.map(callTool(tool, message.params.arguments, contextOf(session, scope, id)), (result) => jsonResponse({ jsonrpc: "2.0", id, result }, 200, headers))
+    return Effect.map(callTool(tool, message.params.arguments, contextOf(session, scope, id)), (answer) =>
+      new Response(`{"jsonrpc":"2.0","id":${JSON.stringify(id)},"result":${answer.toJson()}}`, {
+        status: 200,
+        headers: { "content-type": "application/json", "mcp-session-id": session.id }
+      }))
   }
 
   /** Closes the sessions idle past the limit; run periodically. */

@@ -54,6 +54,10 @@ const decodeHeaderValue = (value: string): string | undefined => {
   }
 }
 
+/** What `complete` adds to a result, as JSON for results serialised by hand. */
+const COMPLETE_FIELDS = `,"resultType":"complete","_meta":${JSON.stringify({ [SERVER_INFO_META]: SERVER_INFO })}`
+const JSON_RESPONSE = { status: 200, headers: { "content-type": "application/json" } } as const
+
 const complete = (result: Record<string, unknown>) => ({
   ...result,
   resultType: "complete",
@@ -160,7 +164,8 @@ export const makeModern = (runtime: Runtime.Runtime<McpServices>) => {
       case "tools/call": {
         const tool = lookupTool(params["name"])
         if (tool === undefined) return Effect.succeed(errorResponse(id, 200, ErrorCodes.InvalidParams, `Unknown tool: ${String(params["name"])}`))
-        return Effect.map(callTool(tool, params["arguments"], context), (result) => jsonResponse({ jsonrpc: "2.0", id, result: complete(result) }))
+        return Effect.map(callTool(tool, params["arguments"], context), (answer) =>
+          new Response(`{"jsonrpc":"2.0","id":${JSON.stringify(id)},"result":${answer.toJson(COMPLETE_FIELDS)}}`, JSON_RESPONSE))
       }
       case "resources/read":
         return Effect.match(readMessages(params["uri"], context), {
@@ -192,7 +197,8 @@ export const makeModern = (runtime: Runtime.Runtime<McpServices>) => {
       mcpSessionId: undefined,
       jsonRpcId: validated.right.id,
       httpRequestId: scope.httpRequestId,
-      userAgent: scope.userAgent
+      userAgent: scope.userAgent,
+      span: scope.span
     })
   }
 

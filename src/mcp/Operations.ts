@@ -5,7 +5,7 @@
  * failure is ledgered with type `mcp` and route `mcp tools/call {tool}`.
  */
 import { HttpApiError } from "@effect/platform"
-import { Cause, Effect, Metric, MetricBoundaries, Option, Schema, Stream } from "effect"
+import { Cause, Effect, Either, Metric, MetricBoundaries, Option, Schema, Stream, type Tracer } from "effect"
 import { ErrorLedger } from "../../services/ErrorLedger.js"
 import { Events, type StreamItem } from "../../services/Events.js"
 import { Messages } from "../../services/Messages.js"
@@ -15,6 +15,7 @@ import { type AppError, FieldIssue, ValidationFailed } from "../errors.js"
 import { classify, fromDecodeError, problemBody, type ProblemJson } from "../http/Problem.js"
 import { HTTP_DURATION_BUCKETS, labelled } from "../telemetry/Metrics.js"
 import { sanitizePayload } from "../telemetry/Sanitize.js"
+import type { McpServices } from "./Runner.js"
 import { type Tool, toolsByName } from "./Tools.js"
 
 /** Who asks, over which era and session: what a span and a ledger row say about an MCP request. */
@@ -26,6 +27,8 @@ export interface CallContext {
   readonly jsonRpcId: string | number
   readonly httpRequestId: string | undefined
   readonly userAgent: string | undefined
+  /** The request's server span, opened at the edge; the SDK's handlers run in fibers of their own. */
+  readonly span: Tracer.Span | undefined
 }
 
 export interface CallToolResult {
@@ -50,35 +53,33 @@ const tagOfFailure = (failure: unknown): string =>
   failure instanceof ResourceFailure ? failure.error._tag : "_OTHER"
 
 /**
- * One MCP request under a server span named as OpenTelemetry's MCP conventions name it, timed into
- * `mcp.server.operation.duration`; `errorTypeOf` tells the metric which failure a result carries.
+ * One MCP operation timed into `mcp.server.operation.duration`, with what it knows of its era and
+ * session written on the request's server span (which the edge opened, named and parented);
+ * `errorTypeOf` tells the metric which failure a result carries.
  */
 export const observed = <A, E, R>(
   method: string,
-  target: string | undefined,
+  tool: string | undefined,
   context: Omit<CallContext, "caller"> & { readonly caller?: Principal | undefined },
   errorTypeOf: (result: A) => string | undefined,
   work: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E, R> =>
   Effect.clockWith((clock) => {
     const started = clock.unsafeCurrentTimeMillis()
+    const span = context.span
+    if (span !== undefined) {
+      span.attribute("mcp.protocol.version", context.protocolVersion)
+      if (context.mcpSessionId !== undefined) span.attribute("mcp.session.id", context.mcpSessionId)
+    }
     const record = (errorType: string | undefined) =>
-      Metric.update(operationDurationBy(method, target ?? "", errorType ?? "", context.protocolVersion), (clock.unsafeCurrentTimeMillis() - started) / 1000)
+      Effect.sync(() =>
+        operationDurationBy(method, tool ?? "", errorType ?? "", context.protocolVersion)
+          .unsafeUpdate((clock.unsafeCurrentTimeMillis() - started) / 1000, [])
+      )
     return work.pipe(
       // The span's own `error.type` and `error.id` are set where the failure is ledgered.
       Effect.tap((result) => record(errorTypeOf(result))),
-      Effect.tapErrorCause((cause) => record(Option.getOrElse(Option.map(Cause.failureOption(cause), tagOfFailure), () => "_OTHER"))),
-      Effect.withSpan(target === undefined ? method : `${method} ${target}`, {
-        kind: "server",
-        attributes: {
-          "mcp.method.name": method,
-          "mcp.protocol.version": context.protocolVersion,
-          "jsonrpc.request.id": String(context.jsonRpcId),
-          ...(context.mcpSessionId === undefined ? {} : { "mcp.session.id": context.mcpSessionId }),
-          ...(method === "tools/call" && target !== undefined ? { "gen_ai.tool.name": target, "gen_ai.operation.name": "execute_tool" } : {}),
-          ...(context.caller === undefined ? {} : { "bulwark.tenant_id": context.caller.tenantId, "bulwark.key_id": context.caller.keyId })
-        }
-      })
+      Effect.tapErrorCause((cause) => record(Option.getOrElse(Option.map(Cause.failureOption(cause), tagOfFailure), () => "_OTHER")))
     )
   })
 
@@ -101,34 +102,36 @@ export const recordFailure = (
 ): Effect.Effect<ProblemJson, never, ErrorLedger> =>
   Effect.gen(function*() {
     const ledger = yield* ErrorLedger
-    const span = yield* Effect.option(Effect.currentSpan)
+    const span = context.span
     const errorId = yield* ledger.record(error, {
       type: "mcp",
       route,
       method: "POST",
       requestId: context.httpRequestId,
-      traceId: Option.getOrUndefined(Option.map(span, (s) => s.traceId)),
+      traceId: span?.traceId,
       userAgent: context.userAgent,
       tenantId: context.caller.tenantId,
       sessionId: details.sessionId,
       requestPayload: details.payload === undefined ? null : sanitizePayload(JSON.stringify(shortened(details.payload)))
     })
-    yield* Effect.annotateCurrentSpan({ "error.type": error._tag, "error.id": errorId })
+    span?.attribute("error.type", error._tag)
+    span?.attribute("error.id", errorId)
     return problemBody(error, errorId)
   })
 
 /** The line a model reads first: `CODE: detail (error_id ...)`. */
 export const problemLine = (problem: ProblemJson): string => `${problem.code}: ${problem.detail} (error_id ${problem.error_id})`
 
-/** Each tool's argument decoder, compiled once. */
-const decoders = new Map([...toolsByName.values()].map((tool) => [tool.name, Schema.decodeUnknown(tool.input, { errors: "all" })]))
+/** Each tool's argument decoder, compiled once; synchronous, so a call only builds an effect to fail. */
+const decoders = new Map([...toolsByName.values()].map((tool) => [tool.name, Schema.decodeUnknownEither(tool.input, { errors: "all" })]))
 
-const decodeArguments = (tool: Tool, args: unknown) =>
-  decoders.get(tool.name)!(args ?? {}).pipe(
-    Effect.catchTag("ParseError", (error) =>
+const decodeArguments = (tool: Tool, args: unknown): Effect.Effect<unknown, ValidationFailed> =>
+  Either.match(decoders.get(tool.name)!(args ?? {}), {
+    onLeft: (error) =>
       Effect.mapError(HttpApiError.HttpApiDecodeError.refailParseError(error), (decodeError) =>
-        new ValidationFailed({ detail: "The arguments do not match the tool's input schema.", errors: fromDecodeError(decodeError).errors })))
-  )
+        new ValidationFailed({ detail: "The arguments do not match the tool's input schema.", errors: fromDecodeError(decodeError).errors })),
+    onRight: Effect.succeed
+  })
 
 const sessionOf = (args: unknown): string | undefined => {
   const id = typeof args === "object" && args !== null ? (args as { session_id?: unknown }).session_id : undefined
@@ -136,10 +139,38 @@ const sessionOf = (args: unknown): string | undefined => {
 }
 
 /**
+ * What a tool answered, with its `structuredContent` serialised once: a successful result's text is
+ * that same JSON, so the wire form embeds it twice without serialising the value twice.
+ */
+export class ToolAnswer {
+  constructor(
+    readonly isError: boolean,
+    readonly structured: object,
+    readonly structuredJson: string,
+    readonly text: string
+  ) {}
+
+  /** The protocol's `CallToolResult` as an object, for the SDK's handlers. */
+  toResult(): CallToolResult {
+    return {
+      content: [{ type: "text", text: this.text }],
+      // A plain object: the protocol's result schema wants a record, not a class instance.
+      structuredContent: { ...this.structured } as Record<string, unknown>,
+      isError: this.isError
+    }
+  }
+
+  /** The `CallToolResult` as JSON; `extraFields` (`,"key":value...`) are added at its end. */
+  toJson(extraFields = ""): string {
+    return `{"content":[{"type":"text","text":${JSON.stringify(this.text)}}],"structuredContent":${this.structuredJson},"isError":${this.isError}${extraFields}}`
+  }
+}
+
+/**
  * `tools/call` of a known tool. Every failure, bad arguments and defects included, is a result
  * with `isError: true`; nothing here fails.
  */
-export const callTool = (tool: Tool, args: unknown, context: CallContext) => {
+export const callTool = (tool: Tool, args: unknown, context: CallContext): Effect.Effect<ToolAnswer, never, McpServices> => {
   let failedWith: string | undefined
   return observed(
     "tools/call",
@@ -150,22 +181,16 @@ export const callTool = (tool: Tool, args: unknown, context: CallContext) => {
       Effect.flatMap((decoded) => tool.run(context.caller, decoded)),
       // The results are `Schema.Class`es without transformations: their encoded form is their fields
       // as they are (as the REST hot route sends a session), so they are sent without re-encoding.
-      Effect.map((value): CallToolResult => ({
-        content: [{ type: "text", text: JSON.stringify(value) }],
-        // A plain object: the protocol's result schema wants a record, not a class instance.
-        structuredContent: { ...(value as object) },
-        isError: false
-      })),
+      Effect.map((value) => {
+        const json = JSON.stringify(value)
+        return new ToolAnswer(false, value as object, json, json)
+      }),
       Effect.catchAllCause((cause) => {
         const error = classify(cause)
         failedWith = error._tag
         return Effect.map(
           recordFailure(error, `mcp tools/call ${tool.name}`, context, { sessionId: sessionOf(args), payload: args }),
-          (problem): CallToolResult => ({
-            content: [{ type: "text", text: problemLine(problem) }],
-            structuredContent: problem as unknown as Record<string, unknown>,
-            isError: true
-          })
+          (problem) => new ToolAnswer(true, problem, JSON.stringify(problem), problemLine(problem))
         )
       })
     )
@@ -225,7 +250,7 @@ const failedResource = (route: string, uri: unknown, context: CallContext) => (c
 export const readMessages = (uri: unknown, context: CallContext) =>
   observed(
     "resources/read",
-    typeof uri === "string" ? uri : undefined,
+    undefined,
     context,
     () => undefined,
     Effect.gen(function*() {

@@ -41,6 +41,11 @@ export const idOf = (body: unknown): JsonRpcId => {
 export const jsonResponse = (body: unknown, status = 200, headers: Record<string, string> = {}) =>
   new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } })
 
+/** The JSON-RPC error code each error response answers, for the message's span to record. */
+const errorCodes = new WeakMap<Response, number>()
+
+export const jsonRpcErrorCode = (response: Response): number | undefined => errorCodes.get(response)
+
 export const errorResponse = (
   id: JsonRpcId,
   status: number,
@@ -48,4 +53,8 @@ export const errorResponse = (
   message: string,
   data?: unknown,
   headers: Record<string, string> = {}
-) => jsonResponse({ jsonrpc: "2.0", id, error: data === undefined ? { code, message } : { code, message, data } }, status, headers)
+) => {
+  const response = jsonResponse({ jsonrpc: "2.0", id, error: data === undefined ? { code, message } : { code, message, data } }, status, headers)
+  errorCodes.set(response, code)
+  return response
+}
