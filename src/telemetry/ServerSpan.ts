@@ -130,7 +130,7 @@ export const serverSpan = (routeOf: RouteLookup) => <E, R>(app: HttpApp.Default<
  * context and references twice per request. The caller knows its route template.
  */
 export const plainServerSpan = (tracer: Tracer.Tracer, clock: Clock.Clock) =>
-(request: HttpServerRequest.HttpServerRequest, route: string) => {
+(request: HttpServerRequest.HttpServerRequest, route: string | undefined) => {
   const started = clock.unsafeCurrentTimeNanos()
   const { name, options } = spanOf(request, route)
   const span = tracer.span(name, Option.fromNullable(options.parent), Context.empty(), [], started, "server", options)
