@@ -157,6 +157,9 @@ const normalizeUrlParams = (HttpApiBuilder as unknown as {
   readonly normalizeUrlParams: (params: Readonly<Record<string, string | Array<string>>>, ast: SchemaAST.AST) => Readonly<Record<string, string | Array<string>>>
 }).normalizeUrlParams
 
+/** Transformations whose encoding returns the value unchanged (only their decoding normalises it). */
+const IDENTITY_ENCODED: ReadonlySet<SchemaAST.AST> = new Set([Schema.Lowercase.ast, Schema.Uppercase.ast, Schema.Trim.ast])
+
 /**
  * Whether a value of this schema is already its encoded form (no transformation anywhere, class
  * instances included: their JSON is their fields), so the success needs no encoding pass.
@@ -173,8 +176,11 @@ const encodesAsItself = (ast: SchemaAST.AST): boolean => {
     case "TupleType":
       return ast.elements.every((element) => encodesAsItself(element.type)) && ast.rest.every((rest) => encodesAsItself(rest.type))
     case "Transformation":
-      // A class: its encoded form is its fields' (`from`), and an instance's JSON is its own fields.
-      return ast.to._tag === "Declaration" && Option.isSome(SchemaAST.getSurrogateAnnotation(ast.to)) && encodesAsItself(ast.from)
+      // `compose` transforms nothing itself; a class's encoded form is its fields' (`from`), and an
+      // instance's JSON is its own fields; a few transformations encode as the identity.
+      if (ast.transformation._tag === "ComposeTransformation") return encodesAsItself(ast.from) && encodesAsItself(ast.to)
+      if (ast.to._tag === "Declaration" && Option.isSome(SchemaAST.getSurrogateAnnotation(ast.to))) return encodesAsItself(ast.from)
+      return IDENTITY_ENCODED.has(ast)
     case "Declaration":
     case "Suspend":
       return false
