@@ -151,7 +151,7 @@ const listen = (options: ServerOptions) =>
       const consoleRoutes = yield* ConsoleRoutes.make
       const executor = yield* Executor.make(Api, { requestTimeoutMillis: config.requestTimeoutMillis, extraRoutes: options.extraRoutes })
       const mcpRoutes = yield* McpEndpoint.make({ requestTimeoutMillis: config.requestTimeoutMillis, ...options.mcp })
-      const server = yield* Effect.try(() =>
+      const server = yield* Effect.try({ try: () =>
         Bun.serve({
           port: config.port,
           hostname: config.host,
@@ -160,8 +160,9 @@ const listen = (options: ServerOptions) =>
           idleTimeout: options.idleTimeoutSeconds ?? 10,
           routes: { ...mcpRoutes, ...consoleRoutes },
           fetch: executor.fetch
-        })
-      )
+        }),
+        catch: (cause) => cause
+      })
       // Stops accepting; requests in flight are finished.
       yield* Effect.addFinalizer(() => Effect.sync(() => server.stop()))
       return HttpServer.make({
