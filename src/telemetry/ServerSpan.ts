@@ -41,8 +41,6 @@ class ServerErrorResponse extends Data.TaggedError("ServerErrorResponse")<{
 
 const stringAttribute = (value: unknown): string => (typeof value === "string" ? value : "")
 
-const requestDuration = labelled(httpServerRequestDuration, ["http.request.method", "http.route", "http.response.status_code", "error.type"])
-
 export const TRACE_ID_HEADER = "x-trace-id"
 
 /** The response with the trace id its client can quote. */
@@ -90,26 +88,26 @@ const settle = <E>(span: Tracer.Span, exit: Exit.Exit<HttpServerResponse.HttpSer
   return { status, errorType, failure }
 }
 
-const durationOf = (method: string, route: string | undefined, status: number, errorType: string) =>
-  requestDuration(method, route ?? "", String(status), errorType)
-
 /**
  * The server span and duration metric of a request, whose fiber the executor starts: begun before
  * the fiber, so that the fiber can start with the span already in its context, and ended when the
  * fiber exits. Providing the span inside the fiber would copy its context and references twice per
  * request. The caller knows its route template (none for a path no route has).
  */
-export const plainServerSpan = (tracer: Tracer.Tracer, clock: Clock.Clock) =>
-(request: HttpServerRequest.HttpServerRequest, route: string | undefined) => {
-  const started = clock.unsafeCurrentTimeNanos()
-  const { name, options } = spanOf(request, route)
-  const span = tracer.span(name, Option.fromNullable(options.parent), Context.empty(), [], started, "server", options)
-  for (const [key, value] of Object.entries(options.attributes)) span.attribute(key, value)
-  const end = <E>(exit: Exit.Exit<HttpServerResponse.HttpServerResponse, E>) => {
-    const { errorType, failure, status } = settle(span, exit)
-    const finished = clock.unsafeCurrentTimeNanos()
-    span.end(finished, failure === undefined ? exit : Exit.fail(failure))
-    durationOf(request.method, route, status, errorType).unsafeUpdate(Number(finished - started) / 1e9, [])
+export const plainServerSpan = (tracer: Tracer.Tracer, clock: Clock.Clock) => {
+  // The duration metric per label set, kept by this server rather than the module.
+  const requestDuration = labelled(httpServerRequestDuration, ["http.request.method", "http.route", "http.response.status_code", "error.type"])
+  return (request: HttpServerRequest.HttpServerRequest, route: string | undefined) => {
+    const started = clock.unsafeCurrentTimeNanos()
+    const { name, options } = spanOf(request, route)
+    const span = tracer.span(name, Option.fromNullable(options.parent), Context.empty(), [], started, "server", options)
+    for (const [key, value] of Object.entries(options.attributes)) span.attribute(key, value)
+    const end = <E>(exit: Exit.Exit<HttpServerResponse.HttpServerResponse, E>) => {
+      const { errorType, failure, status } = settle(span, exit)
+      const finished = clock.unsafeCurrentTimeNanos()
+      span.end(finished, failure === undefined ? exit : Exit.fail(failure))
+      requestDuration(request.method, route ?? "", String(status), errorType).unsafeUpdate(Number(finished - started) / 1e9, [])
+    }
+    return { span, end }
   }
-  return { span, end }
 }
