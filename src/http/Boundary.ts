@@ -11,7 +11,7 @@ import { RateLimiter } from "../../services/RateLimiter.js"
 import { CONSOLE_COOKIE } from "../Api.js"
 import { type AppError, FieldIssue, MethodNotAllowed, PayloadTooLarge, Timeout, UnsupportedMediaType, ValidationFailed } from "../errors.js"
 import { sanitizePayload } from "../telemetry/Sanitize.js"
-import { interruptedOnlyBy, isClientAbort, type RouteLookup } from "../telemetry/ServerSpan.js"
+import { interruptedOnlyBy, isClientAbort, type RouteLookup, TRACE_ID_HEADER } from "../telemetry/ServerSpan.js"
 import { type InFlightRequest, type RateLimitHeaders, track } from "./InFlight.js"
 import { classify, problemResponse } from "./Problem.js"
 
@@ -240,19 +240,20 @@ export const problemBoundary = (options: BoundaryOptions) =>
             ? Effect.failCause(cause)
             : renderFailure(ledger, withAllowedMethods(classify(cause), request, options.routeOf), request, requestId, edge.body.text, edge.span)
         ),
-        Effect.map((response) => withEdgeHeaders(response, requestId, inFlight.rateLimit, cacheControlOf(request, edge.carriesSecret)))
+        Effect.map((response) => withEdgeHeaders(response, requestId, edge.span.traceId, inFlight.rateLimit, cacheControlOf(request, edge.carriesSecret)))
       ) as Effect.Effect<HttpServerResponse.HttpServerResponse, never, R>
     }
   })
 
-/** `X-Request-Id` on every response, `RateLimit-*` on those that were counted, `Cache-Control` where it applies. */
+/** `X-Request-Id` and `X-Trace-Id` on every response, `RateLimit-*` on those that were counted, `Cache-Control` where it applies. */
 const withEdgeHeaders = (
   response: HttpServerResponse.HttpServerResponse,
   requestId: string,
+  traceId: string,
   limited: RateLimitHeaders | undefined,
   cacheControl: string | undefined
 ) => {
-  const headers: Record<string, string> = { [REQUEST_ID_HEADER]: requestId }
+  const headers: Record<string, string> = { [REQUEST_ID_HEADER]: requestId, [TRACE_ID_HEADER]: traceId }
   if (limited !== undefined) {
     headers["ratelimit-limit"] = String(limited.limit)
     headers["ratelimit-remaining"] = String(limited.remaining)

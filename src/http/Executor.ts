@@ -29,7 +29,7 @@ import { pipeArguments } from "effect/Pipeable"
 import * as FindMyWay from "find-my-way-ts"
 import { CarriesSecret } from "../Api.js"
 import { FieldIssue, NotFound, ValidationFailed } from "../errors.js"
-import { plainServerSpan, ROUTER_CONFIG, type RouteLookup, withTraceId } from "../telemetry/ServerSpan.js"
+import { plainServerSpan, ROUTER_CONFIG, type RouteLookup } from "../telemetry/ServerSpan.js"
 import { problemBoundary, type RequestBody, restoredDeadline, deadlineFiberId } from "./Boundary.js"
 
 /** A group's handlers as `group` leaves them for the executor: each endpoint's handler and the context it was built in. */
@@ -433,7 +433,7 @@ export const make = <ApiId extends string, Groups extends HttpApiGroup.HttpApiGr
       const respond = (response: HttpServerResponse.HttpServerResponse) =>
         Effect.sync(() => {
           sent = response
-          answer = HttpServerResponse.toWeb(withTraceId(response, span), { withoutBody: request.method === "HEAD", runtime })
+          answer = HttpServerResponse.toWeb(response, { withoutBody: request.method === "HEAD", runtime })
           answered?.(answer)
         })
       const settle = (exit: Exit.Exit<unknown, unknown>): Response => {

@@ -41,11 +41,9 @@ class ServerErrorResponse extends Data.TaggedError("ServerErrorResponse")<{
 
 const stringAttribute = (value: unknown): string => (typeof value === "string" ? value : "")
 
+/** The trace id its client can quote, on every response (set by the boundary). */
 export const TRACE_ID_HEADER = "x-trace-id"
 
-/** The response with the trace id its client can quote. */
-export const withTraceId = (response: HttpServerResponse.HttpServerResponse, span: Tracer.Span) =>
-  HttpServerResponse.setHeader(response, TRACE_ID_HEADER, span.traceId)
 
 /** The server span's name and options: `{METHOD} {route}`, the request's `traceparent` as parent. */
 const spanOf = (request: HttpServerRequest.HttpServerRequest, route: string | undefined) => ({
