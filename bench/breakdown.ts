@@ -1,10 +1,9 @@
 /**
- * Where a hot read's time goes, in process and one request at a time: the whole hot route, then
- * each piece alone (the boundary, the server span, the platform's response handling, the caller's
+ * Where a request's time goes, in process and one request at a time: whole requests through the
+ * executor (a hot read, a 404, a message post), then pieces alone (the ledger, the caller's
  * authentication, the session read, the rate limiter) and a few Effect primitives they are built
  * from. `bun bench/breakdown.ts`; the numbers explain the distance to the references in latest.md.
  */
-import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Effect, Fiber, Layer, LogLevel, ManagedRuntime, Option, Redacted } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -18,13 +17,11 @@ import { Tenants } from "../services/Tenants.js"
 import { Api } from "../src/Api.js"
 import type { AppConfigShape } from "../src/Config.js"
 import type { CreateSession } from "../src/domain/Session.js"
-import { problemBoundary } from "../src/http/Boundary.js"
 import { countAgainst } from "../src/http/RateLimit.js"
-import * as HotRoutes from "../src/http/HotRoutes.js"
+import * as Executor from "../src/http/Executor.js"
 import { serverScheduler } from "../src/Scheduler.js"
-import { ServicesLive } from "../src/Server.js"
+import { HandlersAndAuthLive, ServicesLive } from "../src/Server.js"
 import * as Logging from "../src/telemetry/Logging.js"
-import { routeTemplates, serverSpan } from "../src/telemetry/ServerSpan.js"
 
 const ROUNDS = 5000
 const directory = mkdtempSync(join(tmpdir(), "bulwark-breakdown-"))
@@ -43,9 +40,14 @@ const config: AppConfigShape = {
   logLevel: LogLevel.Error,
   logFormat: "json"
 }
-const runtime = ManagedRuntime.make(ServicesLive({ config }).pipe(Layer.provide(Logging.layer({ format: "json", level: LogLevel.Error }))))
+const runtime = ManagedRuntime.make(
+  HandlersAndAuthLive.pipe(
+    Layer.provideMerge(ServicesLive({ config })),
+    Layer.provide(Logging.layer({ format: "json", level: LogLevel.Error }))
+  )
+)
 
-const microseconds = async (run: () => Promise<unknown>) => {
+const microseconds = async (run: () => unknown) => {
   for (let i = 0; i < ROUNDS / 5; i++) await run()
   const started = performance.now()
   for (let i = 0; i < ROUNDS; i++) await run()
@@ -65,27 +67,27 @@ try {
   const tenant = await runtime.runPromise(Effect.flatMap(Tenants, (tenants) => tenants.createTenant("breakdown")))
   const principal = await runtime.runPromise(Effect.flatMap(Auth, (auth) => auth.authenticateKey(Redacted.make(tenant.api_key))))
   const session = await runtime.runPromise(Effect.flatMap(Sessions, (sessions) => sessions.create(principal.tenantId, {} as CreateSession)))
-  const routeOf = routeTemplates(Api)
   // On the scheduler the server runs every fiber on (its fibers inherit it from here).
-  const routes = await runtime.runPromise(Effect.withScheduler(HotRoutes.make({ requestTimeoutMillis: 10_000, routeOf }), serverScheduler))
+  const executor = await runtime.runPromise(Effect.withScheduler(Executor.make(Api, { requestTimeoutMillis: 10_000 }), serverScheduler))
   const server = { requestIP: () => ({ address: "127.0.0.1", family: "IPv4", port: 1 }) } as never
-  const hotRead = (id: string) => () => {
-    const request = Object.assign(new Request(`http://localhost/v1/sessions/${id}`, { headers: { authorization: `Bearer ${tenant.api_key}` } }), {
-      params: { id }
-    })
-    return routes["/v1/sessions/:id"].GET(request, server)
-  }
+  const hotRead = (id: string) => () =>
+    executor.fetch(new Request(`http://localhost/v1/sessions/${id}`, { headers: { authorization: `Bearer ${tenant.api_key}` } }), server)
+  let posted = 0
+  const post = () =>
+    executor.fetch(
+      new Request(`http://localhost/v1/sessions/${session.id}/messages`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${tenant.api_key}`, "content-type": "application/json" },
+        body: JSON.stringify({ agent_id: "breakdown", content: `message ${++posted}` })
+      }),
+      server
+    )
   const notFound = new NotFound({ code: "SESSION_NOT_FOUND", detail: "No session." })
-  const boundary = await runtime.runPromise(problemBoundary({ requestTimeoutMillis: 10_000 }))
-  const response = HttpServerResponse.unsafeJson({})
-  const asRequest = <A, E>(effect: Effect.Effect<A, E, HttpServerRequest.HttpServerRequest>) =>
-    Effect.suspend(() => Effect.provideService(effect, HttpServerRequest.HttpServerRequest, HttpServerRequest.fromWeb(new Request("http://localhost/x"))))
   const rows: Array<[string, number]> = [
-    ["whole hot route (GET /v1/sessions/{id}, 200)", await microseconds(hotRead(session.id))],
-    ["whole hot route, a missing session (404)", await microseconds(hotRead(crypto.randomUUID()))],
+    ["whole request: hot read (GET /v1/sessions/{id}, 200)", await microseconds(hotRead(session.id))],
+    ["whole request: a missing session (404)", await microseconds(hotRead(crypto.randomUUID()))],
+    ["whole request: a message post (201)", await microseconds(post)],
     ["  record the 404 in the ledger (written later, in batches)", await effectMicroseconds(Effect.flatMap(ErrorLedger, (ledger) => ledger.record(notFound, { route: "/v1/sessions/{id}" })))],
-    ["  boundary (request id, deadline, rate-limit headers) around a constant", await effectMicroseconds(asRequest(boundary(Effect.succeed(response))))],
-    ["  server span and duration metric around a constant (the HttpApi routes' version)", await effectMicroseconds(asRequest(serverSpan(routeOf)(Effect.succeed(response))))],
     ["  authenticate the API key (kept in process)", await effectMicroseconds(Effect.flatMap(Auth, (auth) => auth.authenticateKey(Redacted.make(tenant.api_key))))],
     ["  read the session (cache hit)", await effectMicroseconds(Effect.flatMap(Sessions, (sessions) => sessions.get(principal.tenantId, session.id)))],
     ["  count the request (rate limiter)", await effectMicroseconds(Effect.flatMap(RateLimiter, (limiter) => countAgainst(limiter, "key:breakdown")))],

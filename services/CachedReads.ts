@@ -26,18 +26,20 @@ interface Codec {
   readonly encode: (value: unknown) => string
 }
 
-/** Compiled once per schema: building `parseJson` codecs on every read cost more than the read. */
-const codecs = new WeakMap<Schema.Schema.All, Codec>()
-const codecOf = <A, I>(schema: Schema.Schema<A, I>) => {
-  let codec = codecs.get(schema)
-  if (codec === undefined) {
-    codec = {
-      decode: Schema.decodeUnknownOption(Schema.parseJson(schema)),
-      encode: Schema.encodeSync(Schema.parseJson(schema)) as (value: unknown) => string
+/** A schema's JSON codec: building `parseJson` codecs on every read cost more than the read. */
+const makeCodecs = () => {
+  const codecs = new WeakMap<Schema.Schema.All, Codec>()
+  return <A, I>(schema: Schema.Schema<A, I>) => {
+    let codec = codecs.get(schema)
+    if (codec === undefined) {
+      codec = {
+        decode: Schema.decodeUnknownOption(Schema.parseJson(schema)),
+        encode: Schema.encodeSync(Schema.parseJson(schema)) as (value: unknown) => string
+      }
+      codecs.set(schema, codec)
     }
-    codecs.set(schema, codec)
+    return codec as { readonly decode: (text: string) => Option.Option<A>; readonly encode: (value: A) => string }
   }
-  return codec as { readonly decode: (text: string) => Option.Option<A>; readonly encode: (value: A) => string }
 }
 
 /** Shared-only entries kept in process, at most this many (the oldest go first). */
@@ -70,6 +72,8 @@ const make = Effect.gen(function*() {
   const ledger = yield* ErrorLedger
   const db = yield* Database
   const { required } = yield* CachePolicy
+  // Compiled once per schema, and kept by this layer rather than the module.
+  const codecOf = makeCodecs()
   /**
    * Values kept in this process with the change signal's mark at the time they were read: an entry
    * is used only while the mark stands (this process's own writes invalidate explicitly as well).

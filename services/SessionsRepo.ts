@@ -1,6 +1,6 @@
 import { Effect, Option, Schema } from "effect"
 import { Database, decodeRow } from "../layers/database/Database.js"
-import { NotFound, withoutStackTrace } from "../src/errors.js"
+import { NotFound } from "../src/errors.js"
 
 export class SessionRow extends Schema.Class<SessionRow>("SessionRow")({
   id: Schema.String,
@@ -11,9 +11,9 @@ export class SessionRow extends Schema.Class<SessionRow>("SessionRow")({
 }) {}
 
 // Built on every lookup of a missing session, from fields that are ours: not re-validated (the
-// schema's check cost more than the rest of a cached miss), and without the stack nothing reads.
+// schema's check cost more than the rest of a cached miss).
 export const sessionNotFound = (id: string) =>
-  withoutStackTrace(() => new NotFound({ code: "SESSION_NOT_FOUND", detail: `No session ${id} exists for this tenant.` }, true))
+  new NotFound({ code: "SESSION_NOT_FOUND", detail: `No session ${id} exists for this tenant.` }, true)
 
 const decodeSession = decodeRow(SessionRow)
 const decodeSessions = decodeRow(Schema.Array(SessionRow))

@@ -2,11 +2,7 @@
  * `MainLive`: the whole server as one layer, built from the configuration. Tests build the same
  * layer with a temporary database file and port 0.
  */
-import { Etag, HttpApiBuilder, HttpApiSwagger, HttpRouter, HttpServer } from "@effect/platform"
-import * as BunFileSystem from "@effect/platform-bun/BunFileSystem"
-import * as BunHttpPlatform from "@effect/platform-bun/BunHttpPlatform"
-import * as BunHttpServer from "@effect/platform-bun/BunHttpServer"
-import * as BunPath from "@effect/platform-bun/BunPath"
+import { HttpServer } from "@effect/platform"
 import { Cause, type Duration, Effect, FiberRef, Layer, Option } from "effect"
 import * as Database from "../layers/database/Database.js"
 import { adminTokenLayer, jwtSecretLayer } from "../layers/Secrets.js"
@@ -32,16 +28,14 @@ import { Api } from "./Api.js"
 import { ConsoleSettings } from "./domain/Console.js"
 import { type AppConfigShape, StartupError } from "./Config.js"
 import { AdminAuthenticationLive, AuthenticationLive, OptionalOperatorLive } from "./http/Auth.js"
-import * as Boundary from "./http/Boundary.js"
 import * as ConsoleRoutes from "./console/Routes.js"
-import * as HotRoutes from "./http/HotRoutes.js"
+import * as Executor from "./http/Executor.js"
 import * as McpEndpoint from "./mcp/Endpoint.js"
 import { HandlersLive } from "./http/Handlers.js"
 import * as Logging from "./telemetry/Logging.js"
 import { serverScheduler } from "./Scheduler.js"
 import * as Otlp from "./telemetry/Otlp.js"
 import { RequestRates } from "./telemetry/Rates.js"
-import { ROUTER_CONFIG, routeTemplates, serverSpan, withoutBuiltinTracer } from "./telemetry/ServerSpan.js"
 
 import { SQLITE_BUSY_TIMEOUT_MILLIS } from "../layers/database/Database.js"
 import * as Supervised from "../layers/resilience/Supervised.js"
@@ -51,7 +45,7 @@ export interface ServerOptions {
   readonly config: AppConfigShape
   readonly sqliteBusyTimeoutMillis?: number
   /** Routes added beside the API (tests use this for a route that dies). */
-  readonly extraRoutes?: Layer.Layer<never, never, never>
+  readonly extraRoutes?: ReadonlyArray<Executor.ExtraRoute>
   readonly telemetryShutdownTimeout?: Duration.DurationInput
   /** Breaker, retry and bulkhead settings of the database (tests shorten the open duration). */
   readonly databaseResilience?: Database.DatabaseResilience
@@ -140,65 +134,57 @@ export const ServicesLive = (options: ServerOptions) =>
     Layer.provideMerge(InfrastructureLive(options))
   )
 
-export const ApiLive = HttpApiBuilder.api(Api).pipe(
-  Layer.provide(HandlersLive),
+/** The handlers of every group of the API, with the authentication they declare. */
+export const HandlersAndAuthLive = HandlersLive.pipe(
   Layer.provide([AuthenticationLive, AdminAuthenticationLive, OptionalOperatorLive])
 )
 
-const routeOf = routeTemplates(Api, [["GET", "/docs"], ["GET", "/openapi.json"]])
-
 /**
- * What the platform's HTTP apps need around the server: `BunHttpServer.layer` would also bring a
- * command executor, a terminal and workers, whose modules (`child_process`, `readline`) cost about
- * 100 ms of start-up to load and which a server never uses.
+ * Bun serves `/mcp` and the console from its own router; every other request goes to the
+ * executor, which serves every route of the API (and the document and its page).
  */
-const serverContext = Layer.mergeAll(BunHttpPlatform.layer, Etag.layerWeak).pipe(
-  Layer.provideMerge(Layer.mergeAll(BunFileSystem.layer, BunPath.layer))
-)
-
-/** Bun serves the hot routes, `/mcp` and the console itself; every other request goes to the HttpApi app. */
-const listen = (config: AppConfigShape, mcp: McpEndpoint.McpOptions | undefined, idleTimeoutSeconds = 10) =>
-  Layer.unwrapEffect(Effect.map(ConsoleRoutes.make, (consoleRoutes) => listenWith(config, mcp, idleTimeoutSeconds, consoleRoutes)))
-
-const listenWith = (
-  config: AppConfigShape,
-  mcp: McpEndpoint.McpOptions | undefined,
-  idleTimeoutSeconds: number,
-  consoleRoutes: ConsoleRoutes.Routes
-) =>
-  Layer.unwrapScoped(
-    Effect.map(Effect.all([HotRoutes.make({ requestTimeoutMillis: config.requestTimeoutMillis, routeOf }), McpEndpoint.make({ requestTimeoutMillis: config.requestTimeoutMillis, ...mcp })]), ([hot, mcpRoutes]) =>
-      BunHttpServer.layerServer({
-        port: config.port,
-        hostname: config.host,
-        // Above our own 1 MiB rule, so that the boundary (not Bun) answers oversized bodies.
-        maxRequestBodySize: 16 * 1024 * 1024,
-        idleTimeout: idleTimeoutSeconds,
-        routes: { ...hot, ...mcpRoutes, ...consoleRoutes }
-      }))
+const listen = (options: ServerOptions) =>
+  Layer.scoped(
+    HttpServer.HttpServer,
+    Effect.gen(function*() {
+      const config = options.config
+      const consoleRoutes = yield* ConsoleRoutes.make
+      const executor = yield* Executor.make(Api, { requestTimeoutMillis: config.requestTimeoutMillis, extraRoutes: options.extraRoutes })
+      const mcpRoutes = yield* McpEndpoint.make({ requestTimeoutMillis: config.requestTimeoutMillis, ...options.mcp })
+      const server = yield* Effect.try({ try: () =>
+        Bun.serve({
+          port: config.port,
+          hostname: config.host,
+          // Above our own 1 MiB rule, so that the boundary (not Bun) answers oversized bodies.
+          maxRequestBodySize: 16 * 1024 * 1024,
+          idleTimeout: options.idleTimeoutSeconds ?? 10,
+          routes: { ...mcpRoutes, ...consoleRoutes },
+          fetch: executor.fetch
+        }),
+        catch: (cause) => cause
+      })
+      // Stops accepting; requests in flight are finished.
+      yield* Effect.addFinalizer(() => Effect.sync(() => server.stop()))
+      return HttpServer.make({
+        address: { _tag: "TcpAddress", port: server.port!, hostname: server.hostname! },
+        serve: () => Effect.dieMessage("Bulwark's server serves its own executor, not an HttpApp")
+      })
+    })
   ).pipe(
-    Layer.provideMerge(serverContext),
     Layer.catchAllCause((cause) => {
       // A setting of the routes (the MCP endpoint's origins) names itself; anything else is the listen.
       const named = Cause.failureOption(cause).pipe(Option.filter((failure) => failure instanceof StartupError))
-      return Layer.fail(Option.getOrElse(named, () => new StartupError("PORT", `cannot listen on ${config.host}:${config.port} (${Cause.squash(cause)})`)))
+      return Layer.fail(Option.getOrElse(named, () => new StartupError("PORT", `cannot listen on ${options.config.host}:${options.config.port} (${Cause.squash(cause)})`)))
     })
   )
 
 export const MainLive = (options: ServerOptions) =>
-  HttpApiBuilder.serve(serverSpan(routeOf)).pipe(
-    withoutBuiltinTracer,
-    Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
-    Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
-    Layer.provide(options.extraRoutes ?? Layer.empty),
-    Layer.provide(Boundary.layer({ requestTimeoutMillis: options.config.requestTimeoutMillis, routeOf })),
-    Layer.provide(ApiLive),
+  listen(options).pipe(
     HttpServer.withLogAddress,
-    Layer.provideMerge(listen(options.config, options.mcp, options.idleTimeoutSeconds)),
+    Layer.provide(HandlersAndAuthLive),
     Layer.provide(ServicesLive(options)),
     Layer.provide(Logging.layer({ format: options.config.logFormat, level: options.config.logLevel })),
     Layer.provide(TelemetryLive(options)),
-    Layer.provide(HttpRouter.setRouterConfig(ROUTER_CONFIG)),
     // Every fiber the server starts (requests, background jobs) inherits it from the build.
     Layer.locally(FiberRef.currentScheduler, serverScheduler)
   )

@@ -393,21 +393,6 @@ export const serverMessageOf = (error: AppError): string => {
   }
 }
 
-/**
- * Builds an error without capturing a stack trace, for errors built on every call of a hot path
- * whose own stack nothing reads: `stackOf` takes a stack only from a defect or a dependency
- * error's cause. Capturing it was the largest cost of a breaker's rejection and a share of a 404.
- */
-export const withoutStackTrace = <A>(build: () => A): A => {
-  const limit = Error.stackTraceLimit
-  Error.stackTraceLimit = 0
-  try {
-    return build()
-  } finally {
-    Error.stackTraceLimit = limit
-  }
-}
-
 /** The stack behind an error, when there is one: defects and dependency failures. */
 export const stackOf = (error: AppError): string | null => {
   switch (error._tag) {

@@ -17,7 +17,6 @@
  * up (`LoopDelay`, `Timeout.discountingLoopDelay`).
  */
 import { Clock, Duration, Effect, type Exit, Metric, MetricLabel } from "effect"
-import { withoutStackTrace } from "../../src/errors.js"
 import * as LoopDelay from "./LoopDelay.js"
 import { discountingLoopDelay, type Overrun } from "./Timeout.js"
 import { breakerState, breakerTransitionsTotal, dependencyUp } from "../../src/telemetry/Metrics.js"
@@ -195,9 +194,7 @@ export const make = <E>(options: BreakerOptions<E>) =>
 
     const run = <A, E2, R>(effect: Effect.Effect<A, E2, R>, operation?: string): Effect.Effect<A, E | E2, R> =>
       Effect.flatMap(admit, (admission): Effect.Effect<A, E | E2, R> => {
-        // A rejection's stack would name the breaker, every time (the ledger takes a dependency
-        // error's stack from its cause, which a rejection has none of).
-        if (admission._tag === "reject") return Effect.fail(withoutStackTrace(() => options.rejected(admission.retryAfterSeconds)))
+        if (admission._tag === "reject") return Effect.fail(options.rejected(admission.retryAfterSeconds))
         let overrun: Overrun | undefined
         const attempt = discountingLoopDelay(effect, {
           timeout: options.callTimeout,

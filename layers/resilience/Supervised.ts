@@ -5,7 +5,7 @@
  * exponential backoff. Only the scope closing ends it.
  */
 import { Cause, Context, Duration, Effect, Layer, Metric, Option, Schedule, type Scope } from "effect"
-import { backgroundRestartsTotal, labelled } from "../../src/telemetry/Metrics.js"
+import { backgroundRestartsTotal } from "../../src/telemetry/Metrics.js"
 import { sanitizeText } from "../../src/telemetry/Sanitize.js"
 
 export type Recorder = (loop: string, cause: Cause.Cause<unknown>) => Effect.Effect<void>
@@ -38,8 +38,6 @@ export interface Backoff {
 
 export const defaultBackoff: Backoff = { first: "100 millis", most: "30 seconds" }
 
-const restartsOf = labelled(backgroundRestartsTotal, ["loop"])
-
 /** Runs `body` as the background loop `name`, restarted after every failure or defect (see above). */
 export const loop = (name: string, backoff: Backoff = defaultBackoff) => <A, E, R>(body: Effect.Effect<A, E, R>): Effect.Effect<A, never, R> => {
   const report = (cause: Cause.Cause<E>) =>
@@ -47,7 +45,8 @@ export const loop = (name: string, backoff: Backoff = defaultBackoff) => <A, E, 
       yield* Effect.logError(`background loop ${name} failed; it restarts after a backoff`).pipe(
         Effect.annotateLogs({ loop: name, cause: sanitizeText(Cause.pretty(cause)) })
       )
-      yield* Metric.increment(restartsOf(name))
+      // Restarts are rare: the labelled metric is built when one happens, not kept in a module-level map.
+      yield* Metric.increment(Metric.tagged(backgroundRestartsTotal, "loop", name))
       const failures = yield* Effect.serviceOption(BackgroundFailures)
       if (Option.isSome(failures)) yield* failures.value.report(name, cause)
     })

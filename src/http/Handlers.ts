@@ -2,7 +2,7 @@
  * Handlers: each maps the decoded input and the caller to one service call. Nothing here reads
  * the raw request; that stays in the boundary and the auth middleware.
  */
-import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import { HttpServerResponse } from "@effect/platform"
 import { Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
 import { CONSOLE_SESSION_SECONDS, ConsoleSessions } from "../../services/ConsoleSessions.js"
 import { ConsoleSessionInfo, ConsoleSettings } from "../domain/Console.js"
@@ -23,12 +23,13 @@ import { CurrentOperator, CurrentPrincipal, type Operator } from "../domain/Prin
 import { prometheusText } from "../telemetry/Prometheus.js"
 import { RequestRates } from "../telemetry/Rates.js"
 import { currentRequest } from "./InFlight.js"
+import { group } from "./Executor.js"
 import { eventStreamResponse } from "./Sse.js"
 import { codeOfSlug, DbOperational, Forbidden, NotFound, problemTypes, slugOf, statusOfCode } from "../errors.js"
 
 const ok = { status: "ok" } as const
 
-export const HealthLive = HttpApiBuilder.group(Api, "health", (handlers) =>
+export const HealthLive = group(Api, "health", (handlers) =>
   Effect.gen(function*() {
     const health = yield* Health
     return handlers
@@ -51,7 +52,7 @@ export const HealthLive = HttpApiBuilder.group(Api, "health", (handlers) =>
       .handle("ready", () => Effect.as(health.ready(), ok))
   }))
 
-export const ProblemsLive = HttpApiBuilder.group(Api, "problems", (handlers) =>
+export const ProblemsLive = group(Api, "problems", (handlers) =>
   handlers.handle("describe", ({ path }) => {
     const code = codeOfSlug(path.slug)
     if (code === undefined) {
@@ -65,7 +66,7 @@ export const ProblemsLive = HttpApiBuilder.group(Api, "problems", (handlers) =>
     })
   }))
 
-export const AuthLive = HttpApiBuilder.group(Api, "auth", (handlers) =>
+export const AuthLive = group(Api, "auth", (handlers) =>
   Effect.gen(function*() {
     const auth = yield* Auth
     return handlers
@@ -73,9 +74,9 @@ export const AuthLive = HttpApiBuilder.group(Api, "auth", (handlers) =>
       .handle("revoke", () => Effect.flatMap(CurrentPrincipal, auth.revokeTokens))
   }))
 
-export const OperationsLive = HttpApiBuilder.group(Api, "operations", (handlers) => handlers.handle("metrics", () => prometheusText))
+export const OperationsLive = group(Api, "operations", (handlers) => handlers.handle("metrics", () => prometheusText))
 
-export const SessionsLive = HttpApiBuilder.group(Api, "sessions", (handlers) =>
+export const SessionsLive = group(Api, "sessions", (handlers) =>
   Effect.gen(function*() {
     const sessions = yield* Sessions
     return handlers
@@ -90,7 +91,7 @@ export const SessionsLive = HttpApiBuilder.group(Api, "sessions", (handlers) =>
 const opener = (events: Events["Type"], tenantId: string, sessionId: string, after: number, request: StreamRequest) => (sink: StreamSink) =>
   events.open(tenantId, sessionId, after, request, sink)
 
-export const MessagesLive = HttpApiBuilder.group(Api, "messages", (handlers) =>
+export const MessagesLive = group(Api, "messages", (handlers) =>
   Effect.gen(function*() {
     const messages = yield* Messages
     const events = yield* Events
@@ -117,7 +118,7 @@ export const MessagesLive = HttpApiBuilder.group(Api, "messages", (handlers) =>
         }))
   }))
 
-export const MemoryLive = HttpApiBuilder.group(Api, "memory", (handlers) =>
+export const MemoryLive = group(Api, "memory", (handlers) =>
   Effect.gen(function*() {
     const memory = yield* Memory
     return handlers
@@ -127,7 +128,7 @@ export const MemoryLive = HttpApiBuilder.group(Api, "memory", (handlers) =>
       .handle("delete", ({ path }) => Effect.flatMap(CurrentPrincipal, (caller) => memory.remove(caller.tenantId, path.id, path.key)))
   }))
 
-export const AdminLive = HttpApiBuilder.group(Api, "admin", (handlers) =>
+export const AdminLive = group(Api, "admin", (handlers) =>
   Effect.gen(function*() {
     const tenants = yield* Tenants
     const errors = yield* ErrorRecords
@@ -157,7 +158,7 @@ export const AdminLive = HttpApiBuilder.group(Api, "admin", (handlers) =>
 const consoleCookie = (value: string, maxAgeSeconds: number, secure: boolean) =>
   HttpServerResponse.unsafeSetCookie(CONSOLE_COOKIE, value, { httpOnly: true, sameSite: "strict", path: "/", maxAge: Duration.seconds(maxAgeSeconds), secure })
 
-export const ConsoleLive = HttpApiBuilder.group(Api, "console", (handlers) =>
+export const ConsoleLive = group(Api, "console", (handlers) =>
   Effect.gen(function*() {
     const sessions = yield* ConsoleSessions
     const settings = yield* ConsoleSettings

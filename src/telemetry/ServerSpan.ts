@@ -5,24 +5,21 @@
  * 1xx–4xx and ERROR for 5xx; `traceparent` honoured; the trace id returned in `X-Trace-Id`; and
  * the request duration recorded in `http.server.request.duration`.
  */
-import { HttpApi, HttpApp, HttpMiddleware, HttpServerError, HttpServerRequest, HttpServerResponse, HttpTraceContext } from "@effect/platform"
+import { HttpApi, HttpServerError, type HttpServerRequest, HttpServerResponse, HttpTraceContext } from "@effect/platform"
 import type { HttpApiGroup } from "@effect/platform"
-import { Cause, Clock, Context, Data, Effect, Exit, type FiberId, HashSet, Metric, Option, type Tracer } from "effect"
+import { Cause, type Clock, Context, Data, Exit, type FiberId, HashSet, Option, type Tracer } from "effect"
 import * as FindMyWay from "find-my-way-ts"
 import { httpServerRequestDuration, labelled } from "./Metrics.js"
 
 export type RouteLookup = (method: string, url: string) => string | undefined
 
 /**
- * Route templates of the API, found before routing so the span can be named when it starts. The
- * same router library as `HttpRouter`, so precedence matches.
- */
-/**
  * Path parameters may be this long before the router stops matching (its default, 100, would turn
  * a 128-character memory key into 404 ROUTE_NOT_FOUND instead of letting the schema judge it).
  */
 export const ROUTER_CONFIG = { maxParamLength: 512 } as const
 
+/** Route templates of the API, by the same router library and settings as the executor (the contract checks use it). */
 export const routeTemplates = <Id extends string, Groups extends HttpApiGroup.HttpApiGroup.Any, E, R>(
   api: HttpApi.HttpApi<Id, Groups, E, R>,
   extra: ReadonlyArray<readonly [method: string, path: `/${string}`]> = []
@@ -44,13 +41,9 @@ class ServerErrorResponse extends Data.TaggedError("ServerErrorResponse")<{
 
 const stringAttribute = (value: unknown): string => (typeof value === "string" ? value : "")
 
-const requestDuration = labelled(httpServerRequestDuration, ["http.request.method", "http.route", "http.response.status_code", "error.type"])
-
+/** The trace id its client can quote, on every response (set by the boundary). */
 export const TRACE_ID_HEADER = "x-trace-id"
 
-/** The response with the trace id its client can quote. */
-export const withTraceId = (response: HttpServerResponse.HttpServerResponse, span: Tracer.Span) =>
-  HttpServerResponse.setHeader(response, TRACE_ID_HEADER, span.traceId)
 
 /** The server span's name and options: `{METHOD} {route}`, the request's `traceparent` as parent. */
 const spanOf = (request: HttpServerRequest.HttpServerRequest, route: string | undefined) => ({
@@ -93,56 +86,26 @@ const settle = <E>(span: Tracer.Span, exit: Exit.Exit<HttpServerResponse.HttpSer
   return { status, errorType, failure }
 }
 
-const durationOf = (method: string, route: string | undefined, status: number, errorType: string) =>
-  requestDuration(method, route ?? "", String(status), errorType)
-
-export const serverSpan = (routeOf: RouteLookup) => <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E, R> =>
-  Effect.gen(function*() {
-    const request = yield* HttpServerRequest.HttpServerRequest
-    const route = routeOf(request.method, request.url)
-    const started = yield* Clock.currentTimeNanos
-    const { name, options } = spanOf(request, route)
-    let settled = { status: 0, errorType: "" }
-    const traced = Effect.useSpan(name, options, (span) =>
-      app.pipe(
-        Effect.withParentSpan(span),
-        HttpApp.withPreResponseHandler((_request, response) => Effect.succeed(withTraceId(response, span))),
-        Effect.exit,
-        Effect.flatMap((exit) => {
-          const { failure, ...outcome } = settle(span, exit)
-          settled = outcome
-          return failure === undefined ? Effect.succeed(exit) : Effect.fail(failure)
-        })
-      ))
-    const exit = yield* traced.pipe(Effect.catchTag("ServerErrorResponse", (failure) =>
-      // It is the exit of `app` itself, carried through the span as a failure.
-      Effect.succeed(failure.exit as Exit.Exit<HttpServerResponse.HttpServerResponse, E>)))
-    const finished = yield* Clock.currentTimeNanos
-    yield* Metric.update(durationOf(request.method, route, settled.status, settled.errorType), Number(finished - started) / 1e9)
-    // The response has already been sent by the handler below; this exit only ends the fiber.
-    return yield* exit
-  })
-
 /**
- * The same server span and duration metric for a request whose fiber is started by plain code (the
- * hot routes): begun before the fiber, so that the fiber can start with the span already in its
- * context, and ended when the fiber exits. Providing the span inside the fiber would copy its
- * context and references twice per request. The caller knows its route template.
+ * The server span and duration metric of a request, whose fiber the executor starts: begun before
+ * the fiber, so that the fiber can start with the span already in its context, and ended when the
+ * fiber exits. Providing the span inside the fiber would copy its context and references twice per
+ * request. The caller knows its route template (none for a path no route has).
  */
-export const plainServerSpan = (tracer: Tracer.Tracer, clock: Clock.Clock) =>
-(request: HttpServerRequest.HttpServerRequest, route: string) => {
-  const started = clock.unsafeCurrentTimeNanos()
-  const { name, options } = spanOf(request, route)
-  const span = tracer.span(name, Option.fromNullable(options.parent), Context.empty(), [], started, "server", options)
-  for (const [key, value] of Object.entries(options.attributes)) span.attribute(key, value)
-  const end = <E>(exit: Exit.Exit<HttpServerResponse.HttpServerResponse, E>) => {
-    const { errorType, failure, status } = settle(span, exit)
-    const finished = clock.unsafeCurrentTimeNanos()
-    span.end(finished, failure === undefined ? exit : Exit.fail(failure))
-    durationOf(request.method, route, status, errorType).unsafeUpdate(Number(finished - started) / 1e9, [])
+export const plainServerSpan = (tracer: Tracer.Tracer, clock: Clock.Clock) => {
+  // The duration metric per label set, kept by this server rather than the module.
+  const requestDuration = labelled(httpServerRequestDuration, ["http.request.method", "http.route", "http.response.status_code", "error.type"])
+  return (request: HttpServerRequest.HttpServerRequest, route: string | undefined) => {
+    const started = clock.unsafeCurrentTimeNanos()
+    const { name, options } = spanOf(request, route)
+    const span = tracer.span(name, Option.fromNullable(options.parent), Context.empty(), [], started, "server", options)
+    for (const [key, value] of Object.entries(options.attributes)) span.attribute(key, value)
+    const end = <E>(exit: Exit.Exit<HttpServerResponse.HttpServerResponse, E>) => {
+      const { errorType, failure, status } = settle(span, exit)
+      const finished = clock.unsafeCurrentTimeNanos()
+      span.end(finished, failure === undefined ? exit : Exit.fail(failure))
+      requestDuration(request.method, route ?? "", String(status), errorType).unsafeUpdate(Number(finished - started) / 1e9, [])
+    }
+    return { span, end }
   }
-  return { span, end }
 }
-
-/** Turns off Effect's built-in HTTP tracer, which `serverSpan` replaces. */
-export const withoutBuiltinTracer = HttpMiddleware.withTracerDisabledWhen(() => true)

@@ -3,8 +3,8 @@
  * fresh PostgreSQL database): the `MainLive` layer with the database swapped for a fresh one. Every
  * HTTP test talks to one of these.
  */
-import { HttpApiBuilder, HttpServer } from "@effect/platform"
-import { type Duration, Effect, Layer, LogLevel, ManagedRuntime, Option, Redacted } from "effect"
+import { HttpServer } from "@effect/platform"
+import { type Duration, Effect, LogLevel, ManagedRuntime, Option, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -13,6 +13,7 @@ import type { CacheBreakerOptions } from "../../layers/cache/Cache.js"
 import type { DatabaseResilience } from "../../layers/database/Database.js"
 import type { AppConfigShape } from "../../src/Config.js"
 import type { ErrorRecord } from "../../src/domain/ErrorRecord.js"
+import type { ExtraRoute } from "../../src/http/Executor.js"
 import type { McpOptions } from "../../src/mcp/Endpoint.js"
 import { MainLive } from "../../src/Server.js"
 import { checkResponse } from "./contract.js"
@@ -37,7 +38,7 @@ export interface TestServer {
 
 export interface TestServerOptions {
   readonly sqliteBusyTimeoutMillis?: number
-  readonly extraRoutes?: Layer.Layer<never, never, never>
+  readonly extraRoutes?: ReadonlyArray<ExtraRoute>
   readonly logLevel?: LogLevel.LogLevel
   /** Exports traces and metrics here (every 100/200 ms) when set. */
   readonly otlpEndpoint?: string
@@ -72,20 +73,18 @@ export interface TestServerOptions {
 export const hangInterruptions = { count: 0 }
 
 /** A route whose work never finishes unless interrupted; its interruption is counted. */
-export const hangRoute = HttpApiBuilder.Router.use((router) =>
-  router.get(
-    "/__test/hang",
-    Effect.never.pipe(Effect.onInterrupt(() => Effect.sync(() => hangInterruptions.count++)))
-  )
-)
+export const hangRoute: ReadonlyArray<ExtraRoute> = [{
+  method: "GET",
+  path: "/__test/hang",
+  handler: Effect.never.pipe(Effect.onInterrupt(() => Effect.sync(() => hangInterruptions.count++)))
+}]
 
 /** A route that dies with a defect whose message and stack must never reach a client. */
-export const defectRoute = HttpApiBuilder.Router.use((router) =>
-  router.get(
-    "/__test/defect",
-    Effect.die(new Error("boom: SELECT secret FROM /var/lib/bulwark/internal.db"))
-  )
-)
+export const defectRoute: ReadonlyArray<ExtraRoute> = [{
+  method: "GET",
+  path: "/__test/defect",
+  handler: Effect.die(new Error("boom: SELECT secret FROM /var/lib/bulwark/internal.db"))
+}]
 
 export const startServer = async (options: TestServerOptions = {}): Promise<TestServer> => {
   const onPostgres = harness.dialect === "postgres"
