@@ -18,12 +18,12 @@
  * A failure mid-stream (the database cannot serve, the session was deleted, a defect) is ledgered
  * with type `stream` and becomes the stream's last item; then the stream ends.
  */
-import { Cause, Context, Duration, Effect, Layer, Metric, MetricLabel, Option, Queue, Runtime, Schedule, Stream } from "effect"
+import { Cause, Context, Duration, Effect, Layer, Metric, MetricLabel, Option, Queue, Runtime, Schedule, type Scope, Stream } from "effect"
 import * as Supervised from "../layers/resilience/Supervised.js"
 import { EventBus, type SessionEvent } from "../layers/events/EventBus.js"
 import type { Message } from "../src/domain/Message.js"
-import { type AppError, type CacheUnavailable, Internal } from "../src/errors.js"
-import { eventPublishFailuresTotal, eventStreamsOpen } from "../src/telemetry/Metrics.js"
+import { type AppError, type CacheUnavailable, type DbOperational, Internal, type NotFound, Overloaded, RateLimited } from "../src/errors.js"
+import { eventPublishFailuresTotal, eventStreamCap, eventStreamsOpen } from "../src/telemetry/Metrics.js"
 import { type ErrorContext, ErrorLedger } from "./ErrorLedger.js"
 import { MessagesRepo, toMessage } from "./MessagesRepo.js"
 import { sessionNotFound } from "./SessionsRepo.js"
@@ -67,11 +67,73 @@ const STREAM_ROOM = 256
 
 export const EVENTS_ROUTE = "/v1/sessions/{id}/events"
 
+/** Caps on open event streams (SPEC §1: `BULWARK_MAX_STREAMS_PER_KEY` / `BULWARK_MAX_STREAMS`). */
+export interface StreamCaps {
+  readonly perKey: number
+  readonly total: number
+}
+
+export const defaultStreamCaps: StreamCaps = { perKey: 100, total: 10_000 }
+
+/** A stream ends when a client leaves; a second is long enough for one to have gone. */
+const CAPPED_RETRY_AFTER_SECONDS = 1
+
+/**
+ * Stream opens admitted per turn of the event loop. Opening runs on the loop (authentication, the
+ * session read); a storm of them, each answered at once, kept Bun accepting new connections without
+ * returning to the sockets it already had, so requests on kept-alive connections waited until the
+ * storm was over. Waiting for a later turn lets those sockets be read between batches.
+ */
+const ADMITTED_PER_TURN = 16
+
 export interface EventsOptions {
   /** `: ping` this often (SPEC: 15 s); each one also checks the sessions and fills any gap. */
   readonly heartbeat?: Duration.DurationInput
   /** How often sessions are checked while the bus is unwell (SPEC §8: at least every second). */
   readonly unwellCheckEvery?: Duration.DurationInput
+  readonly caps?: StreamCaps
+}
+
+/** The options of `Events`; none given is the contract's defaults. */
+export class EventsConfig extends Context.Reference<EventsConfig>()("bulwark/EventsConfig", {
+  defaultValue: (): EventsOptions => ({})
+}) {}
+
+/** A stream's place under the caps, taken by `admit`; `release` gives it back (once, however often it is called). */
+export interface StreamSlot {
+  readonly release: () => void
+}
+
+/** Open streams against their caps, as `/health` details show them. */
+export interface StreamCounts {
+  readonly open: number
+  readonly perKeyCap: number
+  readonly processCap: number
+}
+
+export interface EventsShape {
+  /** Announces a stored message to its session's streams, here and (through the bus) elsewhere; never fails. */
+  readonly messagePosted: (tenantId: string, message: Message) => Effect.Effect<void>
+  /** Ends the session's streams, here and elsewhere; never fails. */
+  readonly sessionDeleted: (tenantId: string, sessionId: string) => Effect.Effect<void>
+  /** Where a stream without a given start begins: after the newest message. Fails 404 without a session. */
+  readonly newestSeq: (tenantId: string, sessionId: string) => Effect.Effect<number, DbOperational | NotFound>
+  /**
+   * A place for one more stream of `keyId`: 429 `RATE_LIMITED` past the key's cap, 503 `OVERLOADED`
+   * past the process's, at once; else it waits its turn among the streams opening now. Whoever takes
+   * it releases it when the stream ends (or does not start).
+   */
+  readonly admit: (keyId: string) => Effect.Effect<StreamSlot, RateLimited | Overloaded>
+  /**
+   * Opens a stream into `sink` after `after`. The sink is written from this process's own code
+   * (never concurrently), and must not throw.
+   */
+  readonly open: (tenantId: string, sessionId: string, after: number, request: StreamRequest, sink: StreamSink) => Effect.Effect<Subscription>
+  /** The session's events after `after` as a `Stream`; it holds its subscription while it is consumed. */
+  readonly stream: (tenantId: string, sessionId: string, after: number, request?: StreamRequest) => Stream.Stream<StreamItem>
+  /** Open streams and the sessions they watch in this process (what the tests check is released). */
+  readonly registrySize: Effect.Effect<{ readonly sessions: number; readonly streams: number }>
+  readonly streamCounts: Effect.Effect<StreamCounts>
 }
 
 interface Topic {
@@ -105,8 +167,9 @@ const PING: StreamItem = { _tag: "Ping" }
 
 const topicKey = (tenantId: string, sessionId: string) => `${tenantId}/${sessionId}`
 
-const make = (options: EventsOptions) =>
-  Effect.gen(function*() {
+const make: Effect.Effect<EventsShape, never, EventBus | MessagesRepo | ErrorLedger | Scope.Scope> = Effect.gen(function*() {
+    const options = yield* EventsConfig
+    const caps = options.caps ?? defaultStreamCaps
     const bus = yield* EventBus
     const repo = yield* MessagesRepo
     const ledger = yield* ErrorLedger
@@ -419,16 +482,74 @@ const make = (options: EventsOptions) =>
       Effect.whenEffect(checkAll, Effect.map(bus.healthy, (healthy) => !healthy))
     )
 
-    /** Open streams and the sessions they watch in this process (what the tests check is released). */
     const registrySize = Effect.sync(() => {
       let streams = 0
       for (const topic of topics.values()) streams += topic.subscribers.size
       return { sessions: topics.size, streams }
     })
 
-    return { messagePosted, sessionDeleted, newestSeq, open, stream, registrySize } as const
+    // ---- caps and admission: plain counters and a queue, touched by one thread ----
+
+    yield* Metric.set(Metric.tagged(eventStreamCap, "scope", "key"), caps.perKey)
+    yield* Metric.set(Metric.tagged(eventStreamCap, "scope", "process"), caps.total)
+    const slotsByKey = new Map<string, number>()
+    let slotsTaken = 0
+
+    const take = (keyId: string): StreamSlot | RateLimited | Overloaded => {
+      const ofKey = slotsByKey.get(keyId) ?? 0
+      if (ofKey >= caps.perKey) return new RateLimited({ retryAfterSeconds: CAPPED_RETRY_AFTER_SECONDS })
+      if (slotsTaken >= caps.total) return new Overloaded({ resource: "event streams", retryAfterSeconds: CAPPED_RETRY_AFTER_SECONDS })
+      slotsByKey.set(keyId, ofKey + 1)
+      slotsTaken += 1
+      let released = false
+      return {
+        release: () => {
+          if (released) return
+          released = true
+          slotsTaken -= 1
+          const left = (slotsByKey.get(keyId) ?? 1) - 1
+          if (left === 0) slotsByKey.delete(keyId)
+          else slotsByKey.set(keyId, left)
+        }
+      }
+    }
+
+    const turnQueue: Array<() => void> = []
+    let turnScheduled = false
+    const nextTurn = () => {
+      turnScheduled = false
+      for (const resume of turnQueue.splice(0, ADMITTED_PER_TURN)) resume()
+      if (turnQueue.length > 0) scheduleTurn()
+    }
+    const scheduleTurn = () => {
+      if (turnScheduled) return
+      turnScheduled = true
+      // A macrotask: the loop reads its sockets before it runs (a microtask would not let it).
+      setImmediate(nextTurn)
+    }
+    const waitForTurn = Effect.async<void>((resume) => {
+      const go = () => resume(Effect.void)
+      turnQueue.push(go)
+      scheduleTurn()
+      return Effect.sync(() => {
+        const index = turnQueue.indexOf(go)
+        if (index >= 0) turnQueue.splice(index, 1)
+      })
+    })
+
+    const admit = (keyId: string) =>
+      Effect.suspend(() => {
+        const slot = take(keyId)
+        if (slot instanceof RateLimited || slot instanceof Overloaded) return Effect.fail(slot)
+        return Effect.as(Effect.onInterrupt(waitForTurn, () => Effect.sync(slot.release)), slot)
+      })
+
+    const streamCounts = Effect.sync((): StreamCounts => ({ open: slotsTaken, perKeyCap: caps.perKey, processCap: caps.total }))
+
+    return { messagePosted, sessionDeleted, newestSeq, admit, open, stream, registrySize, streamCounts }
   })
 
-export class Events extends Context.Tag("bulwark/Events")<Events, Effect.Effect.Success<ReturnType<typeof make>>>() {
-  static readonly layer = (options: EventsOptions = {}) => Layer.scoped(Events, make(options))
+export class Events extends Effect.Service<Events>()("bulwark/Events", { scoped: make }) {
+  /** With options other than the contract's defaults (tests shorten the heartbeat, set small caps). */
+  static readonly layer = (options: EventsOptions = {}) => Layer.provide(Events.Default, Layer.succeed(EventsConfig, options))
 }

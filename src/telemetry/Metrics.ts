@@ -76,3 +76,7 @@ export const eventLoopDelay = Metric.histogram(
 export const keptKeysTrusted = Metric.gauge("bulwark_kept_keys_trusted", {
   description: "1 while this process can tell whether API keys changed (it may use the keys it kept), 0 while it reads every key from the database"
 })
+
+export const eventStreamCap = Metric.gauge("bulwark_event_stream_cap", {
+  description: "The most event streams open at once, per API key (scope=key) and per process (scope=process)"
+})
