@@ -62,6 +62,11 @@ const SHARED_CONTENT_CHARS = 256 * 1024
 /** Sessions per batched check read. */
 const CHECK_BATCH = 500
 
+/** Streams closed since the last full collection that make one worth its pause (tens of ms on a large heap). */
+const MASS_CLOSE = 1000
+/** The full collection waits until no stream has closed for this long. */
+const COLLECT_AFTER_QUIET_MILLIS = 1000
+
 /** Items an Effect `stream` buffers for its consumer before it stops taking more. */
 const STREAM_ROOM = 256
 
@@ -233,8 +238,25 @@ const make: Effect.Effect<EventsShape, never, EventBus | MessagesRepo | ErrorLed
     // The last stream of a session takes its topic (and the messages it kept) with it.
     if (topic.subscribers.size === 0 && topics.get(topic.key) === topic) topics.delete(topic.key)
     eventStreamsOpen.unsafeModify(-1, [])
+    closedSinceCollect += 1
+    if (closedSinceCollect >= MASS_CLOSE) collectSoon()
     return true
   }
+
+  // After a mass close the heap is back at its baseline but the garbage is only collected when the
+  // engine next decides to: a full collection once the closing is over hands the memory back now.
+  let closedSinceCollect = 0
+  let collectTimer: ReturnType<typeof setTimeout> | undefined
+  const collectSoon = () => {
+    if (collectTimer !== undefined) clearTimeout(collectTimer)
+    collectTimer = setTimeout(() => {
+      collectTimer = undefined
+      closedSinceCollect = 0
+      Bun.gc(true)
+    }, COLLECT_AFTER_QUIET_MILLIS)
+    collectTimer.unref()
+  }
+  yield* Effect.addFinalizer(() => Effect.sync(() => clearTimeout(collectTimer)))
 
   const fail = (subscriber: Subscriber, error: AppError) => {
     if (!release(subscriber)) return
