@@ -74,6 +74,9 @@ const postgresOf = (context: StartContext): BenchPostgres => {
 /** High enough that wrk is never throttled; the limiter still counts every request. */
 export const UNTHROTTLED_RATE_LIMIT = "1000000000/1s"
 
+/** Far above any scenario's streams. */
+const UNCAPPED_STREAMS = "1000000"
+
 /** Errors only: an expected 404 is a warning line, and the references write no log at all. */
 export const BULWARK_LOG_LEVEL = "Error"
 
@@ -176,6 +179,9 @@ export const startBulwark = async (
     BULWARK_ADMIN_TOKEN: adminToken,
     BULWARK_JWT_SECRET: secret(),
     BULWARK_RATE_LIMIT: UNTHROTTLED_RATE_LIMIT,
+    // The fan-out scenarios open their thousands of streams with one key; the caps are not what they measure.
+    BULWARK_MAX_STREAMS_PER_KEY: UNCAPPED_STREAMS,
+    BULWARK_MAX_STREAMS: UNCAPPED_STREAMS,
     LOG_LEVEL: BULWARK_LOG_LEVEL,
     ...(options.redisUrl === undefined ? {} : { REDIS_URL: options.redisUrl })
   }))

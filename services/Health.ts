@@ -1,8 +1,8 @@
 /**
  * What `/health` reports (SPEC §4): each dependency probed through its breaker (so an open breaker
  * answers at once), with its breaker state and latency, and the ledger's recent and unresolved
- * counts. Unhealthy when the database cannot serve; degraded when only the cache or the memory
- * store cannot (the rest of the API still serves).
+ * counts, and the open event streams against their caps. Unhealthy when the database cannot serve;
+ * degraded when only the cache or the memory store cannot (the rest of the API still serves).
  */
 import { Clock, Effect, Either } from "effect"
 import { Cache } from "../layers/cache/Cache.js"
@@ -14,6 +14,7 @@ import { type AppError, serverMessageOf } from "../src/errors.js"
 import { sanitizeText } from "../src/telemetry/Sanitize.js"
 import { CachePolicy } from "./CachedReads.js"
 import { ErrorRecords } from "./ErrorLedger.js"
+import { Events } from "./Events.js"
 
 /** Errors in the last five minutes count as recent. */
 const RECENT_MILLIS = 5 * 60 * 1000
@@ -25,6 +26,7 @@ export class Health extends Effect.Service<Health>()("bulwark/Health", {
     const memory = yield* MemoryStore
     const records = yield* ErrorRecords
     const cachePolicy = yield* CachePolicy
+    const events = yield* Events
     const breakers = { database: db.breaker, cache: cache.breaker, memory: memory.breaker } as const
 
     const probe = <E extends AppError>(dependency: keyof typeof breakers, check: Effect.Effect<unknown, E>, kind?: string) =>
@@ -68,7 +70,13 @@ export class Health extends Effect.Service<Health>()("bulwark/Health", {
         })),
         Effect.catchAll((error) => Effect.as(Effect.logWarning("the error ledger could not be read for /health").pipe(Effect.annotateLogs({ code: error.code })), null))
       )
-      return new HealthReport({ status, dependencies: { database, cache: cacheHealth, memory: memoryHealth }, errors })
+      const streams = yield* events.streamCounts
+      return new HealthReport({
+        status,
+        dependencies: { database, cache: cacheHealth, memory: memoryHealth },
+        errors,
+        streams: { open: streams.open, per_key_cap: streams.perKeyCap, process_cap: streams.processCap }
+      })
     })
 
     /**

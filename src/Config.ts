@@ -166,6 +166,18 @@ export const consoleTracingConfig = Config.all({
   )
 })
 
+/** Caps on open event streams (SPEC §1), read beside `appConfig` like `consoleTracingConfig`. */
+export const streamCapsConfig = Config.all({
+  perKey: Config.integer("BULWARK_MAX_STREAMS_PER_KEY").pipe(
+    Config.withDefault(100),
+    requiring("BULWARK_MAX_STREAMS_PER_KEY", "expected a whole number of streams, at least 1", (n) => n >= 1)
+  ),
+  total: Config.integer("BULWARK_MAX_STREAMS").pipe(
+    Config.withDefault(10_000),
+    requiring("BULWARK_MAX_STREAMS", "expected a whole number of streams, at least 1", (n) => n >= 1)
+  )
+})
+
 export class AppConfig extends Context.Tag("bulwark/AppConfig")<AppConfig, AppConfigShape>() {
   static readonly layer = Layer.effect(AppConfig, appConfig)
 }

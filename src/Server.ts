@@ -18,7 +18,7 @@ import { RateLimitConfig, RateLimiter, RateLimitStore } from "../services/RateLi
 import { CachedReads, CachePolicy } from "../services/CachedReads.js"
 import { ErrorLedger, ErrorRecords } from "../services/ErrorLedger.js"
 import { ErrorsRepo } from "../services/ErrorsRepo.js"
-import { Events } from "../services/Events.js"
+import { Events, type StreamCaps } from "../services/Events.js"
 import { Memory } from "../services/Memory.js"
 import { Messages } from "../services/Messages.js"
 import { MessagesRepo } from "../services/MessagesRepo.js"
@@ -64,6 +64,8 @@ export interface ServerOptions {
   readonly traceUrl?: string | null
   /** OTEL_TRACES_SAMPLER_ARG, 1 when not given. */
   readonly traceSampleRatio?: number
+  /** BULWARK_MAX_STREAMS_PER_KEY / BULWARK_MAX_STREAMS (see `streamCapsConfig`); 100 / 10000 when not given. */
+  readonly streamCaps?: StreamCaps
 }
 
 /**
@@ -112,7 +114,10 @@ export const InfrastructureLive = (options: Omit<ServerOptions, "extraRoutes">) 
 /** Messages, memory and their live events: what agents use Bulwark for. */
 const SharedContextLive = (options: ServerOptions) =>
   Layer.mergeAll(Sessions.Default, Messages.Default, Memory.Default).pipe(
-    Layer.provideMerge(Events.layer(options.eventHeartbeat === undefined ? {} : { heartbeat: options.eventHeartbeat })),
+    Layer.provideMerge(Events.layer({
+      ...(options.eventHeartbeat === undefined ? {} : { heartbeat: options.eventHeartbeat }),
+      ...(options.streamCaps === undefined ? {} : { caps: options.streamCaps })
+    })),
     Layer.provideMerge(Layer.merge(
       EventBus.layerWith({ ...defaultBusHealth, sharedDatabase: options.config.database._tag !== "SqliteMemory" }),
       MessagesRepo.Default

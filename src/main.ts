@@ -1,11 +1,11 @@
 /** Entry point: read the configuration, then serve until SIGTERM/SIGINT. */
 import * as BunRuntime from "@effect/platform-bun/BunRuntime"
 import { Effect, Layer, Option } from "effect"
-import { appConfig, consoleTracingConfig, describeStartupFailure } from "./Config.js"
+import { appConfig, consoleTracingConfig, describeStartupFailure, streamCapsConfig } from "./Config.js"
 import { MainLive } from "./Server.js"
 
-const program = Effect.flatMap(Effect.all([appConfig, consoleTracingConfig]), ([config, extra]) =>
-  Layer.launch(MainLive({ config, traceUrl: Option.getOrNull(extra.traceUrl), traceSampleRatio: extra.traceSampleRatio }))).pipe(
+const program = Effect.flatMap(Effect.all([appConfig, consoleTracingConfig, streamCapsConfig]), ([config, extra, streamCaps]) =>
+  Layer.launch(MainLive({ config, traceUrl: Option.getOrNull(extra.traceUrl), traceSampleRatio: extra.traceSampleRatio, streamCaps }))).pipe(
   Effect.tapErrorCause((cause) => Effect.sync(() => console.error(describeStartupFailure(cause))))
 )
 

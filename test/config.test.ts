@@ -42,7 +42,9 @@ describe("configuration errors", () => {
     ["an unknown OTEL_EXPORTER_OTLP_PROTOCOL", { OTEL_EXPORTER_OTLP_PROTOCOL: "grpc" }, "OTEL_EXPORTER_OTLP_PROTOCOL"],
     ["an OTEL_TRACES_SAMPLER_ARG over 1", { OTEL_TRACES_SAMPLER_ARG: "2" }, "OTEL_TRACES_SAMPLER_ARG"],
     ["an unparsable OTEL_TRACES_SAMPLER_ARG", { OTEL_TRACES_SAMPLER_ARG: "half" }, "OTEL_TRACES_SAMPLER_ARG"],
-    ["a BULWARK_TRACE_URL without {trace_id}", { BULWARK_TRACE_URL: "https://jaeger.example/trace/" }, "BULWARK_TRACE_URL"]
+    ["a BULWARK_TRACE_URL without {trace_id}", { BULWARK_TRACE_URL: "https://jaeger.example/trace/" }, "BULWARK_TRACE_URL"],
+    ["a zero BULWARK_MAX_STREAMS_PER_KEY", { BULWARK_MAX_STREAMS_PER_KEY: "0" }, "BULWARK_MAX_STREAMS_PER_KEY"],
+    ["an unparsable BULWARK_MAX_STREAMS", { BULWARK_MAX_STREAMS: "many" }, "BULWARK_MAX_STREAMS"]
   ]
   for (const [name, env, variable] of cases) {
     // A process start costs 1-4 s on this busy machine; the bound is the start's, not the behaviour's.

@@ -30,7 +30,12 @@ export class HealthReport extends Schema.Class<HealthReport>("HealthReport")({
   dependencies: Schema.optional(Schema.Struct({ database: DependencyHealth, cache: DependencyHealth, memory: DependencyHealth })),
   errors: Schema.optional(
     Schema.NullOr(Schema.Struct({ recent_count: Schema.Int, unresolved_count: Schema.Int, last_error: Schema.NullOr(ErrorRecord) }))
-  )
+  ),
+  streams: Schema.optional(Schema.Struct({
+    open: Schema.Int.annotations({ description: "Event streams (SSE and MCP) open in this process." }),
+    per_key_cap: Schema.Int.annotations({ description: "BULWARK_MAX_STREAMS_PER_KEY: past it a key's next stream is 429 RATE_LIMITED." }),
+    process_cap: Schema.Int.annotations({ description: "BULWARK_MAX_STREAMS: past it any next stream is 503 OVERLOADED." })
+  }))
 }) {}
 
 export class RatePoint extends Schema.Class<RatePoint>("RatePoint")({

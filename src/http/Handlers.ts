@@ -88,7 +88,7 @@ export const SessionsLive = group(Api, "sessions", (handlers) =>
   }))
 
 /** Built outside the handler, so an open stream holds these values and not the handler's whole scope. */
-const opener = (events: Events["Type"], tenantId: string, sessionId: string, after: number, request: StreamRequest) => (sink: StreamSink) =>
+const opener = (events: Events, tenantId: string, sessionId: string, after: number, request: StreamRequest) => (sink: StreamSink) =>
   events.open(tenantId, sessionId, after, request, sink)
 
 export const MessagesLive = group(Api, "messages", (handlers) =>
@@ -103,18 +103,25 @@ export const MessagesLive = group(Api, "messages", (handlers) =>
       .handle("events", ({ headers, path, urlParams }) =>
         Effect.gen(function*() {
           const caller = yield* CurrentPrincipal
-          // Checked before the response starts, so a missing session is a plain 404.
-          const newest = yield* events.newestSeq(caller.tenantId, path.id)
-          const after = headers["last-event-id"] ?? urlParams.after ?? newest
-          // The stream outlives this handler: what its ledger rows need of the request is taken now.
-          const span = yield* Effect.option(Effect.currentSpan)
-          const inFlight = yield* currentRequest
-          const request = {
-            requestId: inFlight?.requestId,
-            userAgent: inFlight?.userAgent,
-            traceId: Option.getOrUndefined(Option.map(span, (s) => s.traceId))
-          }
-          return yield* eventStreamResponse(opener(events, caller.tenantId, path.id, after, request))
+          // Past the caps refused before any other work; the slot is the stream's once it answers.
+          const slot = yield* events.admit(caller.keyId)
+          return yield* Effect.onError(
+            Effect.gen(function*() {
+              // Checked before the response starts, so a missing session is a plain 404.
+              const newest = yield* events.newestSeq(caller.tenantId, path.id)
+              const after = headers["last-event-id"] ?? urlParams.after ?? newest
+              // The stream outlives this handler: what its ledger rows need of the request is taken now.
+              const span = yield* Effect.option(Effect.currentSpan)
+              const inFlight = yield* currentRequest
+              const request = {
+                requestId: inFlight?.requestId,
+                userAgent: inFlight?.userAgent,
+                traceId: Option.getOrUndefined(Option.map(span, (s) => s.traceId))
+              }
+              return yield* eventStreamResponse(opener(events, caller.tenantId, path.id, after, request), slot)
+            }),
+            () => Effect.sync(slot.release)
+          )
         }))
   }))
 

@@ -11,7 +11,7 @@
 import { HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import * as BunHttpServerRequest from "@effect/platform-bun/BunHttpServerRequest"
 import { Effect, Schema } from "effect"
-import type { StreamItem, StreamSink, Subscription } from "../../services/Events.js"
+import type { StreamItem, StreamSink, StreamSlot, Subscription } from "../../services/Events.js"
 import { Message } from "../domain/Message.js"
 import { clientDetail } from "./Problem.js"
 
@@ -65,13 +65,20 @@ const exemptFromIdleTimeout = (request: HttpServerRequest.HttpServerRequest) => 
 
 /**
  * The response for a stream that `open` starts once the client reads the body (never for a
- * response that is not sent, or a HEAD). The stream ends when the client leaves (`cancel`).
+ * response that is not sent, or a HEAD). The stream ends when the client leaves (`cancel`); its
+ * `slot` is given back however it ends, and at once for a HEAD, whose body is never read.
  */
-export const eventStreamResponse = (open: (sink: StreamSink) => Effect.Effect<Subscription>) =>
+export const eventStreamResponse = (open: (sink: StreamSink) => Effect.Effect<Subscription>, slot: StreamSlot) =>
   Effect.map(HttpServerRequest.HttpServerRequest, (request) => {
+    if (request.method === "HEAD") slot.release()
     exemptFromIdleTimeout(request)
     let subscription: Subscription | undefined
     let ended = false
+    const stop = () => {
+      ended = true
+      slot.release()
+      subscription?.cancel()
+    }
     const body = new ReadableStream<Uint8Array>(
       {
         start: (controller) => {
@@ -86,10 +93,7 @@ export const eventStreamResponse = (open: (sink: StreamSink) => Effect.Effect<Su
             subscription.resume()
           }
         },
-        cancel: () => {
-          ended = true
-          subscription?.cancel()
-        }
+        cancel: stop
       },
       // Pulled only when a read waits on an empty queue: the reader has room.
       { highWaterMark: 0, size: (chunk) => chunk?.byteLength ?? 0 }
@@ -102,8 +106,7 @@ export const eventStreamResponse = (open: (sink: StreamSink) => Effect.Effect<Su
           controller.enqueue(bytesOf(item))
         } catch {
           // The body was closed under us (the client is gone): the stream is released like a cancel.
-          ended = true
-          subscription?.cancel()
+          stop()
           return false
         }
         return (controller.desiredSize ?? 0) > -UNREAD_LIMIT
@@ -111,6 +114,7 @@ export const eventStreamResponse = (open: (sink: StreamSink) => Effect.Effect<Su
       end: () => {
         if (ended) return
         ended = true
+        slot.release()
         controller.close()
       }
     })

@@ -11,6 +11,7 @@ import type { Server as BunServer } from "bun"
 import { Cause, Config, Context, Effect, Exit, Runtime, Schedule, Tracer } from "effect"
 import { StartupError } from "../Config.js"
 import { ErrorLedger } from "../../services/ErrorLedger.js"
+import { Events, type StreamSlot } from "../../services/Events.js"
 import { RateLimiter } from "../../services/RateLimiter.js"
 import { type AppError, FieldIssue, Forbidden, PayloadTooLarge, type Timeout, UnsupportedMediaType } from "../errors.js"
 import { authenticateCaller } from "../http/Auth.js"
@@ -65,6 +66,29 @@ const tooLarge = new PayloadTooLarge({
 
 const isJsonMediaType = (contentType: string): boolean => (contentType.split(";")[0]?.trim().toLowerCase() ?? "") === "application/json"
 
+/** A stream's response that gives its slot back once, however it ends; any other answer gives it back at once. */
+const holdingSlot = (response: Response, slot: StreamSlot): Response => {
+  if (response.status !== 200 || response.body === null || !(response.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
+    slot.release()
+    return response
+  }
+  const reader = response.body.getReader()
+  const body = new ReadableStream<Uint8Array>({
+    pull: async (controller) => {
+      const chunk = await reader.read().catch(() => ({ done: true as const, value: undefined }))
+      if (chunk.done) {
+        slot.release()
+        controller.close()
+      } else controller.enqueue(chunk.value)
+    },
+    cancel: (reason) => {
+      slot.release()
+      return reader.cancel(reason)
+    }
+  })
+  return new Response(body, { status: response.status, headers: response.headers })
+}
+
 export const make = (options: McpOptions = {}) =>
   Effect.gen(function*() {
     const runtime = yield* Effect.runtime<McpServices | RateLimiter>()
@@ -73,6 +97,7 @@ export const make = (options: McpOptions = {}) =>
     const ledger = yield* ErrorLedger
     const clock = yield* Effect.clock
     const startSpan = messageSpan(yield* Effect.tracer, clock)
+    const events = yield* Events
     const run: McpRunner = {
       promise: Runtime.runPromise(runtime),
       fork: Runtime.runFork(runtime)
@@ -158,7 +183,7 @@ export const make = (options: McpOptions = {}) =>
     }
 
     /** A failure at the HTTP level: ledgered (type `mcp`) and answered as a problem, as REST does. */
-    const failed = (error: AppError, request: Request, inFlight: InFlightRequest, span?: Tracer.Span) =>
+    const failed = (error: AppError, request: Request, inFlight: InFlightRequest, span?: Tracer.Span, tenantId?: string) =>
       Effect.map(
         ledger.record(error, {
           type: "mcp",
@@ -166,7 +191,8 @@ export const make = (options: McpOptions = {}) =>
           method: request.method,
           requestId: inFlight.requestId,
           traceId: span?.traceId,
-          userAgent: inFlight.userAgent
+          userAgent: inFlight.userAgent,
+          tenantId
         }),
         (errorId) => {
           span?.attribute("error.type", error._tag)
@@ -247,13 +273,26 @@ export const make = (options: McpOptions = {}) =>
         (declaredVersion(body) !== undefined || (!hasSession && request.headers.get("mcp-protocol-version") === MODERN_VERSION))
 
       const span = startSpan(body, request, serverRequest)
+      // The session era's GET stream and the stateless era's `subscriptions/listen` are event streams (SPEC §1 caps them).
+      const opensStream = request.method === "GET" || (modernRequest && (body as { method?: unknown } | undefined)?.method === "subscriptions/listen")
+
       const program = authenticated.pipe(
         Effect.matchEffect({
           onFailure: (error) => failed(error, request, inFlight, span),
           onSuccess: (caller): Effect.Effect<Response, never, McpServices> => {
             const scope: RequestScope = { caller, httpRequestId: inFlight.requestId, userAgent: inFlight.userAgent, span }
-            if (modernRequest) return modern.handle(request, body, scope)
-            return legacy.callInSession(request, body, scope) ?? Effect.promise(() => legacy.handle(request, body, scope))
+            const answer = modernRequest
+              ? modern.handle(request, body, scope)
+              : legacy.callInSession(request, body, scope) ?? Effect.promise(() => legacy.handle(request, body, scope))
+            if (!opensStream) return answer
+            return Effect.matchEffect(events.admit(caller.keyId), {
+              onFailure: (error) => failed(error, request, inFlight, span, caller.tenantId),
+              onSuccess: (slot) =>
+                answer.pipe(
+                  Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : Effect.sync(slot.release))),
+                  Effect.map((response) => holdingSlot(response, slot))
+                )
+            })
           }
         }),
         // A defect below the edge (ours or the SDK's): a 500 with an error_id, never a bare one.

@@ -87,3 +87,7 @@ export const writeBatchSplitsTotal = Metric.counter("bulwark_write_batch_splits_
   description: "Group-committed batches that failed on a row and were written again row by row, by kind of write",
   incremental: true
 })
+
+export const eventStreamCap = Metric.gauge("bulwark_event_stream_cap", {
+  description: "The most event streams open at once, per API key (scope=key) and per process (scope=process)"
+})

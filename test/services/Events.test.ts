@@ -15,7 +15,7 @@ import { type BusListener, EventBus } from "../../layers/events/EventBus.js"
 import { ErrorLedger } from "../../services/ErrorLedger.js"
 import { ErrorsRepo } from "../../services/ErrorsRepo.js"
 import { SESSION, seedSession, TENANT } from "../support/seed.js"
-import { Events, type StreamItem } from "../../services/Events.js"
+import { Events, type EventsOptions, type StreamCaps, type StreamItem } from "../../services/Events.js"
 import { MessagesRepo, toMessage } from "../../services/MessagesRepo.js"
 
 
@@ -49,18 +49,22 @@ const setBusHealth = (healthy: boolean) => Effect.sync(() => {
 
 const withEvents = <A, E>(
   program: Effect.Effect<A, E, Events | MessagesRepo | SqlClient.SqlClient>,
-  eventBus: Layer.Layer<EventBus> = EventBus.layer.pipe(Layer.provide(Cache.inProcess()))
+  eventBus: Layer.Layer<EventBus> = EventBus.layer.pipe(Layer.provide(Cache.inProcess())),
+  options: EventsOptions = {}
 ) => {
   const directory = mkdtempSync(join(tmpdir(), "bulwark-events-"))
   const database = Database.layer({ url: { _tag: "SqliteFile", filename: join(directory, "events.db") }, sqliteBusyTimeoutMillis: 50 })
   const ledger = ErrorLedger.Default({ retentionDays: 30, purgeEvery: "1 day", linger: 0 }).pipe(Layer.provide(ErrorsRepo.Default))
   reads.listAfter = reads.lastSeq = reads.lastSeqs = 0
   bus.healthy = true
-  const events = Events.layer().pipe(Layer.provideMerge(CountingRepo), Layer.provide(Layer.merge(eventBus, ledger)))
+  const events = Events.layer(options).pipe(Layer.provideMerge(CountingRepo), Layer.provide(Layer.merge(eventBus, ledger)))
   return Effect.runPromise(
     program.pipe(Effect.provide(events.pipe(Layer.provideMerge(database))), Effect.provide(TestContext.TestContext), Effect.scoped)
   ).finally(() => rmSync(directory, { recursive: true, force: true }))
 }
+
+const withCaps = <A, E>(program: Effect.Effect<A, E, Events | MessagesRepo | SqlClient.SqlClient>, caps: StreamCaps) =>
+  withEvents(program, undefined, { caps })
 
 /** Waits on the real scheduler until the collected items satisfy `done`. */
 const until = (items: Ref.Ref<ReadonlyArray<StreamItem>>, done: (items: ReadonlyArray<StreamItem>) => boolean) =>
@@ -298,3 +302,47 @@ test("a topic keeps at most 256 KiB of content for its streams; a stream behind 
       yield* Effect.forEach([...live, recent!, behind!], (stream) => Fiber.interrupt(stream.fiber))
     })
   ))
+
+/** One turn of the real event loop (the admission queue moves on `setImmediate`). */
+const turn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+
+test("stream opens are admitted at most 16 per turn of the event loop, in order; one that gives up waiting frees its slot", () =>
+  withEvents(
+    Effect.gen(function*() {
+      const events = yield* Events
+      const admitted: Array<number> = []
+      const fibers = yield* Effect.forEach(Array.from({ length: 40 }, (_, index) => index), (index) =>
+        Effect.fork(Effect.tap(events.admit("key"), () => Effect.sync(() => admitted.push(index)))))
+      // Every open has its slot at once, and waits for its turn.
+      yield* Effect.yieldNow()
+      expect((yield* events.streamCounts).open).toBe(40)
+      expect(admitted).toEqual([])
+      yield* Fiber.interrupt(fibers[39]!)
+      expect((yield* events.streamCounts).open).toBe(39)
+      yield* turn
+      yield* Effect.yieldNow()
+      expect(admitted).toEqual(Array.from({ length: 16 }, (_, index) => index))
+      yield* turn
+      yield* Effect.yieldNow()
+      expect(admitted.length).toBe(32)
+      yield* turn
+      yield* Effect.yieldNow()
+      expect(admitted).toEqual(Array.from({ length: 39 }, (_, index) => index))
+    })
+  ))
+
+test("past the key's cap an open is refused with 429 at once, past the process's with 503; a released slot is free again", () =>
+  Effect.gen(function*() {
+    const events = yield* Events
+    const first = yield* events.admit("a")
+    const second = yield* events.admit("a")
+    expect((yield* Effect.flip(events.admit("a")))._tag).toBe("RateLimited")
+    yield* events.admit("b")
+    expect((yield* Effect.flip(events.admit("c")))._tag).toBe("Overloaded")
+    first.release()
+    // Released twice, counted once.
+    first.release()
+    expect(yield* events.streamCounts).toEqual({ open: 2, perKeyCap: 2, processCap: 3 })
+    yield* events.admit("a")
+    second.release()
+  }).pipe((program) => withCaps(program, { perKey: 2, total: 3 })))

@@ -50,6 +50,8 @@ export interface TestServerOptions {
   readonly memoryResilience?: DatabaseResilience
   /** How often event streams ping and check their session; 15 s by default, as in production. */
   readonly eventHeartbeat?: Duration.DurationInput
+  /** Caps on open event streams, per key and per process (100 / 10000 when not given). */
+  readonly streamCaps?: { readonly perKey: number; readonly total: number }
   /** Bun's idle timeout for connections, in seconds (10 by default, as in production). */
   readonly idleTimeoutSeconds?: number
   /**
@@ -127,6 +129,7 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
       ...(options.cacheResilience === undefined ? {} : { cacheResilience: options.cacheResilience }),
       ...(options.memoryResilience === undefined ? {} : { memoryResilience: options.memoryResilience }),
       ...(options.eventHeartbeat === undefined ? {} : { eventHeartbeat: options.eventHeartbeat }),
+      ...(options.streamCaps === undefined ? {} : { streamCaps: options.streamCaps }),
       ...(options.rateLimitStore === undefined ? {} : { rateLimitStore: options.rateLimitStore }),
       ...(options.idleTimeoutSeconds === undefined ? {} : { idleTimeoutSeconds: options.idleTimeoutSeconds }),
       ...(options.mcp === undefined ? {} : { mcp: options.mcp }),

@@ -1,0 +1,3 @@
+import { onPostgres } from "../support/postgres.js"
+
+await onPostgres("http/stream-caps", () => import("../http/stream-caps.test.ts" + "?postgres"))
