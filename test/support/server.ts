@@ -16,6 +16,7 @@ import type { ErrorRecord } from "../../src/domain/ErrorRecord.js"
 import type { McpOptions } from "../../src/mcp/Endpoint.js"
 import { MainLive } from "../../src/Server.js"
 import { checkResponse } from "./contract.js"
+import { faultMatrixOtlpEndpoint } from "./faultMatrix.js"
 import { cloneDatabase, harness, TEST_POOL_SIZE } from "./postgres.js"
 
 export interface TestServer {
@@ -109,7 +110,8 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
     requestTimeoutMillis: options.requestTimeoutMillis ?? 10_000,
     errorRetentionDays: 30,
     telemetry: {
-      endpoint: options.otlpEndpoint === undefined ? Option.none() : Option.some(options.otlpEndpoint),
+      // While the fault matrix is recorded every server exports its spans, so each fault's span status is read, not assumed.
+      endpoint: Option.fromNullable(options.otlpEndpoint ?? faultMatrixOtlpEndpoint()),
       protocol: "http/json",
       serviceName: "bulwark-test",
       traceExportIntervalMillis: 100,
