@@ -84,5 +84,5 @@ describe("start-up", () => {
       child.kill("SIGKILL")
       rmSync(cwd, { recursive: true, force: true })
     }
-  })
+  }, 30_000)
 })
