@@ -138,7 +138,7 @@ describe.skipIf(!available)("Redis faults", () => {
     }, 5000)
     await fault.recovered()
     expect(await (await server.admin("/metrics")).text()).toMatch(/^bulwark_dependency_up\{dependency="cache"\} 1$/m)
-  })
+  }, 30_000)
 })
 
 describe.skipIf(!available)("BULWARK_CACHE_REQUIRED=true", () => {
