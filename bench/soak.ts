@@ -61,8 +61,12 @@ let tally = newTally()
 const failures: Array<string> = []
 const samplesOf500: Array<string> = []
 
+/** When the last 5xx was answered: after a fault ends, how long until answers are good again. */
+let lastServerErrorAt = 0
+
 const count = (label: string, sample?: string) => {
   tally.requests++
+  if (/^5\d\d/.test(label)) lastServerErrorAt = performance.now()
   tally.statuses.set(label, (tally.statuses.get(label) ?? 0) + 1)
   if ((label.startsWith("500") || label === "mcp INTERNAL_ERROR") && samplesOf500.length < 5 && sample !== undefined) samplesOf500.push(sample)
 }
@@ -325,6 +329,16 @@ const baselineStreams = gauge(baselineMetrics, "bulwark_event_streams_open") || 
 progress(`server pid ${server.pid} on ${baseUrl}, ${minutes} min, ${workers} request loops, ${streamSlots} stream slots; baseline ${baselineDescriptors} fds, ${baselineStreams} streams`)
 
 const faultsDone: Array<string> = []
+/** Each fault's end, to tell how long the 503s outlasted it (read once the next fault starts, or at the end). */
+const recoveries: Array<string> = []
+let faultEndedAt: number | undefined
+let endedFault = ""
+const noteRecovery = () => {
+  if (faultEndedAt === undefined) return
+  const after = lastServerErrorAt - faultEndedAt
+  recoveries.push(`${endedFault}: ${after <= 0 ? "no 5xx after it ended" : `last 5xx ${(after / 1000).toFixed(1)} s after it ended`}`)
+  faultEndedAt = undefined
+}
 let faultNote = ""
 const runFaults = async () => {
   // Redis at 40% of the run, the database lock at 60%; each long enough to be felt (past the cache's
@@ -336,13 +350,19 @@ const runFaults = async () => {
   progress(faultNote)
   await pauseRedis(faultMillis)
   faultsDone.push(faultNote)
-  await Bun.sleep(totalMillis * 0.2)
+  endedFault = faultNote
+  await Bun.sleep(faultMillis)
+  faultEndedAt = performance.now()
+  await Bun.sleep(totalMillis * 0.2 - faultMillis)
   if (!trafficOn) return
+  noteRecovery()
   const note = `SQLite BEGIN EXCLUSIVE ${(faultMillis / 1000).toFixed(0)} s`
   faultNote = faultNote === "" ? note : `${faultNote}; ${note}`
   progress(note)
   await lockDatabase(faultMillis)
   faultsDone.push(note)
+  endedFault = note
+  faultEndedAt = performance.now()
 }
 
 const loops = [
@@ -382,6 +402,7 @@ for (let index = 1; index <= intervals; index++) {
 
 trafficOn = false
 await Promise.all(loops)
+noteRecovery()
 const endTally = tally
 
 // Once the traffic stops every stream must close and every descriptor it opened be released.
@@ -409,7 +430,7 @@ if (faultsDone.length < 2) failures.push(`not every fault was injected (${faults
 console.log([header, separator, ...rows].join("\n"))
 console.log(
   `\n${minutes} min, ${workers} request loops and ${streamSlots} event-stream slots (${streamsSeen} streams opened), SQLite file and a Redis of its own; ` +
-    `faults: ${faultsDone.join(", ")}. RSS ${warmRss.toFixed(0)} MB after the warm-up interval, ${lastRss.toFixed(0)} MB in the last, peak ${peakRss.toFixed(0)} MB, ` +
+    `faults: ${faultsDone.join(", ")} (${recoveries.join("; ")}). RSS ${warmRss.toFixed(0)} MB after the warm-up interval, ${lastRss.toFixed(0)} MB in the last, peak ${peakRss.toFixed(0)} MB, ` +
     `${endRss.toFixed(0)} MB idle at the end; descriptors ${baselineDescriptors} before, ${endDescriptors} after; streams ${baselineStreams} before, ${endStreams} after.`
 )
 if (failures.length > 0) {
