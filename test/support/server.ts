@@ -72,11 +72,17 @@ export interface TestServerOptions {
 /** How many times the work of `/__test/hang` was interrupted (its finalizer ran). */
 export const hangInterruptions = { count: 0 }
 
-/** A route whose work never finishes unless interrupted; its interruption is counted. */
+/** How many times the work of `/__test/hang` began: a test waits for it rather than guessing how long a request takes to arrive. */
+export const hangStarts = { count: 0 }
+
+/** A route whose work never finishes unless interrupted; its start and its interruption are counted. */
 export const hangRoute = HttpApiBuilder.Router.use((router) =>
   router.get(
     "/__test/hang",
-    Effect.never.pipe(Effect.onInterrupt(() => Effect.sync(() => hangInterruptions.count++)))
+    Effect.sync(() => hangStarts.count++).pipe(
+      Effect.zipRight(Effect.never),
+      Effect.onInterrupt(() => Effect.sync(() => hangInterruptions.count++))
+    )
   )
 )
 
