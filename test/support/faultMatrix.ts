@@ -76,6 +76,7 @@ const callerFile = (): string => {
 const poll = async <A>(probe: () => Promise<A | undefined>, millis: number): Promise<A | undefined> => {
   const deadline = performance.now() + millis
   for (;;) {
+    // While the server heals a read may fail; the deadline bounds how long that is tried.
     const value = await probe().catch(() => undefined)
     if (value !== undefined || performance.now() > deadline) return value
     await Bun.sleep(50)
@@ -94,6 +95,7 @@ export const faultMatrix = (server: TestServer, id: string, description: FaultDe
 
   const metricsText = async () => (await server.admin("/metrics")).text()
   // Counters are the test process's (every server in it adds to them): the fault's share is the difference from here.
+  // Unreadable (the server not up yet): no baseline, and the totals are shown whole.
   const before = metricsText().catch(() => "")
   const errorCounts = (text: string) =>
     new Map(text.split("\n").flatMap((line) => {
