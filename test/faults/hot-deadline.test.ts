@@ -47,7 +47,7 @@ describe.skipIf(!available)("the hot read's deadline", () => {
     apiKey = (await server.createTenant()).api_key
     const created = await server.fetch("/v1/sessions", withKey(apiKey, { method: "POST", body: "{}" }))
     sessionId = ((await created.json()) as { id: string }).id
-  })
+  }, 30_000)
   afterAll(async () => {
     await server.close()
     await redis.stop()

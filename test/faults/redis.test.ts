@@ -32,7 +32,7 @@ describe.skipIf(!available)("Redis faults", () => {
     tenant = await server.createTenant()
     const created = await server.fetch("/v1/sessions", withKey(tenant.api_key, { method: "POST", body: JSON.stringify({ title: "cached" }) }))
     sessionId = ((await created.json()) as { id: string }).id
-  })
+  }, 30_000)
   afterAll(async () => {
     await server.close()
     await redis.stop()

@@ -27,7 +27,7 @@ describe.skipIf(!available)("the MCP request deadline", () => {
     })
     apiKey = (await server.createTenant()).api_key
     sessionId = ((await (await server.fetch("/v1/sessions", withKey(apiKey, { method: "POST", body: "{}" }))).json()) as { id: string }).id
-  })
+  }, 30_000)
   afterAll(async () => {
     await server.close()
     await redis.stop()
