@@ -64,8 +64,9 @@ const samplesOf500: Array<string> = []
 /** When the last 5xx was answered: after a fault ends, how long until answers are good again. */
 let lastServerErrorAt = 0
 
-const count = (label: string, sample?: string) => {
-  tally.requests++
+/** `extra`: a label about an answer already counted (an MCP tool's failure inside a 200), not another request. */
+const count = (label: string, sample?: string, extra = false) => {
+  if (!extra) tally.requests++
   if (/^5\d\d/.test(label)) lastServerErrorAt = performance.now()
   tally.statuses.set(label, (tally.statuses.get(label) ?? 0) + 1)
   if ((label.startsWith("500") || label === "mcp INTERNAL_ERROR") && samplesOf500.length < 5 && sample !== undefined) samplesOf500.push(sample)
@@ -196,7 +197,10 @@ const mcpTool = async (name: string, args: Record<string, unknown>) => {
     },
     body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/call", params: { name, arguments: args, _meta: mcpMeta } })
   })
-  if (answer !== null && answer.text.includes("INTERNAL_ERROR")) count("mcp INTERNAL_ERROR", `tools/call ${name}: ${answer.text.slice(0, 300)}`)
+  if (answer === null || !answer.text.includes('"isError":true')) return
+  // A tool's failure is a problem object inside the result: counted by its code (a defect's is INTERNAL_ERROR).
+  const code = /"code":"([A-Z_]+)"/.exec(answer.text)?.[1] ?? "?"
+  count(`mcp ${code}`, `tools/call ${name}: ${answer.text.slice(0, 300)}`, true)
 }
 
 /** The mix, by weight. */
@@ -320,7 +324,7 @@ const lockDatabase = async (millis: number) => {
 // The run
 
 const rows: Array<string> = []
-const header = "| minute | RSS (MB) | open fds | open streams | loop delay p99 | req/s | answers by status | fault |"
+const header = "| minute | RSS (MB, median) | open fds | open streams | loop delay p99 | req/s | answers by status | fault |"
 const separator = "| --- | --- | --- | --- | --- | --- | --- | --- |"
 
 const baselineDescriptors = descriptors()
@@ -374,6 +378,14 @@ const loops = [
 let warmRss = NaN
 let lastRss = NaN
 let peakRss = 0
+// One reading of RSS lands anywhere in the collector's cycle: every interval is read every 2 s, and
+// its median is what is shown and compared.
+const RSS_EVERY_MILLIS = 2000
+let rssSamples: Array<number> = []
+const rssSampler = setInterval(() => {
+  if (server.exitCode === null && server.signalCode === null) rssSamples.push(rssMegabytes(server.pid))
+}, RSS_EVERY_MILLIS)
+const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? NaN
 let previousBuckets = loopBuckets(baselineMetrics)
 const intervals = Math.max(1, Math.round(totalMillis / intervalMillis))
 for (let index = 1; index <= intervals; index++) {
@@ -388,10 +400,11 @@ for (let index = 1; index <= intervals; index++) {
   const elapsedSeconds = (performance.now() - intervalStart) / 1000
   const text = await metricsText()
   const buckets = loopBuckets(text)
-  const rss = rssMegabytes(server.pid)
+  const rss = median(rssSamples.length === 0 ? [rssMegabytes(server.pid)] : rssSamples)
+  peakRss = Math.max(peakRss, ...rssSamples)
+  rssSamples = []
   if (Number.isNaN(warmRss) && index * intervalMillis >= WARMUP_MILLIS) warmRss = rss
   lastRss = rss
-  peakRss = Math.max(peakRss, rss)
   const statuses = [...seen.statuses.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([status, n]) => `${status}: ${n}`).join(", ")
   const row = `| ${((index * intervalMillis) / 60_000).toFixed(intervalSeconds % 60 === 0 ? 0 : 1)} | ${rss.toFixed(0)} | ${descriptors()} | ${gauge(text, "bulwark_event_streams_open")} | ${loopP99(previousBuckets, buckets)} | ${(seen.requests / elapsedSeconds).toFixed(0)} | ${statuses} | ${faultNote} |`
   faultNote = ""
@@ -401,6 +414,7 @@ for (let index = 1; index <= intervals; index++) {
 }
 
 trafficOn = false
+clearInterval(rssSampler)
 await Promise.all(loops)
 noteRecovery()
 const endTally = tally
@@ -421,7 +435,7 @@ const fiveHundreds = rows.join("\n").match(/\b500[A-Z_ ]*: \d+|mcp INTERNAL_ERRO
 for (const [label, n] of endTally.statuses) if (label.startsWith("500") || label === "mcp INTERNAL_ERROR") fiveHundreds.push(`${label}: ${n}`)
 if (fiveHundreds.length > 0) failures.push(`500s appeared (${fiveHundreds.join(", ")}); first: ${samplesOf500.join(" | ")}`)
 if (!Number.isNaN(warmRss) && lastRss > warmRss * (1 + RSS_GROWTH_LIMIT)) {
-  failures.push(`RSS grew ${(((lastRss - warmRss) / warmRss) * 100).toFixed(1)}% after the warm-up interval (${warmRss.toFixed(0)} → ${lastRss.toFixed(0)} MB; limit ${RSS_GROWTH_LIMIT * 100}%)`)
+  failures.push(`RSS grew ${(((lastRss - warmRss) / warmRss) * 100).toFixed(1)}% after the warm-up (interval medians, ${warmRss.toFixed(0)} → ${lastRss.toFixed(0)} MB; limit ${RSS_GROWTH_LIMIT * 100}%)`)
 }
 if (!(endStreams <= baselineStreams)) failures.push(`open event streams did not return to ${baselineStreams} (${endStreams} after ${SETTLE_MILLIS / 1000} s)`)
 if (!(endDescriptors <= baselineDescriptors)) failures.push(`open descriptors did not return to ${baselineDescriptors} (${endDescriptors} after ${SETTLE_MILLIS / 1000} s)`)
@@ -430,7 +444,7 @@ if (faultsDone.length < 2) failures.push(`not every fault was injected (${faults
 console.log([header, separator, ...rows].join("\n"))
 console.log(
   `\n${minutes} min, ${workers} request loops and ${streamSlots} event-stream slots (${streamsSeen} streams opened), SQLite file and a Redis of its own; ` +
-    `faults: ${faultsDone.join(", ")} (${recoveries.join("; ")}). RSS ${warmRss.toFixed(0)} MB after the warm-up interval, ${lastRss.toFixed(0)} MB in the last, peak ${peakRss.toFixed(0)} MB, ` +
+    `faults: ${faultsDone.join(", ")} (${recoveries.join("; ")}). RSS (median of the interval) ${warmRss.toFixed(0)} MB at the end of the warm-up, ${lastRss.toFixed(0)} MB in the last interval, peak ${peakRss.toFixed(0)} MB, ` +
     `${endRss.toFixed(0)} MB idle at the end; descriptors ${baselineDescriptors} before, ${endDescriptors} after; streams ${baselineStreams} before, ${endStreams} after.`
 )
 if (failures.length > 0) {
