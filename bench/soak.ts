@@ -18,7 +18,7 @@
  */
 import { Database } from "bun:sqlite"
 import { randomBytes } from "node:crypto"
-import { mkdtempSync, readdirSync, rmSync } from "node:fs"
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { parseArgs } from "node:util"
@@ -301,6 +301,51 @@ const loopP99 = (before: Map<number, number>, after: Map<number, number>): strin
 
 const descriptors = () => readdirSync(`/proc/${server.pid}/fd`).length
 
+/** What each descriptor is (a file's path, `socket:[inode]`, ...), to name the ones a run left open. */
+const descriptorTargets = (): Array<string> =>
+  readdirSync(`/proc/${server.pid}/fd`).flatMap((fd) => {
+    try {
+      return [readlinkSync(`/proc/${server.pid}/fd/${fd}`)]
+    } catch {
+      // Closed between the listing and the read: not open, so not listed.
+      return []
+    }
+  })
+
+/** Local and remote ports of the server's TCP sockets by inode, to say what a left-open socket is. */
+const socketsByInode = (): Map<string, string> => {
+  const sockets = new Map<string, string>()
+  for (const table of ["tcp", "tcp6"]) {
+    let text = ""
+    try {
+      text = readFileSync(`/proc/${server.pid}/net/${table}`, "utf8")
+    } catch {
+      continue
+    }
+    for (const line of text.trim().split("\n").slice(1)) {
+      const fields = line.trim().split(/\s+/)
+      const port = (address: string) => Number.parseInt(address.split(":")[1] ?? "0", 16)
+      sockets.set(fields[9] ?? "", `tcp ${port(fields[1] ?? "")} → ${port(fields[2] ?? "")}`)
+    }
+  }
+  return sockets
+}
+
+const describeNewDescriptors = (before: ReadonlyArray<string>): string => {
+  const remaining = [...before]
+  const sockets = socketsByInode()
+  const added = descriptorTargets().filter((target) => {
+    const index = remaining.indexOf(target)
+    if (index === -1) return true
+    remaining.splice(index, 1)
+    return false
+  })
+  return added.map((target) => {
+    const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1]
+    return inode === undefined ? target : `${target} (${sockets.get(inode) ?? "not TCP"})`
+  }).join(", ")
+}
+
 // ---------------------------------------------------------------------------------------------
 // Faults, midway
 
@@ -328,6 +373,7 @@ const header = "| minute | RSS (MB, median) | open fds | open streams | loop del
 const separator = "| --- | --- | --- | --- | --- | --- | --- | --- |"
 
 const baselineDescriptors = descriptors()
+const baselineTargets = descriptorTargets()
 const baselineMetrics = await metricsText()
 const baselineStreams = gauge(baselineMetrics, "bulwark_event_streams_open") || 0
 progress(`server pid ${server.pid} on ${baseUrl}, ${minutes} min, ${workers} request loops, ${streamSlots} stream slots; baseline ${baselineDescriptors} fds, ${baselineStreams} streams`)
@@ -438,7 +484,9 @@ if (!Number.isNaN(warmRss) && lastRss > warmRss * (1 + RSS_GROWTH_LIMIT)) {
   failures.push(`RSS grew ${(((lastRss - warmRss) / warmRss) * 100).toFixed(1)}% after the warm-up (interval medians, ${warmRss.toFixed(0)} → ${lastRss.toFixed(0)} MB; limit ${RSS_GROWTH_LIMIT * 100}%)`)
 }
 if (!(endStreams <= baselineStreams)) failures.push(`open event streams did not return to ${baselineStreams} (${endStreams} after ${SETTLE_MILLIS / 1000} s)`)
-if (!(endDescriptors <= baselineDescriptors)) failures.push(`open descriptors did not return to ${baselineDescriptors} (${endDescriptors} after ${SETTLE_MILLIS / 1000} s)`)
+if (!(endDescriptors <= baselineDescriptors)) {
+  failures.push(`open descriptors did not return to ${baselineDescriptors} (${endDescriptors} after ${SETTLE_MILLIS / 1000} s; new: ${describeNewDescriptors(baselineTargets)}; Redis on ${redis.port}, server on ${port})`)
+}
 if (faultsDone.length < 2) failures.push(`not every fault was injected (${faultsDone.join(", ") || "none"})`)
 
 console.log([header, separator, ...rows].join("\n"))
