@@ -86,5 +86,5 @@ describe("start-up", () => {
       child.kill("SIGKILL")
       rmSync(cwd, { recursive: true, force: true })
     }
-  })
+  }, 30_000)
 })

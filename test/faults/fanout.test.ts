@@ -11,6 +11,7 @@ import { defaultCacheResilience } from "../../layers/cache/Cache.js"
 import { type OwnRedis, requireRedisServer, startOwnRedis } from "../support/redis.js"
 import { eventually, startServer, type TestServer, withKey } from "../support/server.js"
 import { openEvents, type SseClient } from "../support/sse.js"
+import { faultMatrix } from "../support/faultMatrix.js"
 
 const available = requireRedisServer()
 
@@ -58,7 +59,7 @@ describe.skipIf(!available)("fan-out through Redis", () => {
       body: JSON.stringify({ agent_id: "writer", content })
     }))
     expect(response.status).toBe(201)
-    return { seq: ((await response.json()) as { seq: number }).seq, at: performance.now() }
+    return { seq: ((await response.json()) as { seq: number }).seq, at: performance.now(), response }
   }
 
   const subscribe = async (server: TestServer, sessionId: string) => {
@@ -115,8 +116,10 @@ describe.skipIf(!available)("fan-out through Redis", () => {
     const sessionId = await newSession()
     const client = await subscribe(listener, sessionId)
     try {
+      const fault = faultMatrix(poster, "redis-killed-fanout", { broken: "Redis pub/sub between two instances", how: "SIGKILL while a subscriber on one instance follows posts made through the other; `POST .../messages`", dependency: "cache", ledgerCode: "CACHE_UNAVAILABLE" })
       await redis.kill()
       const posted = [await post(sessionId, "down 1"), await post(sessionId, "down 2"), await post(sessionId, "down 3")]
+      for (const { response } of posted) await fault.saw(response)
       await expectDelivered(client, posted, "killed")
       // Never silent: the failed publish is in the ledger, at warning, with the session.
       const ledgered = await eventually(async () => {
@@ -127,7 +130,9 @@ describe.skipIf(!available)("fan-out through Redis", () => {
       expect(ledgered[0]).toMatchObject({ severity: "warning", type: "cache" })
 
       await redis.start()
+      fault.healed()
       await busIsBack(client, sessionId)
+      await fault.recovered()
       await expectDelivered(client, [await post(sessionId, "up again")], "after restart")
       await expectQuiet(client)
     } finally {

@@ -12,6 +12,7 @@ import { defaultResilience, type DatabaseResilience } from "../../layers/databas
 import { bulwarkLockWaits, databaseNameOf, requireSharedPostgres, startServerOn } from "../support/pgFaults.js"
 import { cloneDatabase, type TestDatabase } from "../support/postgres.js"
 import { eventually, expectProblem, ledgerRecord, type TestServer, withKey } from "../support/server.js"
+import { faultMatrix } from "../support/faultMatrix.js"
 
 const available = await requireSharedPostgres("the write bulkhead test")
 
@@ -61,6 +62,7 @@ describe.skipIf(!available)("a saturated write bulkhead", () => {
   })
 
   test("refuses the next write with 503 OVERLOADED, Retry-After and a ledger row; the waiting write still lands", async () => {
+    const fault = faultMatrix(server, "write-bulkhead-full", { broken: "the write bulkhead", how: "room for one write, no queue; that write waits on another session's lock on `messages`; `POST .../messages`", dependency: "database" })
     const lock = await holdLock(database.url, "messages")
     try {
       const post = (content: string) =>
@@ -75,12 +77,15 @@ describe.skipIf(!available)("a saturated write bulkhead", () => {
       expect(response.headers.get("retry-after")).toBe("1")
       expect(problem.retry_after_seconds).toBe(1)
       expect(problem.detail).not.toContain("messages")
+      await fault.saw(problem)
 
       // The ledger writer (20 ms linger) meets the same full bulkhead meanwhile: its row must wait, not be dropped.
       await Bun.sleep(300)
       await lock.release()
+      fault.healed()
       const landed = await waiting
       expect(landed.status).toBe(201)
+      await fault.recovered()
 
       const row = await ledgerRecord(server, problem.error_id)
       expect(row.code).toBe("OVERLOADED")

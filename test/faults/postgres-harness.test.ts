@@ -17,11 +17,11 @@ describe.skipIf(!available)("PostgreSQL fault tools", () => {
   beforeAll(async () => {
     postgres = await startOwnPostgres()
     proxy = await startTcpProxy({ host: postgres.host, port: postgres.port })
-  })
+  }, 60_000)
   afterAll(async () => {
     await proxy?.close()
     await postgres?.close()
-  })
+  }, 30_000)
 
   const throughProxy = () => new SQL({ url: `postgres://postgres@127.0.0.1:${proxy.port}/postgres`, max: 1, idleTimeout: 1 })
 
@@ -34,7 +34,7 @@ describe.skipIf(!available)("PostgreSQL fault tools", () => {
     expect(refused).toBeInstanceOf(Error)
     await postgres.start()
     expect(await postgres.query<{ id: number }>("SELECT id FROM kept")).toEqual([{ id: 1 }])
-  })
+  }, 30_000)
 
   test("the proxy forwards, cuts every connection, refuses while cut, and heals on the same port", async () => {
     const sql = throughProxy()

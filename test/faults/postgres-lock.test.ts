@@ -12,6 +12,7 @@ import { defaultResilience, type DatabaseResilience } from "../../layers/databas
 import { bulwarkLockWaits, databaseNameOf, requireSharedPostgres, startServerOn, withConnection } from "../support/pgFaults.js"
 import { cloneDatabase, POSTGRES_ADMIN_URL, type TestDatabase } from "../support/postgres.js"
 import { eventually, expectProblem, ledgerRecord, type TestServer, withKey } from "../support/server.js"
+import { faultMatrix } from "../support/faultMatrix.js"
 
 const available = await requireSharedPostgres("the PostgreSQL lock fault tests")
 
@@ -71,11 +72,13 @@ describe.skipIf(!available)("a table locked by another session", () => {
   })
 
   test("past the retry budget: 503 with Retry-After, never 500; the wait is cancelled on the server; the next request after release succeeds", async () => {
+    const fault = faultMatrix(server, "postgres-locked", { broken: "the `sessions` table", how: "another session holds `LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE` past the retry budget; `POST .../messages`, `GET /v1/sessions`", dependency: "database" })
     const lock = await holdLock(database.url, "sessions")
     try {
       const problem = await expectProblem(await post(server, tenant.api_key, sessionId, "blocked"), 503, "DATABASE_UNAVAILABLE")
       expect(problem.retry_after_seconds).toBeGreaterThanOrEqual(1)
-      await expectProblem(await server.fetch("/v1/sessions", withKey(tenant.api_key)), 503, "DATABASE_UNAVAILABLE")
+      await fault.saw(problem)
+      await fault.saw(await expectProblem(await server.fetch("/v1/sessions", withKey(tenant.api_key)), 503, "DATABASE_UNAVAILABLE"))
       // The timed-out statements were cancelled: none of Bulwark's connections still waits on the lock.
       await eventually(async () => ((await bulwarkLockWaits(databaseNameOf(database.url))) === 0 ? true : undefined))
       const row = await ledgerRecord(server, problem.error_id)
@@ -83,8 +86,10 @@ describe.skipIf(!available)("a table locked by another session", () => {
       expect(row.message).toContain("(timeout)")
     } finally {
       await lock.release()
+      fault.healed()
     }
     expect(await untilPosted(server, tenant.api_key, sessionId)).toBe(201)
+    await fault.recovered()
     // The post refused under the lock wrote nothing: the one message is the one posted after.
     const listed = await server.fetch(`/v1/sessions/${sessionId}/messages`, withKey(tenant.api_key))
     expect(((await listed.json()) as { data: Array<{ seq: number; content: string }> }).data.map((m) => [m.seq, m.content])).toEqual([[1, "after the lock"]])
@@ -135,14 +140,17 @@ describe.skipIf(!available)("PostgreSQL's statement timeout", () => {
   })
 
   test("57014 becomes the call's timeout: 503 DATABASE_UNAVAILABLE with Retry-After, ledgered with its cause", async () => {
+    const fault = faultMatrix(server, "postgres-statement-timeout", { broken: "statements past PostgreSQL's `statement_timeout`", how: "`statement_timeout = 150ms` on the database while another session locks `sessions`; `POST .../messages`", dependency: "database" })
     const lock = await holdLock(database.url, "sessions")
     let errorId: string
     try {
       const problem = await expectProblem(await post(server, tenant.api_key, sessionId, "blocked"), 503, "DATABASE_UNAVAILABLE")
       expect(problem.retry_after_seconds).toBeGreaterThanOrEqual(1)
+      await fault.saw(problem)
       errorId = problem.error_id
     } finally {
       await lock.release()
+      fault.healed()
     }
     const row = await ledgerRecord(server, errorId)
     expect(row).toMatchObject({ type: "database", code: "DATABASE_UNAVAILABLE", status: 503, severity: "error", route: "/v1/sessions/:id/messages" })
@@ -150,5 +158,6 @@ describe.skipIf(!available)("PostgreSQL's statement timeout", () => {
     expect(row.message).toContain("(timeout)")
     expect(row.message).toContain("57014")
     expect(await untilPosted(server, tenant.api_key, sessionId)).toBe(201)
+    await fault.recovered()
   })
 })

@@ -9,6 +9,7 @@ import { requireSharedPostgres, startServerOn, viaProxy, withConnection } from "
 import { cloneDatabase, type TestDatabase } from "../support/postgres.js"
 import { type TestServer, withKey } from "../support/server.js"
 import { startTcpProxy, type TcpProxy } from "../support/tcpProxy.js"
+import { faultMatrix } from "../support/faultMatrix.js"
 
 const available = await requireSharedPostgres("the PostgreSQL lost-reply fault tests")
 
@@ -53,6 +54,7 @@ describe.skipIf(!available)("a write's reply lost after its commit", () => {
   test("a message whose commit was not acknowledged is answered 201 once, with the seq it was stored with", async () => {
     // The append's command tag (one statement whose result is a SELECT), sent after its commit, on
     // the connection that sent the append (its first on this server, so its text is sent).
+    const fault = faultMatrix(server, "postgres-lost-reply", { broken: "the reply to a committed message append", how: "the TCP proxy cuts the connection that carries the append's command tag, after its commit; `POST .../messages`", dependency: "database" })
     const lost = proxy.loseReply({ request: "INSERT INTO messages", reply: "SELECT 1" })
     const response = await server.fetch(
       `/v1/sessions/${sessionId}/messages`,
@@ -62,6 +64,8 @@ describe.skipIf(!available)("a write's reply lost after its commit", () => {
     // The fault really happened: the first attempt's reply was cut.
     expect(await Promise.race([lost.then(() => true), Bun.sleep(0).then(() => false)])).toBe(true)
     expect(`${response.status} ${text}`).toStartWith("201 ")
+    await fault.saw(response)
+    await fault.recovered()
     const message = JSON.parse(text) as { id: string; seq: number; content: string }
     expect(message).toMatchObject({ seq: 1, content: "exactly once" })
     // Read straight from the database: one row, the one the client was told about.

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test"
 import type { SQL } from "bun"
 import { connect, describeOnPostgres, harness } from "../support/postgres.js"
 import { expectProblem, startServer, type TestServer, withKey } from "../support/server.js"
+import { faultMatrix } from "../support/faultMatrix.js"
 
 let server: TestServer
 let other: SQL
@@ -41,25 +42,30 @@ await describeOnPostgres("a schema taken away on PostgreSQL", () => {
   })
 
   test("when the keys table is gone a request is refused with 503, not let through and not 401", async () => {
+    const fault = faultMatrix(server, "keys-table-gone", { broken: "the API keys table", how: "another session renames `api_keys` away; `GET /v1/sessions` with a key", dependency: "database" })
     await other.unsafe("ALTER TABLE api_keys RENAME TO api_keys_away")
     try {
-      await expectProblem(await server.fetch("/v1/sessions", withKey(key)), 503, "DATABASE_UNAVAILABLE")
+      await fault.saw(await expectProblem(await server.fetch("/v1/sessions", withKey(key)), 503, "DATABASE_UNAVAILABLE"))
     } finally {
       await other.unsafe("ALTER TABLE api_keys_away RENAME TO api_keys")
+      fault.healed()
     }
     await server.admin("/v1/admin/breakers/database", { method: "POST", body: JSON.stringify({ action: "close" }) })
     expect((await server.fetch("/v1/sessions", withKey(key))).status).toBe(200)
+    await fault.recovered()
   })
 
   test("when the memory table is gone, memory answers 503 MEMORY_UNAVAILABLE and sessions still serve", async () => {
     const created = await server.fetch("/v1/sessions", withKey(key, { method: "POST", body: "{}" }))
     const sessionId = ((await created.json()) as { id: string }).id
+    const fault = faultMatrix(server, "memory-table-gone", { broken: "the memory store", how: "another session renames the `memory` table away; `GET .../memory/{key}`", dependency: "memory" })
     await other.unsafe("ALTER TABLE memory RENAME TO memory_away")
     try {
-      await expectProblem(await server.fetch(`/v1/sessions/${sessionId}/memory/k`, withKey(key)), 503, "MEMORY_UNAVAILABLE")
+      await fault.saw(await expectProblem(await server.fetch(`/v1/sessions/${sessionId}/memory/k`, withKey(key)), 503, "MEMORY_UNAVAILABLE"))
       expect((await server.fetch(`/v1/sessions/${sessionId}`, withKey(key))).status).toBe(200)
     } finally {
       await other.unsafe("ALTER TABLE memory_away RENAME TO memory")
     }
+    await fault.recovered()
   })
 })

@@ -8,6 +8,7 @@ import { databaseNameOf, requireSharedPostgres, startServerOn, terminateBulwarkC
 import { cloneDatabase, type TestDatabase } from "../support/postgres.js"
 import type { TestServer } from "../support/server.js"
 import { withKey } from "../support/server.js"
+import { faultMatrix } from "../support/faultMatrix.js"
 
 const available = await requireSharedPostgres("the pg_terminate_backend fault tests")
 
@@ -52,14 +53,19 @@ describe.skipIf(!available)("PostgreSQL connections terminated under the server"
 
   test("after every Bulwark connection is terminated, the next requests all succeed, five times over", async () => {
     let posted = 0
+    const fault = faultMatrix(server, "postgres-terminated", { broken: "every Bulwark connection to PostgreSQL", how: "`pg_terminate_backend` of each (as an operator or a failover does), five rounds; a burst of 11 reads and writes after each", dependency: "database" })
     for (let round = 0; round < 5; round++) {
       // Connections in the pool first, so there is something to kill.
       expect(await statusesOf(await burst())).toEqual([200, 200, 200, 200, 201, 201, 201, 201, 201, 200, 200])
       posted += 4
       expect(await terminateBulwarkConnections(databaseNameOf(database.url))).toBeGreaterThan(0)
-      expect(await statusesOf(await burst())).toEqual([200, 200, 200, 200, 201, 201, 201, 201, 201, 200, 200])
+      fault.healed()
+      const after = await burst()
+      for (const response of after) await fault.saw(response)
+      expect(await statusesOf(after)).toEqual([200, 200, 200, 200, 201, 201, 201, 201, 201, 200, 200])
       posted += 4
     }
+    await fault.recovered()
     // Every acknowledged message is there once, and seq has no gap.
     const listed = await server.fetch(`/v1/sessions/${sessionId}/messages?limit=200`, withKey(tenant.api_key))
     const messages = ((await listed.json()) as { data: Array<{ seq: number }> }).data

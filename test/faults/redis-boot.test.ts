@@ -10,6 +10,7 @@ import { join } from "node:path"
 import { type CacheBreakerOptions, defaultCacheResilience } from "../../layers/cache/Cache.js"
 import { eventually, expectProblem, startServer, withKey } from "../support/server.js"
 import { requireRedisServer, startOwnRedis } from "../support/redis.js"
+import { faultMatrix } from "../support/faultMatrix.js"
 
 const available = requireRedisServer()
 
@@ -23,6 +24,7 @@ describe.skipIf(!available)("Redis down at start", () => {
   test("BULWARK_CACHE_REQUIRED=true: the server starts not ready (503 CACHE_UNAVAILABLE with Retry-After), and is ready once Redis comes, with no restart", async () => {
     const redis = await startOwnRedis({ started: false })
     const server = await startServer({ redisUrl: redis.url, cacheRequired: true, cacheResilience })
+    const fault = faultMatrix(server, "redis-down-at-start-required", { broken: "Redis (cache, `BULWARK_CACHE_REQUIRED=true`)", how: "not yet started when the server starts; started later; `GET /v1/sessions`", dependency: "cache" })
     try {
       expect((await server.fetch("/health/live")).status).toBe(200)
       const notReady = await expectProblem(await server.fetch("/health/ready"), 503, "CACHE_UNAVAILABLE")
@@ -31,6 +33,7 @@ describe.skipIf(!available)("Redis down at start", () => {
       const tenant = await server.createTenant()
       const refusedRead = await expectProblem(await server.fetch("/v1/sessions", withKey(tenant.api_key)), 503, "CACHE_UNAVAILABLE")
       expect(refusedRead.retry_after_seconds).toBeGreaterThanOrEqual(1)
+      await fault.saw(refusedRead)
       await expectProblem(
         await server.fetch("/v1/sessions", withKey(tenant.api_key, { method: "POST", body: JSON.stringify({ title: "early" }) })),
         503,
@@ -38,7 +41,9 @@ describe.skipIf(!available)("Redis down at start", () => {
       )
 
       await redis.start()
+      fault.healed()
       await eventually(async () => ((await server.fetch("/health/ready")).status === 200 ? true : undefined), HEAL_WITHIN_MILLIS)
+      await fault.recovered()
       const created = await server.fetch("/v1/sessions", withKey(tenant.api_key, { method: "POST", body: JSON.stringify({ title: "after" }) }))
       expect(created.status).toBe(201)
       const sessionId = ((await created.json()) as { id: string }).id
@@ -66,6 +71,7 @@ describe.skipIf(!available)("Redis down at start", () => {
   test("not required: the server starts degraded and serves from the database, and uses Redis once it comes, with no restart", async () => {
     const redis = await startOwnRedis({ started: false })
     const server = await startServer({ redisUrl: redis.url, cacheResilience })
+    const fault = faultMatrix(server, "redis-down-at-start", { broken: "Redis (cache, not required)", how: "not yet started when the server starts; started later; `GET /v1/sessions/{id}`", dependency: "cache", ledgerCode: "CACHE_UNAVAILABLE" })
     try {
       expect((await server.fetch("/health/ready")).status).toBe(200)
       const health = await server.admin("/health")
@@ -77,9 +83,11 @@ describe.skipIf(!available)("Redis down at start", () => {
       const sessionId = ((await created.json()) as { id: string }).id
       const read = await server.fetch(`/v1/sessions/${sessionId}`, withKey(tenant.api_key))
       expect(read.status).toBe(200)
+      await fault.saw(read)
       expect(await read.json()).toMatchObject({ id: sessionId, title: "before" })
 
       await redis.start()
+      fault.healed()
       await eventually(async () => {
         const report = (await (await server.admin("/health")).json()) as { status: string }
         return report.status === "ok" ? true : undefined
@@ -89,6 +97,7 @@ describe.skipIf(!available)("Redis down at start", () => {
         await server.fetch(`/v1/sessions/${sessionId}`, withKey(tenant.api_key))
         return (await redis.cli("EXISTS", `session:${tenant.id}:${sessionId}`)) === "1" ? true : undefined
       }, HEAL_WITHIN_MILLIS)
+      await fault.recovered()
     } finally {
       await server.close()
       await redis.stop()

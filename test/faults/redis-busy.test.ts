@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { eventually, startServer, type TestServer, withKey } from "../support/server.js"
 import { type OwnRedis, requireRedisServer, startOwnRedis } from "../support/redis.js"
+import { faultMatrix } from "../support/faultMatrix.js"
 
 const available = requireRedisServer()
 
@@ -80,8 +81,10 @@ describe.skipIf(!available)("a busy process and a healthy Redis", () => {
     const sessionId = ((await created.json()) as { id: string }).id
     await redis.cli("DEL", `session:${tenant.id}:${sessionId}`)
     await redis.cli("LPUSH", `session:${tenant.id}:${sessionId}`, "not a string value")
+    const fault = faultMatrix(server, "redis-wrongtype", { broken: "a cached value in Redis", how: "the session's key holds a list (`WRONGTYPE` on every `GET`); `GET /v1/sessions/{id}`", dependency: "cache", ledgerCode: "CACHE_UNAVAILABLE" })
     for (let i = 0; i < 12; i++) {
       const read = await server.fetch(`/v1/sessions/${sessionId}`, withKey(tenant.api_key))
+      await fault.saw(read)
       expect(read.status).toBe(200)
       expect(await read.json()).toMatchObject({ id: sessionId, title: "wrong type" })
     }
@@ -90,6 +93,7 @@ describe.skipIf(!available)("a busy process and a healthy Redis", () => {
     const rows = await ledgerRows(server, "CACHE_UNAVAILABLE")
     expect(rows.length).toBeGreaterThan(0)
     for (const row of rows) expect(row.message).toMatch(/^get failed \(redis_refused\): WRONGTYPE/)
+    await fault.recovered()
     await redis.cli("DEL", `session:${tenant.id}:${sessionId}`)
   }, BUSY_MACHINE_TIMEOUT_MILLIS)
 

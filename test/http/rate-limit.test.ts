@@ -113,5 +113,5 @@ describe.skipIf(!requireRedisServer())("rate limits through Redis", () => {
       await second.close()
       await redis.stop()
     }
-  })
+  }, 30_000)
 })

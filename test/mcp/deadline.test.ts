@@ -27,7 +27,7 @@ describe.skipIf(!available)("the MCP request deadline", () => {
     })
     apiKey = (await server.createTenant()).api_key
     sessionId = ((await (await server.fetch("/v1/sessions", withKey(apiKey, { method: "POST", body: "{}" }))).json()) as { id: string }).id
-  })
+  }, 30_000)
   afterAll(async () => {
     await server.close()
     await redis.stop()
@@ -62,11 +62,8 @@ describe.skipIf(!available)("the MCP request deadline", () => {
     await before.text()
     expect(await redis.cli("CLIENT", "PAUSE", String(PAUSE_MILLIS), "ALL")).toBe("OK")
     const pauseOver = Date.now() + PAUSE_MILLIS
-    const started = performance.now()
-    const response = await getSession()
-    const elapsed = performance.now() - started
-    const problem = await expectProblem(response, 504, "TIMEOUT")
-    expect(elapsed).toBeLessThan(PAUSE_MILLIS)
+    // Not timed: a call that outlived the pause would have been served, so the 504 is the deadline's, however busy the machine.
+    const problem = await expectProblem(await getSession(), 504, "TIMEOUT")
     expect(await ledgerRecord(server, problem.error_id)).toMatchObject({ type: "mcp", route: "POST /mcp", code: "TIMEOUT", status: 504 })
     await Bun.sleep(Math.max(0, pauseOver - Date.now()) + 20)
     const after = await getSession()

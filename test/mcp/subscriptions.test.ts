@@ -175,7 +175,7 @@ describe.skipIf(!available)("several instances (one database, one Redis)", () =>
     first = await startServer({ redisUrl: redis.url, eventHeartbeat: "60 seconds" })
     second = await startServer({ redisUrl: redis.url, databaseFile: first.databaseFile, eventHeartbeat: "60 seconds" })
     key = (await first.createTenant()).api_key
-  })
+  }, 30_000)
   afterAll(async () => {
     await second.close()
     await first.close()

@@ -51,8 +51,8 @@ describe("LoopDelay.monitor", () => {
       const monitor = yield* LoopDelay.monitor()
       const before = Date.now()
       yield* Effect.promise(() => Bun.sleep(300))
-      // Generous: a busy machine may hold any process up a little.
-      expect(monitor.heldUpBetween(before, Date.now())).toBeLessThan(100)
+      // Generous: a busy machine may hold any process up a little; a monitor that counted the idle wait would report all 300 ms.
+      expect(monitor.heldUpBetween(before, Date.now())).toBeLessThan(150)
     }))))
 
   test("without a monitor nothing is subtracted", () =>

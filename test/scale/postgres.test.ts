@@ -53,7 +53,7 @@ describeOnPostgres("three processes on one PostgreSQL and one Redis", () => {
     await cluster?.close()
     await redis?.stop()
     await database?.drop()
-  })
+  }, 30_000)
 
   test("seq is 1..N with no gap or repeat under concurrent posts spread over the instances", async () => {
     const sessionId = await newSession(instances[0]!, key)
@@ -184,7 +184,7 @@ describeOnPostgres("three processes on one PostgreSQL without Redis", () => {
     } finally {
       await admin.close({ timeout: 1 })
     }
-  })
+  }, 30_000)
 
   test("started together on an empty database, the instances applied each migration once", async () => {
     const db = connect(url)

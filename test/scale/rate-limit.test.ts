@@ -27,7 +27,7 @@ describe.skipIf(!available)("a rate limit shared by three processes through Redi
   afterAll(async () => {
     await cluster?.close()
     await redis?.stop()
-  })
+  }, 30_000)
 
   test("a key's requests spread over the instances are counted once, and the limit holds on every instance", async () => {
     const { api_key } = await cluster.createTenant(instances[0]!)

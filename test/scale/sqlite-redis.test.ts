@@ -29,7 +29,7 @@ describe.skipIf(!available)("three processes on one SQLite file and one Redis", 
   afterAll(async () => {
     await cluster?.close()
     await redis?.stop()
-  })
+  }, 30_000)
 
   const newSession = async (via: Instance) => {
     const response = await via.fetch("/v1/sessions", withKey(key, { method: "POST", body: "{}" }))

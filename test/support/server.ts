@@ -17,6 +17,7 @@ import type { ExtraRoute } from "../../src/http/Executor.js"
 import type { McpOptions } from "../../src/mcp/Endpoint.js"
 import { MainLive } from "../../src/Server.js"
 import { checkResponse } from "./contract.js"
+import { faultMatrixOtlpEndpoint } from "./faultMatrix.js"
 import { cloneDatabase, harness, TEST_POOL_SIZE } from "./postgres.js"
 
 export interface TestServer {
@@ -74,11 +75,17 @@ export interface TestServerOptions {
 /** How many times the work of `/__test/hang` was interrupted (its finalizer ran). */
 export const hangInterruptions = { count: 0 }
 
-/** A route whose work never finishes unless interrupted; its interruption is counted. */
+/** How many times the work of `/__test/hang` began: a test waits for it rather than guessing how long a request takes to arrive. */
+export const hangStarts = { count: 0 }
+
+/** A route whose work never finishes unless interrupted; its start and its interruption are counted. */
 export const hangRoute: ReadonlyArray<ExtraRoute> = [{
   method: "GET",
   path: "/__test/hang",
-  handler: Effect.never.pipe(Effect.onInterrupt(() => Effect.sync(() => hangInterruptions.count++)))
+  handler: Effect.sync(() => hangStarts.count++).pipe(
+    Effect.zipRight(Effect.never),
+    Effect.onInterrupt(() => Effect.sync(() => hangInterruptions.count++))
+  )
 }]
 
 /** A route that dies with a defect whose message and stack must never reach a client. */
@@ -110,7 +117,8 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
     requestTimeoutMillis: options.requestTimeoutMillis ?? 10_000,
     errorRetentionDays: 30,
     telemetry: {
-      endpoint: options.otlpEndpoint === undefined ? Option.none() : Option.some(options.otlpEndpoint),
+      // While the fault matrix is recorded every server exports its spans, so each fault's span status is read, not assumed.
+      endpoint: Option.fromNullable(options.otlpEndpoint ?? faultMatrixOtlpEndpoint()),
       protocol: "http/json",
       serviceName: "bulwark-test",
       traceExportIntervalMillis: 100,
