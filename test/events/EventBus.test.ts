@@ -5,9 +5,9 @@
  * publish that failed is sent again, the newest per session, with the next probe that gets through.
  */
 import { expect, test } from "bun:test"
-import { Context, Effect, Exit, Layer, Scope, TestClock, TestContext } from "effect"
+import { Context, Effect, Exit, Layer, Schema, Scope, TestClock, TestContext } from "effect"
 import * as Cache from "../../layers/cache/Cache.js"
-import { defaultBusHealth, EventBus, type SessionEvent } from "../../layers/events/EventBus.js"
+import { defaultBusHealth, Envelope, EventBus, envelopeText, type SessionEvent } from "../../layers/events/EventBus.js"
 import { Message } from "../../src/domain/Message.js"
 import { CacheUnavailable } from "../../src/errors.js"
 
@@ -135,3 +135,24 @@ test("a failed publish is delivered here at once, and to the others with the nex
       expect(listener.told.events.length).toBe(2)
     })
   ))
+
+test("an event is published as the envelope's schema encodes it, and decodes back to the same event", () => {
+  const message = new Message({
+    id: "00000000-0000-7000-8000-000000000001",
+    session_id: SESSION_A,
+    seq: 7,
+    agent_id: "agent-ü",
+    content: "line one\nline \"two\" \u2028 ✓",
+    metadata: { nested: { list: [1, "two", null, true] }, empty: {} },
+    created_at: "2026-12-02T10:00:00.000Z"
+  })
+  const events: ReadonlyArray<SessionEvent> = [
+    { _tag: "MessagePosted", tenantId: "tenant-1", message },
+    { _tag: "SessionDeleted", tenantId: "tenant-1", sessionId: SESSION_B }
+  ]
+  for (const event of events) {
+    const text = envelopeText("origin-1", event)
+    expect(JSON.parse(text)).toEqual(JSON.parse(Schema.encodeSync(Envelope)({ origin: "origin-1", event })))
+    expect(Schema.decodeUnknownSync(Envelope)(text)).toEqual({ origin: "origin-1", event })
+  }
+})
