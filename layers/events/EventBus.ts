@@ -187,15 +187,23 @@ export class EventBus extends Context.Tag("bulwark/EventBus")<EventBus, EventBus
           )
         }
 
+        /** The message is stored: a defect among this process's streams must not fail its post. */
+        const deliver = (event: SessionEvent) => {
+          try {
+            listener.event(event)
+          } catch (defect) {
+            runFork(Effect.logError("delivering a session event in process failed", Cause.die(defect)))
+          }
+        }
         const publish = (event: SessionEvent) => {
-          // The message is stored: a defect among this process's streams must not fail its post.
-          const delivered = Effect.sync(() => listener.event(event)).pipe(
-            Effect.catchAllDefect((defect) => Effect.logError("delivering a session event in process failed", Cause.die(defect)))
-          )
-          // Without Redis there is no one else to tell, so nothing is written out.
-          if (cache.kind === "memory") return delivered
+          // Without Redis there is no one else to tell, so nothing is written out. One plain step
+          // either way (catching the defect as an effect cost more than the delivery).
+          if (cache.kind === "memory") return Effect.sync(() => deliver(event))
           const text = envelopeText(origin, event)
-          return Effect.zipRight(delivered, cache.publish(CHANNEL, text).pipe(Effect.tapError(() => Effect.sync(() => keepUnsent(event, text)))))
+          return Effect.zipRight(
+            Effect.sync(() => deliver(event)),
+            cache.publish(CHANNEL, text).pipe(Effect.tapError(() => Effect.sync(() => keepUnsent(event, text))))
+          )
         }
 
         const listen = (next: BusListener) =>
