@@ -73,20 +73,39 @@ try {
   const hotRead = (id: string) => () =>
     executor.fetch(new Request(`http://localhost/v1/sessions/${id}`, { headers: { authorization: `Bearer ${tenant.api_key}` } }), server)
   let posted = 0
-  const post = () =>
-    executor.fetch(
+  const post = async () => {
+    const body = JSON.stringify({ agent_id: "breakdown", content: `message ${++posted}` })
+    // With its length, as a client sends it: the edge reads a body only when one is declared.
+    const response = await executor.fetch(
       new Request(`http://localhost/v1/sessions/${session.id}/messages`, {
         method: "POST",
-        headers: { authorization: `Bearer ${tenant.api_key}`, "content-type": "application/json" },
-        body: JSON.stringify({ agent_id: "breakdown", content: `message ${++posted}` })
+        headers: { authorization: `Bearer ${tenant.api_key}`, "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) },
+        body
       }),
       server
     )
+    if (response.status !== 201) throw new Error(`a post answered ${response.status}: ${await response.text()}`)
+  }
+  /** CPU per post with `inFlight` posts outstanding at all times, as under load (they are group-committed). */
+  const concurrentPosts = async (inFlight: number) => {
+    const run = async (count: number) => {
+      let next = 0
+      await Promise.all(Array.from({ length: inFlight }, async () => {
+        while (next++ < count) await post()
+      }))
+    }
+    await run(ROUNDS / 5)
+    const before = process.cpuUsage()
+    await run(ROUNDS)
+    const used = process.cpuUsage(before)
+    return (used.user + used.system) / ROUNDS
+  }
   const notFound = new NotFound({ code: "SESSION_NOT_FOUND", detail: "No session." })
   const rows: Array<[string, number]> = [
     ["whole request: hot read (GET /v1/sessions/{id}, 200)", await microseconds(hotRead(session.id))],
     ["whole request: a missing session (404)", await microseconds(hotRead(crypto.randomUUID()))],
     ["whole request: a message post (201)", await microseconds(post)],
+    ["whole request: message posts, 32 in flight (CPU per post)", await concurrentPosts(32)],
     ["  record the 404 in the ledger (written later, in batches)", await effectMicroseconds(Effect.flatMap(ErrorLedger, (ledger) => ledger.record(notFound, { route: "/v1/sessions/{id}" })))],
     ["  authenticate the API key (kept in process)", await effectMicroseconds(Effect.flatMap(Auth, (auth) => auth.authenticateKey(Redacted.make(tenant.api_key))))],
     ["  read the session (cache hit)", await effectMicroseconds(Effect.flatMap(Sessions, (sessions) => sessions.get(principal.tenantId, session.id)))],

@@ -82,7 +82,7 @@ export class Auth extends Effect.Service<Auth>()("bulwark/Auth", {
     /**
      * Hashes of the keys this process has found in the database: each was issued here, whatever its
      * state now, so it is never held up by `beforeLookup` as a guess would be. Not the key cache,
-     * whose entries go whenever keys may have changed (on SQLite, at every commit), but a memory of
+     * whose entries go whenever keys may have changed (on SQLite, at every commit of another connection), but a memory of
      * which keys exist, the oldest forgotten first.
      */
     const issued = new Set<string>()

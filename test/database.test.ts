@@ -1,4 +1,5 @@
 /** Driver errors are translated once, in the database layer: never a 404, never a null. */
+import { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
 import { Database } from "bun:sqlite"
 import { describe, expect, test } from "bun:test"
@@ -93,6 +94,53 @@ describe("the change counter (DataVersion)", () => {
         yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
         expect(read()).toBe(after)
         other.close()
+      })))
+    } finally {
+      rmSync(directory, { recursive: true, force: true })
+    }
+  })
+})
+
+describe("the served connection's own change counter (CommitsElsewhere)", () => {
+  test("stands through this process's own commits, moves for another connection's (also one made between two of ours), and cannot tell inside a transaction", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "bulwark-elsewhere-"))
+    const filename = join(directory, "bulwark.db")
+    const nextTurn = Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+    try {
+      await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+        const context = yield* Layer.build(Sqlite.layer({ filename, busyTimeoutMillis: 25 }))
+        const commitsElsewhere = Context.get(context, Sqlite.CommitsElsewhere)
+        const sql = Context.get(context, SqlClient.SqlClient)
+        yield* sql`CREATE TABLE t (x)`
+        const other = new Database(filename)
+        yield* Effect.addFinalizer(() => Effect.sync(() => other.close()))
+        yield* nextTurn
+        const first = commitsElsewhere()
+        expect(first).toBeNumber()
+
+        // Our own commits, on the served connection, in this turn and the next ones.
+        for (let i = 0; i < 3; i++) {
+          yield* sql`INSERT INTO t VALUES (${i})`
+          yield* sql.withTransaction(sql`INSERT INTO t VALUES (${i})`)
+          yield* nextTurn
+          expect(commitsElsewhere()).toBe(first)
+        }
+
+        // Another connection commits, then we commit: ours does not hide theirs.
+        other.run("INSERT INTO t VALUES ('elsewhere')")
+        yield* sql`INSERT INTO t VALUES ('ours')`
+        yield* nextTurn
+        const second = commitsElsewhere()
+        expect(second).not.toBe(first)
+        yield* sql`INSERT INTO t VALUES ('ours again')`
+        yield* nextTurn
+        expect(commitsElsewhere()).toBe(second)
+
+        // Inside a transaction the connection's answer would be its snapshot's: it cannot tell.
+        yield* nextTurn
+        const inside = yield* sql.withTransaction(Effect.zipRight(sql`INSERT INTO t VALUES ('in')`, Effect.sync(() => commitsElsewhere())))
+        expect(inside).toBeUndefined()
+        expect(commitsElsewhere()).toBe(second)
       })))
     } finally {
       rmSync(directory, { recursive: true, force: true })

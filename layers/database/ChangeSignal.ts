@@ -2,7 +2,8 @@
  * What lets a process keep what it read from the database in memory (SPEC §8: a key revoked through
  * one instance is refused by every instance within 1 s, also while the channel that carries the
  * news is down). The interface says what a copy needs to know; each database says how:
- * - SQLite: `PRAGMA data_version`, which moves on every commit of any connection (`fromDataVersion`);
+ * - SQLite: `PRAGMA data_version`, read on two connections: a probe's, which moves on every commit,
+ *   and the served connection's, which moves only for other connections' commits (`fromSqlite`);
  * - a shared server database (PostgreSQL): a generation row the changing transaction bumps, read
  *   by each instance every `interval` (`polled`). The database is the channel, so no notification
  *   can be lost, and an instance that has not read it lately trusts nothing it kept.
@@ -29,13 +30,38 @@ export interface ChangeSignalShape {
 
 export class ChangeSignal extends Context.Tag("bulwark/ChangeSignal")<ChangeSignal, ChangeSignalShape>() {}
 
-/** SQLite: one counter for every commit, so it answers for keys and for everything else alike. */
-export const fromDataVersion = (dataVersion: () => Either.Either<number, SqlError>): ChangeSignalShape => {
-  const mark = () => {
-    const version = dataVersion()
+/**
+ * SQLite, from two counters. `anything`: `dataVersion`, read on a connection of its own, which moves
+ * on every commit, this process's own included. `keys`: the served connection's own counter
+ * (`commitsElsewhere`), which moves only for other connections' commits (another process, the CLI,
+ * a raw change by hand), plus the count of this process's own key changes (`keysChanged`, run inside
+ * each transaction that changes a key). So this process's own writes (every message post) leave the
+ * kept keys trusted, and any commit elsewhere, or a key change here, does not.
+ *
+ * A change here is counted before its commit; a request that reads the key meanwhile waits for the
+ * connection, so whether it reads under the old mark or the new, it reads the committed key, and
+ * under the old mark it is read again at once.
+ */
+export const fromSqlite = (counters: {
+  readonly dataVersion: () => Either.Either<number, SqlError>
+  readonly commitsElsewhere: () => number | undefined
+}): ChangeSignalShape => {
+  let keyChangesHere = 0
+  const anything = () => {
+    const version = counters.dataVersion()
     return version._tag === "Right" ? version.right : undefined
   }
-  return { keys: mark, anything: mark, keysChanged: Effect.void }
+  const keys = () => {
+    const elsewhere = counters.commitsElsewhere()
+    return elsewhere === undefined ? undefined : elsewhere + keyChangesHere
+  }
+  return {
+    keys,
+    anything,
+    keysChanged: Effect.sync(() => {
+      keyChangesHere += 1
+    })
+  }
 }
 
 export interface PolledOptions {

@@ -247,7 +247,10 @@ const migratedClient = (options: DatabaseOptions): Layer.Layer<SqlClient.SqlClie
       Layer.provideMerge(migrated),
       Layer.provideMerge(postgresClient(options, options.url))
     )
-    : Layer.effect(ChangeSignal.ChangeSignal, Effect.map(Sqlite.DataVersion, ChangeSignal.fromDataVersion)).pipe(
+    : Layer.effect(
+      ChangeSignal.ChangeSignal,
+      Effect.map(Effect.all({ dataVersion: Sqlite.DataVersion, commitsElsewhere: Sqlite.CommitsElsewhere }), ChangeSignal.fromSqlite)
+    ).pipe(
       Layer.provideMerge(Layer.effectDiscard(
         Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe(`PRAGMA busy_timeout = ${Math.max(0, Math.trunc(options.sqliteBusyTimeoutMillis))}`)).pipe(
           Effect.mapError((error) => new StartupError("DATABASE_URL", `cannot set the SQLite busy timeout (${error.message})`))

@@ -26,9 +26,16 @@ export const SessionEvent = Schema.Union(
 )
 export type SessionEvent = typeof SessionEvent.Type
 
-const Envelope = Schema.parseJson(Schema.Struct({ origin: Schema.String, event: SessionEvent }))
-const encodeEnvelope = Schema.encodeSync(Envelope)
+export const Envelope = Schema.parseJson(Schema.Struct({ origin: Schema.String, event: SessionEvent }))
 const decodeEnvelope = Schema.decodeUnknownEither(Envelope)
+
+/**
+ * An event as published. Every field of an event is already its encoded form (text, numbers, a JSON
+ * object, and `Message`, a class whose JSON is its fields), so `JSON.stringify` writes what encoding
+ * with `Envelope` writes, without the schema's pass over a message built from a stored row (about
+ * 6 µs a post). The bus's tests hold the two equal; receivers still decode with `Envelope`.
+ */
+export const envelopeText = (origin: string, event: SessionEvent): string => JSON.stringify({ origin, event })
 
 export const CHANNEL = "bulwark:session-events"
 
@@ -180,13 +187,21 @@ export class EventBus extends Context.Tag("bulwark/EventBus")<EventBus, EventBus
           )
         }
 
+        /** The message is stored: a defect among this process's streams must not fail its post. */
+        const deliver = (event: SessionEvent) => {
+          try {
+            listener.event(event)
+          } catch (defect) {
+            runFork(Effect.logError("delivering a session event in process failed", Cause.die(defect)))
+          }
+        }
         const publish = (event: SessionEvent) => {
-          const text = encodeEnvelope({ origin, event })
+          // Without Redis there is no one else to tell, so nothing is written out. One plain step
+          // either way (catching the defect as an effect cost more than the delivery).
+          if (cache.kind === "memory") return Effect.sync(() => deliver(event))
+          const text = envelopeText(origin, event)
           return Effect.zipRight(
-            // The message is stored: a defect among this process's streams must not fail its post.
-            Effect.sync(() => listener.event(event)).pipe(
-              Effect.catchAllDefect((defect) => Effect.logError("delivering a session event in process failed", Cause.die(defect)))
-            ),
+            Effect.sync(() => deliver(event)),
             cache.publish(CHANNEL, text).pipe(Effect.tapError(() => Effect.sync(() => keepUnsent(event, text))))
           )
         }

@@ -5,9 +5,9 @@
  * publish that failed is sent again, the newest per session, with the next probe that gets through.
  */
 import { expect, test } from "bun:test"
-import { Context, Effect, Exit, Layer, Scope, TestClock, TestContext } from "effect"
+import { Context, Effect, Exit, Layer, Logger, Schema, Scope, TestClock, TestContext } from "effect"
 import * as Cache from "../../layers/cache/Cache.js"
-import { defaultBusHealth, EventBus, type SessionEvent } from "../../layers/events/EventBus.js"
+import { defaultBusHealth, Envelope, EventBus, envelopeText, type SessionEvent } from "../../layers/events/EventBus.js"
 import { Message } from "../../src/domain/Message.js"
 import { CacheUnavailable } from "../../src/errors.js"
 
@@ -135,3 +135,44 @@ test("a failed publish is delivered here at once, and to the others with the nex
       expect(listener.told.events.length).toBe(2)
     })
   ))
+
+test("an event is published as the envelope's schema encodes it, and decodes back to the same event", () => {
+  const message = new Message({
+    id: "00000000-0000-7000-8000-000000000001",
+    session_id: SESSION_A,
+    seq: 7,
+    agent_id: "agent-ü",
+    content: "line one\nline \"two\" \u2028 ✓",
+    metadata: { nested: { list: [1, "two", null, true] }, empty: {} },
+    created_at: "2026-12-02T10:00:00.000Z"
+  })
+  const events: ReadonlyArray<SessionEvent> = [
+    { _tag: "MessagePosted", tenantId: "tenant-1", message },
+    { _tag: "SessionDeleted", tenantId: "tenant-1", sessionId: SESSION_B }
+  ]
+  for (const event of events) {
+    const text = envelopeText("origin-1", event)
+    expect(JSON.parse(text)).toEqual(JSON.parse(Schema.encodeSync(Envelope)({ origin: "origin-1", event })))
+    expect(Schema.decodeUnknownSync(Envelope)(text)).toEqual({ origin: "origin-1", event })
+  }
+})
+
+test("a listener that throws does not fail the publish (the message is stored): the defect is logged", async () => {
+  const logged: Array<string> = []
+  const logger = Logger.make(({ logLevel, message }) => void logged.push(`${logLevel.label} ${String(message)}`))
+  const bus = EventBus.layerWith(defaultBusHealth).pipe(Layer.provide(Cache.inProcess()), Layer.provide(Logger.replace(Logger.defaultLogger, logger)))
+  const exit = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+    const events = yield* EventBus
+    yield* events.listen({
+      event: () => {
+        throw new Error("a broken stream")
+      },
+      health: () => {}
+    })
+    return yield* Effect.exit(events.publish({ _tag: "SessionDeleted", tenantId: "tenant-1", sessionId: SESSION_A }))
+  }).pipe(Effect.provide(bus))))
+  expect(Exit.isSuccess(exit)).toBe(true)
+  // Logged on a fiber of its own: wait for it rather than for a fixed time.
+  for (let waited = 0; waited < 2000 && logged.length === 0; waited += 5) await new Promise((resolve) => setTimeout(resolve, 5))
+  expect(logged).toContain("ERROR delivering a session event in process failed")
+})

@@ -5,12 +5,12 @@
 import { Reactivity } from "@effect/experimental"
 import { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
-import { SqliteClient } from "@effect/sql-sqlite-bun"
 import { Database as BunDatabase } from "bun:sqlite"
 import { Context, Effect, Either, Layer } from "effect"
 import { mkdirSync } from "node:fs"
 import { dirname } from "node:path"
 import { StartupError } from "../../../src/Config.js"
+import * as BunSqliteClient from "./BunSqliteClient.js"
 
 export interface SqliteOptions {
   /** `:memory:` or a file path. */
@@ -21,8 +21,9 @@ export interface SqliteOptions {
 
 /**
  * SQLite's change counter (`PRAGMA data_version`): it moves whenever another connection commits,
- * another process's or this process's own. It is read on API-key lookups, so it is read with a
- * prepared statement on a connection of its own (4–7 µs; through the SQL client it cost about 21),
+ * another process's or this process's own. It vouches for what is kept in process while the shared
+ * cache cannot serve (API keys follow `CommitsElsewhere` instead). It is read with a prepared
+ * statement on a connection of its own (4–7 µs; through the SQL client it cost about 21),
  * and at most once per turn of the event loop: under load one read serves the requests of a turn
  * (about 14 with 32 busy connections), which took about 15 µs off each hot read (the read, and the
  * processor caches it evicts). Freshness is kept: a turn serves requests whose sockets were ready
@@ -33,6 +34,32 @@ export interface SqliteOptions {
 export type DataVersionShape = () => Either.Either<number, SqlError>
 
 export class DataVersion extends Context.Tag("bulwark/Sqlite/DataVersion")<DataVersion, DataVersionShape>() {}
+
+/**
+ * The served connection's own `PRAGMA data_version` (`BunSqliteClient.commitsElsewhere`): it moves
+ * only when another connection commits, never for this process's own writes, so kept API keys
+ * outlive the process's own message posts. Read at most once per turn of the event loop, as
+ * `DataVersion` is (and for the same reasons); `undefined` when it cannot be told now (inside a
+ * transaction, or unreadable), which the caller takes as "trust nothing kept".
+ */
+export type CommitsElsewhereShape = () => number | undefined
+
+export class CommitsElsewhere extends Context.Tag("bulwark/Sqlite/CommitsElsewhere")<CommitsElsewhere, CommitsElsewhereShape>() {}
+
+/** `read` at most once per turn of the event loop; a turn that could not tell asks again. */
+const oncePerTurn = (read: () => number | undefined): CommitsElsewhereShape => {
+  let thisTurn: number | undefined
+  const nextTurn = () => {
+    thisTurn = undefined
+  }
+  return () => {
+    if (thisTurn === undefined) {
+      thisTurn = read()
+      if (thisTurn !== undefined) setImmediate(nextTurn)
+    }
+    return thisTurn
+  }
+}
 
 /**
  * A private in-memory database has no other connection that could write to it, so its counter is
@@ -69,7 +96,7 @@ const cannotOpen = (reason: unknown) =>
 
 export const layer = (
   options: SqliteOptions
-): Layer.Layer<SqliteClient.SqliteClient | SqlClient.SqlClient | DataVersion, StartupError> =>
+): Layer.Layer<SqlClient.SqlClient | DataVersion | CommitsElsewhere, StartupError> =>
   Layer.scopedContext(
     Effect.gen(function*() {
       if (options.filename !== ":memory:") {
@@ -94,7 +121,7 @@ export const layer = (
           catch: cannotOpen
         })
       }
-      const client = yield* SqliteClient.make({ filename: options.filename }).pipe(
+      const { commitsElsewhere, sql: client } = yield* BunSqliteClient.make(options.filename).pipe(
         Effect.catchAllDefect((defect) => Effect.fail(cannotOpen(defect)))
       )
       yield* Effect.all([
@@ -105,9 +132,10 @@ export const layer = (
       ]).pipe(Effect.mapError((error) => cannotOpen(error.cause ?? error)))
       // Opened after the client, so the file exists and is in WAL mode.
       const dataVersion = yield* dataVersionOf(options.filename).pipe(Effect.catchAllDefect((defect) => Effect.fail(cannotOpen(defect))))
-      return Context.make(SqliteClient.SqliteClient, client).pipe(
-        Context.add(SqlClient.SqlClient, client),
-        Context.add(DataVersion, dataVersion)
+      return Context.make(SqlClient.SqlClient, client).pipe(
+        Context.add(DataVersion, dataVersion),
+        // A private in-memory database has no other connection: only this process's own key changes move its keys' mark.
+        Context.add(CommitsElsewhere, options.filename === ":memory:" ? () => 0 : oncePerTurn(commitsElsewhere))
       )
     })
   ).pipe(Layer.provide(Reactivity.layer))
