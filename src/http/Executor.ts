@@ -466,14 +466,18 @@ export const make = <ApiId extends string, Groups extends HttpApiGroup.HttpApiGr
       return new Promise<Response>((resolve) => {
         answered = resolve
         const deadline = setTimeout(() => fiber.unsafeInterruptAsFork(deadlineFiberId), Math.max(0, startedAt + timeoutMillis - Date.now()))
+        // As the platform's adapter does: the interruption is marked as the client's, so the span and
+        // the metrics record a client abort rather than a server failure.
+        const abort = () => fiber.unsafeInterruptAsFork(HttpServerError.clientAbortFiberId)
         fiber.addObserver((exit) => {
           clearTimeout(deadline)
+          // The request outlives its fiber when the answer streams: its listener would keep the
+          // fiber, its context and its span alive for the stream's whole life.
+          source.signal.removeEventListener("abort", abort)
           const response = settle(exit)
           if (response !== answer) resolve(response)
         })
-        // As the platform's adapter does: the interruption is marked as the client's, so the span and
-        // the metrics record a client abort rather than a server failure.
-        source.signal.addEventListener("abort", () => fiber.unsafeInterruptAsFork(HttpServerError.clientAbortFiberId), { once: true })
+        source.signal.addEventListener("abort", abort, { once: true })
       })
     }
 

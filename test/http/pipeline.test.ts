@@ -4,13 +4,13 @@
  * leaves, which is recorded as a client abort and never rendered or ledgered.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
-import { eventually, expectProblem, hangInterruptions, hangRoute, startServer, type TestServer, withKey } from "../support/server.js"
+import { eventually, expectProblem, hangInterruptions, hangRoute, startServer, streamFibers, streamRoute, type TestServer, withKey } from "../support/server.js"
 
 let server: TestServer
 let key: string
 
 beforeAll(async () => {
-  server = await startServer({ extraRoutes: hangRoute })
+  server = await startServer({ extraRoutes: [...hangRoute, ...streamRoute] })
   key = (await server.createTenant()).api_key
 })
 afterAll(() => server.close())
@@ -61,5 +61,32 @@ describe("a client that leaves", () => {
       return aborts > abortsBefore ? aborts : undefined
     })).toBe(abortsBefore + 1)
     expect(await requestsWithStatus("/__test/hang", 500)).toBe(failuresBefore)
+  })
+})
+
+describe("an answer that streams", () => {
+  test("does not keep its request's fiber (its context, its span) alive while the client reads it", async () => {
+    const STREAMS = 20
+    const collectedBefore = streamFibers.collected
+    const clients = await Promise.all(Array.from({ length: STREAMS }, async () => {
+      const controller = new AbortController()
+      const response = await fetch(`${server.url}/__test/stream`, { signal: controller.signal })
+      expect(response.status).toBe(200)
+      const reader = response.body!.getReader()
+      expect((await reader.read()).done).toBe(false)
+      return { controller, reader }
+    }))
+    try {
+      // Every stream is still open: its fiber is done, and nothing of the request should hold it.
+      const collected = await eventually(async () => {
+        Bun.gc(true)
+        await Bun.sleep(10)
+        const count = streamFibers.collected - collectedBefore
+        return count >= STREAMS / 2 ? count : undefined
+      }, 5000)
+      expect(collected).toBeGreaterThanOrEqual(STREAMS / 2)
+    } finally {
+      for (const client of clients) client.controller.abort()
+    }
   })
 })

@@ -3,7 +3,7 @@
  * fresh PostgreSQL database): the `MainLive` layer with the database swapped for a fresh one. Every
  * HTTP test talks to one of these.
  */
-import { HttpServer } from "@effect/platform"
+import { HttpServer, HttpServerResponse } from "@effect/platform"
 import { type Duration, Effect, LogLevel, ManagedRuntime, Option, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
 import { mkdtempSync, rmSync } from "node:fs"
@@ -86,6 +86,26 @@ export const hangRoute: ReadonlyArray<ExtraRoute> = [{
     Effect.zipRight(Effect.never),
     Effect.onInterrupt(() => Effect.sync(() => hangInterruptions.count++))
   )
+}]
+
+/** Fibers of `streamRoute`'s requests that the engine has collected. */
+export const streamFibers = { collected: 0 }
+const streamFiberRegistry = new FinalizationRegistry<undefined>(() => void streamFibers.collected++)
+
+/**
+ * A route that answers, as an event stream does, after waiting (so it takes the executor's
+ * asynchronous path) with a body that stays open until the client leaves; its request's fiber is
+ * watched for collection.
+ */
+export const streamRoute: ReadonlyArray<ExtraRoute> = [{
+  method: "GET",
+  path: "/__test/stream",
+  handler: Effect.gen(function*() {
+    yield* Effect.sleep("1 millis")
+    yield* Effect.withFiberRuntime((fiber) => Effect.sync(() => streamFiberRegistry.register(fiber, undefined)))
+    const body = new ReadableStream<Uint8Array>({ start: (controller) => controller.enqueue(new TextEncoder().encode("open\n")) })
+    return HttpServerResponse.raw(body, { contentType: "text/plain" })
+  })
 }]
 
 /** A route that dies with a defect whose message and stack must never reach a client. */
