@@ -135,30 +135,81 @@ interface GroupRow {
 /**
  * PostgreSQL's text cannot hold U+0000 (22021), and one such character would fail the whole batch:
  * the ledger records what it was given, so NUL is kept as the replacement character, as other
- * undecodable bytes already are.
+ * undecodable bytes already are. So is a lone surrogate, which a driver's UTF-8 encoder would have
+ * replaced anyway and which a JSON parameter (below) would carry as an escape PostgreSQL refuses.
  */
-const storable = (row: LedgerRow): LedgerRow => {
-  let copy: Record<string, unknown> | undefined
-  for (const [column, value] of Object.entries(row)) {
-    if (typeof value === "string" && value.includes("\u0000")) {
-      copy ??= { ...row }
-      copy[column] = value.replaceAll("\u0000", "\uFFFD")
-    }
-  }
-  return (copy as LedgerRow | undefined) ?? row
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g
+const SURROGATE = /[\uD800-\uDFFF]/
+
+const storableText = (value: string): string => {
+  const text = value.includes("\u0000") ? value.replaceAll("\u0000", "\uFFFD") : value
+  return SURROGATE.test(text) ? text.replace(LONE_SURROGATE, "\uFFFD") : text
 }
+
+/** The stored columns in the order of the insert statements below. */
+const COLUMNS = [
+  "error_id",
+  "occurred_at",
+  "type",
+  "code",
+  "status",
+  "message",
+  "stack",
+  "fingerprint",
+  "severity",
+  "tenant_id",
+  "session_id",
+  "request_id",
+  "trace_id",
+  "method",
+  "route",
+  "user_agent",
+  "request_payload",
+  "request_payload_kind"
+] as const satisfies ReadonlyArray<keyof LedgerRow>
+
+/** A batch as one JSON parameter: an array of rows, each an array of its columns in `COLUMNS` order. */
+export const batchJson = (rows: ReadonlyArray<LedgerRow>): string =>
+  JSON.stringify(rows.map((row) => COLUMNS.map((column) => {
+    const value = row[column]
+    return typeof value === "string" ? storableText(value) : value
+  })))
 
 export class ErrorsRepo extends Effect.Service<ErrorsRepo>()("bulwark/ErrorsRepo", {
   effect: Effect.gen(function*() {
     const db = yield* Database
     const sql = db.sql
 
-    // A retry after a commit whose reply was lost (a dropped connection) finds its rows there already.
-    const insertBatch = (rows: ReadonlyArray<LedgerRow>) =>
-      db.write(
+    /**
+     * One statement whatever the batch's size, with the whole batch as one JSON parameter: its text
+     * never changes, so it is prepared once, and a row costs one JSON value to parse rather than 18
+     * bound parameters (and a statement of its own size to compile, as a multi-row `VALUES` would).
+     * A retry after a commit whose reply was lost (a dropped connection) finds its rows there
+     * already. SQLite needs the `WHERE true` to read `ON CONFLICT` as the upsert clause; on
+     * PostgreSQL the parameter is text cast to JSON, since a string bound as `json` is sent as a
+     * JSON string (one scalar), not as the array it holds.
+     */
+    const insertBatch = (rows: ReadonlyArray<LedgerRow>) => {
+      const batch = batchJson(rows)
+      return db.write(
         "errors.insert_batch",
-        sql`INSERT INTO errors ${sql.insert(rows.map((row) => ({ ...storable(row), resolved: 0 })))} ON CONFLICT (error_id) DO NOTHING`
+        sql.onDialectOrElse({
+          pg: () =>
+            sql`INSERT INTO errors (${sql.unsafe(COLUMNS.join(", "))}, resolved)
+              SELECT e ->> 0, e ->> 1, e ->> 2, e ->> 3, (e ->> 4)::int, e ->> 5, e ->> 6, e ->> 7, e ->> 8, e ->> 9,
+                e ->> 10, e ->> 11, e ->> 12, e ->> 13, e ->> 14, e ->> 15, e ->> 16, e ->> 17, 0
+              FROM json_array_elements(${batch}::text::json) AS e
+              ON CONFLICT (error_id) DO NOTHING`,
+          orElse: () =>
+            sql`INSERT INTO errors (${sql.unsafe(COLUMNS.join(", "))}, resolved)
+              SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7,
+                value ->> 8, value ->> 9, value ->> 10, value ->> 11, value ->> 12, value ->> 13, value ->> 14, value ->> 15,
+                value ->> 16, value ->> 17, 0
+              FROM json_each(${batch}) WHERE true
+              ON CONFLICT (error_id) DO NOTHING`
+        })
       )
+    }
 
     const find = (errorId: string) =>
       db.read("errors.find", sql<Record<string, unknown>>`SELECT * FROM errors WHERE error_id = ${errorId}`).pipe(
