@@ -35,6 +35,8 @@ export interface ProcessStats {
   readonly idleRssMb: number
   readonly finalRssMb: number
   readonly logLines: number
+  /** Ledger rows written to stderr instead of the table (`"ledger":"dropped"` lines): a storm the ledger did not keep up with. */
+  readonly droppedLedgerRows: number
 }
 
 export interface Goal {
@@ -231,14 +233,15 @@ const goalsTable = (goals: ReadonlyArray<Goal>): string =>
 
 const processesTable = (processes: ReadonlyArray<ProcessStats>): string =>
   table(
-    ["server", "start to ready", "idle RSS", "RSS after the runs", "log lines (errors)"],
-    "| --- | ---: | ---: | ---: | ---: |",
+    ["server", "start to ready", "idle RSS", "RSS after the runs", "log lines", "ledger rows dropped"],
+    "| --- | ---: | ---: | ---: | ---: | ---: |",
     processes.map((stats) => [
       TARGET_LABELS[stats.targetId],
       `${Math.round(stats.startupMillis)} ms`,
       formatMb(stats.idleRssMb),
       formatMb(stats.finalRssMb),
-      formatCount(stats.logLines)
+      formatCount(stats.logLines),
+      formatCount(stats.droppedLedgerRows)
     ])
   )
 

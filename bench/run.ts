@@ -179,15 +179,19 @@ const measureAll = async (
   return measurements
 }
 
-const logLineCount = (path: string): number => readFileSync(path, "utf8").split("\n").filter((line) => line.trim() !== "").length
+const logLinesOf = (path: string): Array<string> => readFileSync(path, "utf8").split("\n").filter((line) => line.trim() !== "")
 
-const processStats = (target: Target): ProcessStats => ({
-  targetId: target.id,
-  startupMillis: target.startupMillis,
-  idleRssMb: target.idleRssMb,
-  finalRssMb: rssMegabytes(target.process.pid),
-  logLines: logLineCount(target.logFile)
-})
+const processStats = (target: Target): ProcessStats => {
+  const lines = logLinesOf(target.logFile)
+  return {
+    targetId: target.id,
+    startupMillis: target.startupMillis,
+    idleRssMb: target.idleRssMb,
+    finalRssMb: rssMegabytes(target.process.pid),
+    logLines: lines.length,
+    droppedLedgerRows: lines.filter((line) => line.startsWith('{"ledger":"dropped"')).length
+  }
+}
 
 const commandOutput = async (command: ReadonlyArray<string>, cwd: string): Promise<{ readonly ok: boolean; readonly text: string }> => {
   const { exitCode, stdout, stderr } = await runToEnd(command, { cwd, core: null, env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin" } })
