@@ -103,7 +103,7 @@ describe("a full queue", () => {
 })
 
 describe("batched inserts", () => {
-  test("a batch of 301 rows is written whole in one statement, and a row already stored does not fail the rest", () =>
+  test("batches of any size are written whole (301 rows in a statement of 512, 700 in two), and a row already stored does not fail the rest", () =>
     withLedger(
       Effect.gen(function*() {
         const repo = yield* ErrorsRepo
@@ -138,6 +138,9 @@ describe("batched inserts", () => {
         expect(last?.message).toBe("row 300 with a NUL \uFFFD and a lone surrogate \uFFFD")
         expect(last?.status).toBe(404)
         expect(stored.find((record) => record.error_id === first.error_id)?.request_payload).toEqual({ i: 0 })
+        const larger = Array.from({ length: 700 }, (_, i) => row(i + 1000))
+        yield* repo.insertBatch(larger)
+        expect((yield* repo.list({ limit: 2000 })).length).toBe(1001)
       })
     ))
 })
