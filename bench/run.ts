@@ -19,7 +19,6 @@ import { freePort, runToEnd, rssMegabytes, stopAll } from "./processes.js"
 import { buildReport, type Measurement, type ProcessStats, renderMarkdown } from "./report.js"
 import { type BenchDatabase, type Scenario, scenarios as defineScenarios } from "./scenarios.js"
 import {
-  BULWARK_LOG_LEVEL,
   describeCacheHealth,
   type StartContext,
   startBulwark,
@@ -138,7 +137,7 @@ const probeAll = async (scenarios: ReadonlyArray<Scenario>, targets: ReadonlyMap
   for (const scenario of scenarios) {
     for (const id of scenario.targets) {
       const answer = await probe(scenario.request(targetOf(targets, id)))
-      if (answer.status !== scenario.expectedStatus || (scenario.id.startsWith("mcp-") && answer.code !== null)) {
+      if (answer.status !== scenario.expectedStatus || (scenario.id.includes("mcp-") && answer.code !== null)) {
         const what = `${TARGET_LABELS[id]} answered ${answer.status}${answer.code === null ? "" : ` ${answer.code}`}`
         notes.push(`${scenario.title}: ${what} to the probe before the runs (expected ${scenario.expectedStatus}); such answers are counted as unexpected, never as throughput.`)
         progress(`probe: ${scenario.id} on ${id}: ${answer.status} ${answer.code ?? ""} (expected ${scenario.expectedStatus})`)
@@ -180,15 +179,19 @@ const measureAll = async (
   return measurements
 }
 
-const logLineCount = (path: string): number => readFileSync(path, "utf8").split("\n").filter((line) => line.trim() !== "").length
+const logLinesOf = (path: string): Array<string> => readFileSync(path, "utf8").split("\n").filter((line) => line.trim() !== "")
 
-const processStats = (target: Target): ProcessStats => ({
-  targetId: target.id,
-  startupMillis: target.startupMillis,
-  idleRssMb: target.idleRssMb,
-  finalRssMb: rssMegabytes(target.process.pid),
-  logLines: logLineCount(target.logFile)
-})
+const processStats = (target: Target): ProcessStats => {
+  const lines = logLinesOf(target.logFile)
+  return {
+    targetId: target.id,
+    startupMillis: target.startupMillis,
+    idleRssMb: target.idleRssMb,
+    finalRssMb: rssMegabytes(target.process.pid),
+    logLines: lines.length,
+    droppedLedgerRows: lines.filter((line) => line.startsWith('{"ledger":"dropped"')).length
+  }
+}
 
 const commandOutput = async (command: ReadonlyArray<string>, cwd: string): Promise<{ readonly ok: boolean; readonly text: string }> => {
   const { exitCode, stdout, stderr } = await runToEnd(command, { cwd, core: null, env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin" } })
@@ -216,7 +219,7 @@ const describeMachine = async (settings: Settings, postgres: BenchPostgres | nul
         ? "no CPU pinning (taskset missing or one core)"
         : `servers pinned to core ${settings.cores.server}, wrk to core ${settings.cores.load}`),
     `Bulwark: SQLite file, in-process cache, auth, rate limit \`${UNTHROTTLED_RATE_LIMIT}\` (counted, never reached), ` +
-      `telemetry (no OTLP endpoint), error ledger, \`LOG_LEVEL=${BULWARK_LOG_LEVEL}\``,
+      "telemetry (no OTLP endpoint), error ledger, the default log level (`LOG_LEVEL` unset: info, one line per 4xx)",
     postgres === null
       ? "PostgreSQL: not run (BENCH_DATABASES)"
       : `PostgreSQL: ${postgres.description}, a database of its own per server, created for this run; ` +

@@ -1,8 +1,8 @@
 /**
  * The scenarios of SPEC §9: which request, against which servers, and the status a right answer has.
  * The hot read, the 404 and the write run on SQLite and again on PostgreSQL, each against the
- * references on the same database. On SQLite the MCP twins of the read and the write (SPEC §11) run
- * against Bulwark alone, to weigh an MCP call against its REST twin.
+ * references on the same database. On both databases the MCP twins of the read and the write
+ * (SPEC §11) run against Bulwark alone, to weigh an MCP call against its REST twin.
  */
 import type { Target, TargetId } from "./targets.js"
 import type { WrkRequest } from "./wrk.js"
@@ -18,6 +18,8 @@ export type ScenarioId =
   | "pg-hot-read"
   | "pg-not-found"
   | "pg-write"
+  | "pg-mcp-read"
+  | "pg-mcp-write"
 
 export type BenchDatabase = "sqlite" | "postgres"
 
@@ -155,6 +157,22 @@ export const scenarios = (missingSessionId: string, databases: ReadonlyArray<Ben
       targets: POSTGRES_SERVERS,
       expectedStatus: 201,
       request: write
+    },
+    {
+      id: "pg-mcp-read",
+      database: "postgres",
+      title: "PostgreSQL: MCP `tools/call get_session` (2025-11-25 session)",
+      targets: ["bulwark-pg"],
+      expectedStatus: 200,
+      request: mcpSessionCall("get_session", sessionArgs)
+    },
+    {
+      id: "pg-mcp-write",
+      database: "postgres",
+      title: "PostgreSQL: MCP `tools/call post_message` (2025-11-25 session)",
+      targets: ["bulwark-pg"],
+      expectedStatus: 200,
+      request: mcpSessionCall("post_message", messageArgs)
     }
   ]
   return [...(databases.includes("sqlite") ? sqlite : []), ...(databases.includes("postgres") ? postgres : [])]

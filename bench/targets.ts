@@ -77,9 +77,6 @@ export const UNTHROTTLED_RATE_LIMIT = "1000000000/1s"
 /** Far above any scenario's streams. */
 const UNCAPPED_STREAMS = "1000000"
 
-/** Errors only: an expected 404 is a warning line, and the references write no log at all. */
-export const BULWARK_LOG_LEVEL = "Error"
-
 /** Idle RSS is read this long after ready, once start-up allocations have settled. */
 const IDLE_SETTLE_MILLIS = 1000
 
@@ -182,7 +179,8 @@ export const startBulwark = async (
     // The fan-out scenarios open their thousands of streams with one key; the caps are not what they measure.
     BULWARK_MAX_STREAMS_PER_KEY: UNCAPPED_STREAMS,
     BULWARK_MAX_STREAMS: UNCAPPED_STREAMS,
-    LOG_LEVEL: BULWARK_LOG_LEVEL,
+    // No LOG_LEVEL or LOG_FORMAT: the defaults `bun start` runs with (info, json), so every 404
+    // writes its warning line to the log file, as it would for a user.
     ...(options.redisUrl === undefined ? {} : { REDIS_URL: options.redisUrl })
   }))
   const apiKey = await seedBulwark(started.baseUrl, adminToken, context.sessionId)

@@ -8,7 +8,7 @@
  * full takes the same stderr path at once, so a storm can cost the ledger rows but never stall the
  * request that recorded them. Closing the layer (SIGTERM) writes what is still queued.
  */
-import { Cause, Chunk, Clock, Duration, Effect, FiberRef, LogLevel, Metric, Option, Queue, Schedule, type Scope } from "effect"
+import { Cause, Chunk, Clock, Duration, Effect, FiberRef, HashMap, HashSet, type Logger, LogLevel, Metric, Option, Queue, Schedule, type Scope } from "effect"
 import { identity } from "effect/Function"
 import * as Supervised from "../layers/resilience/Supervised.js"
 import type { ErrorRecord, ListErrorsFilter, ListGroupsFilter } from "../src/domain/ErrorRecord.js"
@@ -74,20 +74,52 @@ const topFrameOf = (stack: string | null): string => {
   return frame === undefined ? "" : frame.trim().replace(/:\d+(:\d+)?\)?$/, "").replace(/^at\s+/, "")
 }
 
-/** Fingerprints already computed: an error storm repeats a handful of them (bounded, oldest out first). */
-const fingerprints = new Map<string, string>()
+const fingerprintSource = (code: string, route: string | undefined, stack: string | null): string => `${code}|${route ?? "-"}|${topFrameOf(stack)}`
+
+export const fingerprintOf = (code: string, route: string | undefined, stack: string | null): string =>
+  sha256Hex(fingerprintSource(code, route, stack)).slice(0, 16)
+
+/** Fingerprints a ledger has computed: an error storm repeats a handful of them (bounded, oldest out first). */
 const MAX_FINGERPRINTS = 1_000
 
-export const fingerprintOf = (code: string, route: string | undefined, stack: string | null): string => {
-  const source = `${code}|${route ?? "-"}|${topFrameOf(stack)}`
-  let fingerprint = fingerprints.get(source)
-  if (fingerprint === undefined) {
-    fingerprint = sha256Hex(source).slice(0, 16)
-    fingerprints.set(source, fingerprint)
-    if (fingerprints.size > MAX_FINGERPRINTS) fingerprints.delete(fingerprints.keys().next().value!)
+const fingerprintMemo = () => {
+  const known = new Map<string, string>()
+  return (code: string, route: string | undefined, stack: string | null): string => {
+    const source = fingerprintSource(code, route, stack)
+    let fingerprint = known.get(source)
+    if (fingerprint === undefined) {
+      fingerprint = sha256Hex(source).slice(0, 16)
+      known.set(source, fingerprint)
+      if (known.size > MAX_FINGERPRINTS) known.delete(known.keys().next().value!)
+    }
+    return fingerprint
   }
-  return fingerprint
 }
+
+/**
+ * One log line with these annotations beside the fiber's own, handed straight to the fiber's
+ * loggers: what `Effect.logWithLevel` does, without `Effect.annotateLogs`, which sets a fiber
+ * reference for the line and restores it after (two copies of the fiber's reference map per line).
+ */
+const logLine = (level: LogLevel.LogLevel, message: string, fields: Readonly<Record<string, unknown>>, millis: number): Effect.Effect<void> =>
+  Effect.withFiberRuntime((fiber) => {
+    const loggers = fiber.getFiberRef(FiberRef.currentLoggers)
+    if (HashSet.size(loggers) === 0) return Effect.void
+    let annotations = fiber.getFiberRef(FiberRef.currentLogAnnotations)
+    for (const key in fields) annotations = HashMap.set(annotations, key, fields[key])
+    const options: Logger.Logger.Options<unknown> = {
+      fiberId: fiber.id(),
+      logLevel: level,
+      message: [message],
+      cause: Cause.empty,
+      context: fiber.getFiberRefs(),
+      spans: fiber.getFiberRef(FiberRef.currentLogSpan),
+      annotations,
+      date: new Date(millis)
+    }
+    for (const logger of loggers) logger.log(options)
+    return Effect.void
+  })
 
 /** A user agent is kept to this many characters: headers may be far longer than anything worth keeping. */
 const MAX_USER_AGENT_LENGTH = 1024
@@ -136,7 +168,8 @@ export interface ErrorLedgerShape {
 const make = (options: ErrorLedgerOptions): Effect.Effect<ErrorLedgerShape, never, ErrorsRepo | Scope.Scope> =>
   Effect.gen(function*() {
     const repo = yield* ErrorsRepo
-    const batchSize = options.batchSize ?? 100
+    const fingerprint = fingerprintMemo()
+    const batchSize = options.batchSize ?? 500
     const queue = yield* Queue.dropping<LedgerRow>(options.queueCapacity ?? 10_000)
 
     const drop = (rows: ReadonlyArray<LedgerRow>, reason: string) =>
@@ -188,17 +221,18 @@ const make = (options: ErrorLedgerOptions): Effect.Effect<ErrorLedgerShape, neve
     const record = (error: AppError, context: ErrorContext = {}): Effect.Effect<string> =>
       Effect.clockWith((clock) => {
         const errorId = context.errorId ?? newIdSync()
+        const millis = clock.unsafeCurrentTimeMillis()
         const status = statusOf(error)
         const stack = stackOf(error)
         const row: LedgerRow = {
           error_id: errorId,
-          occurred_at: new Date(clock.unsafeCurrentTimeMillis()).toISOString(),
+          occurred_at: new Date(millis).toISOString(),
           type: context.type ?? typeOf(error),
           code: error.code,
           status,
           message: sanitizeText(serverMessageOf(error)),
           stack: stack === null ? null : sanitizeText(stack),
-          fingerprint: fingerprintOf(error.code, context.route, stack),
+          fingerprint: fingerprint(error.code, context.route, stack),
           severity: context.severity ?? severityOf(error),
           tenant_id: context.tenantId ?? null,
           session_id: context.sessionId ?? null,
@@ -221,17 +255,15 @@ const make = (options: ErrorLedgerOptions): Effect.Effect<ErrorLedgerShape, neve
           // Below the configured level the line is not built at all (its annotations are not free).
           LogLevel.greaterThanEqual(level, minimum)
             ? Effect.zipRight(
-              Effect.logWithLevel(level, row.message).pipe(
-                Effect.annotateLogs({
-                  error_id: errorId,
-                  code: row.code,
-                  status,
-                  severity: row.severity,
-                  trace_id: row.trace_id,
-                  request_id: row.request_id,
-                  route: row.route
-                })
-              ),
+              logLine(level, row.message, {
+                error_id: errorId,
+                code: row.code,
+                status,
+                severity: row.severity,
+                trace_id: row.trace_id,
+                request_id: row.request_id,
+                route: row.route
+              }, millis),
               kept
             )
             : kept)

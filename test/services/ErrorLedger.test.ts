@@ -6,7 +6,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as Database from "../../layers/database/Database.js"
 import { ErrorLedger, type ErrorLedgerOptions, fingerprintOf, severityOf } from "../../services/ErrorLedger.js"
-import { ErrorsRepo } from "../../services/ErrorsRepo.js"
+import { ErrorsRepo, type LedgerRow } from "../../services/ErrorsRepo.js"
 import { Internal, NotFound, DbOperational } from "../../src/errors.js"
 import { ledgerDroppedTotal } from "../../src/telemetry/Metrics.js"
 
@@ -100,4 +100,47 @@ describe("a full queue", () => {
       process.stderr.write = originalWrite
     }
   })
+})
+
+describe("batched inserts", () => {
+  test("batches of any size are written whole (301 rows in a statement of 512, 700 in two), and a row already stored does not fail the rest", () =>
+    withLedger(
+      Effect.gen(function*() {
+        const repo = yield* ErrorsRepo
+        const row = (i: number): LedgerRow => ({
+          error_id: Bun.randomUUIDv7(),
+          occurred_at: new Date(Date.UTC(2026, 11, 2, 0, 0, 0, i)).toISOString(),
+          type: "http",
+          code: "SESSION_NOT_FOUND",
+          status: 404,
+          message: `row ${i} with a NUL \u0000 and a lone surrogate \uD800`,
+          stack: null,
+          fingerprint: "f".repeat(16),
+          severity: "warning",
+          tenant_id: null,
+          session_id: null,
+          request_id: `request-${i}`,
+          trace_id: null,
+          method: "GET",
+          route: "/v1/sessions/:id",
+          user_agent: null,
+          request_payload: i === 0 ? JSON.stringify({ i }) : null,
+          request_payload_kind: i === 0 ? "json" : null
+        })
+        const first = row(0)
+        yield* repo.insertBatch([first])
+        const batch = [first, ...Array.from({ length: 300 }, (_, i) => row(i + 1))]
+        yield* repo.insertBatch(batch)
+        const stored = yield* repo.list({ limit: 1000 })
+        expect(stored.length).toBe(301)
+        expect(new Set(stored.map((record) => record.error_id))).toEqual(new Set(batch.map((r) => r.error_id)))
+        const last = stored.find((record) => record.request_id === "request-300")
+        expect(last?.message).toBe("row 300 with a NUL \uFFFD and a lone surrogate \uFFFD")
+        expect(last?.status).toBe(404)
+        expect(stored.find((record) => record.error_id === first.error_id)?.request_payload).toEqual({ i: 0 })
+        const larger = Array.from({ length: 700 }, (_, i) => row(i + 1000))
+        yield* repo.insertBatch(larger)
+        expect((yield* repo.list({ limit: 2000 })).length).toBe(1001)
+      })
+    ))
 })
