@@ -141,8 +141,8 @@ export interface ErrorLedgerOptions {
 }
 
 /** One line on stderr for an error the ledger could not keep; never throws. */
-const writeFallback = (row: LedgerRow, reason: string) => {
-  process.stderr.write(JSON.stringify({ ledger: "dropped", reason, ...row }) + "\n")
+const writeFallback = (stderr: NodeJS.WriteStream, row: LedgerRow, reason: string) => {
+  stderr.write(JSON.stringify({ ledger: "dropped", reason, ...row }) + "\n")
 }
 
 const describeWriteFailure = (cause: Cause.Cause<AppError>): string =>
@@ -171,10 +171,14 @@ const make = (options: ErrorLedgerOptions): Effect.Effect<ErrorLedgerShape, neve
     const fingerprint = fingerprintMemo()
     const batchSize = options.batchSize ?? 500
     const queue = yield* Queue.dropping<LedgerRow>(options.queueCapacity ?? 10_000)
+    // Bun opens a descriptor for `process.stderr` the first time it is read. Opened here, at start,
+    // the fallback costs no new descriptor in the middle of an outage (when descriptors may be what
+    // ran out), and a process's descriptor count stays at its baseline after one.
+    const stderr = process.stderr
 
     const drop = (rows: ReadonlyArray<LedgerRow>, reason: string) =>
       Effect.zipRight(
-        Effect.sync(() => rows.forEach((row) => writeFallback(row, reason))),
+        Effect.sync(() => rows.forEach((row) => writeFallback(stderr, row, reason))),
         Metric.incrementBy(ledgerDroppedTotal, rows.length)
       )
 
