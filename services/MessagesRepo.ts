@@ -20,6 +20,18 @@ const appended = (message: Omit<MessageRow, "seq">, seq: number) =>
 
 const decodeMessages = decodeRow(Schema.Array(MessageRow))
 
+/** A message as the `messages` table stores it: its metadata already as JSON text. */
+const storedRow = (tenantId: string, message: Omit<MessageRow, "seq">, seq: number, metadata: string) => ({
+  tenant_id: tenantId,
+  session_id: message.session_id,
+  seq,
+  id: message.id,
+  agent_id: message.agent_id,
+  content: message.content,
+  metadata,
+  created_at: message.created_at
+})
+
 /** One message to append, with its tenant. */
 export interface Append {
   readonly tenantId: string
@@ -76,16 +88,7 @@ export class MessagesRepo extends Effect.Service<MessagesRepo>()("bulwark/Messag
               const seq = bumped[0]?.last_seq
               if (seq === undefined) return Option.none<MessageRow>()
               yield* db.write("messages.insert", sql`INSERT INTO messages ${
-                sql.insert({
-                  tenant_id: tenantId,
-                  session_id: message.session_id,
-                  seq,
-                  id: message.id,
-                  agent_id: message.agent_id,
-                  content: message.content,
-                  metadata,
-                  created_at: message.created_at
-                })
+                sql.insert(storedRow(tenantId, message, seq, metadata))
               }`)
               return appendedAs(seq)
             })
@@ -165,16 +168,7 @@ export class MessagesRepo extends Effect.Service<MessagesRepo>()("bulwark/Messag
               }
               const rows = items.flatMap(({ message, tenantId }, index) => {
                 const seq = seqs[index]
-                return seq === undefined ? [] : [{
-                  tenant_id: tenantId,
-                  session_id: message.session_id,
-                  seq,
-                  id: message.id,
-                  agent_id: message.agent_id,
-                  content: message.content,
-                  metadata: JSON.stringify(message.metadata),
-                  created_at: message.created_at
-                }]
+                return seq === undefined ? [] : [storedRow(tenantId, message, seq, JSON.stringify(message.metadata))]
               })
               if (rows.length > 0) yield* db.write("messages.insert_batch", sql`INSERT INTO messages ${sql.insert(rows)}`)
               return items.map(({ message }, index) => {
