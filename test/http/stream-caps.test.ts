@@ -15,6 +15,17 @@ const subscribe = async (server: TestServer, key: string, sessionId: string): Pr
 }
 
 /** Open streams as `/health` details count them. */
+/** A slot freed is a stream that opens again (200) within the bound `eventually` allows. */
+const opensAgain = async (server: TestServer, key: string, sessionId: string) => {
+  const reopened = await eventually(async () => {
+    const response = await fetch(`${server.url}/v1/sessions/${sessionId}/events`, withKey(key))
+    if (response.status === 200) return response
+    await response.body?.cancel()
+    return undefined
+  })
+  await reopened.body?.cancel()
+}
+
 const streamsOpen = async (server: TestServer) => ((await (await server.admin("/health")).json()) as { streams: { open: number } }).streams.open
 
 const metric = async (server: TestServer, pattern: RegExp) => Number(pattern.exec(await (await server.admin("/metrics")).text())?.[1] ?? "NaN")
@@ -47,13 +58,7 @@ describe("caps on open event streams", () => {
 
       // A stream that ends gives its slot back.
       clients.shift()?.close()
-      const reopened = await eventually(async () => {
-        const response = await fetch(`${server.url}/v1/sessions/${sessionId}/events`, withKey(key))
-        if (response.status === 200) return response
-        await response.body?.cancel()
-        return undefined
-      })
-      await reopened.body?.cancel()
+      await opensAgain(server, key, sessionId)
     } finally {
       for (const client of clients) client.close()
       await server.close()
@@ -161,13 +166,7 @@ describe("caps on open event streams", () => {
       expect((await server.fetch(`/v1/sessions/${sessionId}`, withKey(key))).status).toBe(200)
 
       listening.close()
-      const reopened = await eventually(async () => {
-        const response = await fetch(`${server.url}/v1/sessions/${sessionId}/events`, withKey(key))
-        if (response.status === 200) return response
-        await response.body?.cancel()
-        return undefined
-      })
-      await reopened.body?.cancel()
+      await opensAgain(server, key, sessionId)
     } finally {
       for (const client of clients) client.close()
       await server.close()
