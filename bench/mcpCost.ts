@@ -12,7 +12,7 @@ import { join } from "node:path"
 import { runToEnd, stopAll } from "./processes.js"
 import { type ScenarioId, scenarios } from "./scenarios.js"
 import { startBulwark } from "./targets.js"
-import type { WrkRequest } from "./wrk.js"
+import { sendOnce, type WrkRequest } from "./wrk.js"
 
 const REQUESTS = Number(process.env["MCP_COST_REQUESTS"] ?? 4000)
 const ROUNDS = Number(process.env["MCP_COST_ROUNDS"] ?? 3)
@@ -33,15 +33,7 @@ const cpuMicros = (pid: number): number => {
 }
 
 const send = async (request: WrkRequest): Promise<number> => {
-  const response = await fetch(request.url, {
-    method: request.method,
-    headers: {
-      authorization: `Bearer ${request.apiKey}`,
-      ...(request.body === undefined ? {} : { "content-type": "application/json" }),
-      ...request.headers
-    },
-    ...(request.body === undefined ? {} : { body: request.body })
-  })
+  const response = await sendOnce(request)
   const text = await response.text()
   if (text.includes('"isError":true') || text.includes('"error":{')) throw new Error(`a wrong answer: ${text.slice(0, 300)}`)
   return response.status

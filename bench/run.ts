@@ -29,7 +29,7 @@ import {
   UNTHROTTLED_RATE_LIMIT
 } from "./targets.js"
 import { POOL_SIZE } from "./reference/pgStore.js"
-import { isWrkInstalled, runWrk, type WrkRequest, type WrkSettings } from "./wrk.js"
+import { isWrkInstalled, runWrk, sendOnce, type WrkRequest, type WrkSettings } from "./wrk.js"
 
 const BENCH_DIR = import.meta.dir
 const REPO_ROOT = join(BENCH_DIR, "..")
@@ -115,15 +115,7 @@ const targetOf = (targets: ReadonlyMap<TargetId, Target>, id: TargetId): Target 
 
 /** One request before the runs, so that a wrong answer is named (status and problem code) in the notes. */
 const probe = async (request: WrkRequest): Promise<{ readonly status: number; readonly code: string | null }> => {
-  const response = await fetch(request.url, {
-    method: request.method,
-    headers: {
-      authorization: `Bearer ${request.apiKey}`,
-      ...(request.body === undefined ? {} : { "content-type": "application/json" }),
-      ...request.headers
-    },
-    ...(request.body === undefined ? {} : { body: request.body })
-  })
+  const response = await sendOnce(request)
   const body = await response.json().catch(() => null) as
     | { code?: unknown; result?: { isError?: unknown; structuredContent?: { code?: unknown } }; error?: { code?: unknown } }
     | null

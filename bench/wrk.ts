@@ -42,6 +42,18 @@ interface LuaReport {
   readonly latency_us: { readonly mean: number; readonly max: number; readonly p50: number; readonly p90: number; readonly p99: number; readonly p999: number }
 }
 
+/** The request wrk sends, sent once with `fetch` (to check its answer, or to time it in process). */
+export const sendOnce = (request: WrkRequest): Promise<Response> =>
+  fetch(request.url, {
+    method: request.method,
+    headers: {
+      authorization: `Bearer ${request.apiKey}`,
+      ...(request.body === undefined ? {} : { "content-type": "application/json" }),
+      ...request.headers
+    },
+    ...(request.body === undefined ? {} : { body: request.body })
+  })
+
 export const isWrkInstalled = (): boolean => Bun.which("wrk") !== null
 
 export const runWrk = async (request: WrkRequest, settings: WrkSettings): Promise<WrkResult> => {
