@@ -75,7 +75,15 @@ const holdingSlot = (response: Response, slot: StreamSlot): Response => {
   const reader = response.body.getReader()
   const body = new ReadableStream<Uint8Array>({
     pull: async (controller) => {
-      const chunk = await reader.read().catch(() => ({ done: true as const, value: undefined }))
+      let chunk: Awaited<ReturnType<typeof reader.read>>
+      try {
+        chunk = await reader.read()
+      } catch (cause) {
+        // The slot comes back; the failure goes on as it came (each era logs its own stream's), not as a clean end.
+        slot.release()
+        controller.error(cause)
+        return
+      }
       if (chunk.done) {
         slot.release()
         controller.close()
