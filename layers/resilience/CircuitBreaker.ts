@@ -175,8 +175,14 @@ export const make = <E>(options: BreakerOptions<E>) =>
           }
         })
       ).pipe(
-        Effect.flatMap(([from, to]) => transitioned(from, to)),
-        Effect.zipRight(Metric.set(upGauge, outcome.failed ? 0 : 1))
+        Effect.flatMap(([from, to]) =>
+          Effect.zipRight(
+            transitioned(from, to),
+            // Up only when the breaker, having judged this call, lets calls through: a success it
+            // did not count (a call begun before the breaker opened) or a slow probe that opened it
+            // again says nothing for the calls that are being refused.
+            Metric.set(upGauge, !outcome.failed && (to === "closed" || to === "disabled") ? 1 : 0)
+          ))
       )
 
     /** A probe that ended without evidence (interrupted, a defect, a 404) frees its slot without judging the dependency. */

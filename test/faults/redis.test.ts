@@ -86,6 +86,13 @@ describe.skipIf(!available)("Redis faults", () => {
     await Bun.sleep(Math.max(0, pauseOver - Date.now()) + 20)
     fault.healed()
     expect((await read()).status).toBe(200)
+    // Recovered means the cache serves again: a probe got through and closed its breaker, and the
+    // gauges say so (the next test starts from a closed breaker, not from this one's open window).
+    await eventually(async () => {
+      await read()
+      const metrics = await (await server.admin("/metrics")).text()
+      return /^bulwark_breaker_state\{dependency="cache"\} 0$/m.test(metrics) && /^bulwark_dependency_up\{dependency="cache"\} 1$/m.test(metrics) ? true : undefined
+    }, 5000)
     await fault.recovered()
   })
 

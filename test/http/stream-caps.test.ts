@@ -93,31 +93,39 @@ describe("caps on open event streams", () => {
       const sessionId = await newSession(server, key)
       const head = await fetch(`${server.url}/v1/sessions/${sessionId}/events`, withKey(key, { method: "HEAD" }))
       expect(head.status).toBe(200)
+      // Each slot comes back once the server has seen its stream end, which can be a moment after the
+      // client moved on: the next open is retried within `eventually`'s bound rather than raced.
       // A client that leaves without reading past the headers.
-      const unread = await fetch(`${server.url}/v1/sessions/${sessionId}/events`, withKey(key))
-      expect(unread.status).toBe(200)
-      await unread.body?.cancel()
-      const client = await eventually(async () => {
+      const unread = await eventually(async () => {
         const response = await fetch(`${server.url}/v1/sessions/${sessionId}/events`, withKey(key))
         if (response.status === 200) return response
         await response.body?.cancel()
         return undefined
       })
-      await client.body?.cancel()
+      await unread.body?.cancel()
+      await opensAgain(server, key, sessionId)
 
       // A client whose connection just drops, with no close of the stream on its side.
       const url = new URL(server.url)
-      const dropped = await new Promise<import("bun").Socket>((resolve, reject) => {
-        void Bun.connect({
-          hostname: url.hostname,
-          port: Number(url.port),
-          socket: {
-            open: (socket) => void socket.write(`GET /v1/sessions/${sessionId}/events HTTP/1.1\r\nHost: ${url.host}\r\nAuthorization: Bearer ${key}\r\n\r\n`),
-            data: (socket, data) => (data.toString("latin1").startsWith("HTTP/1.1 200") ? resolve(socket) : reject(new Error(data.toString("latin1")))),
-            connectError: (_socket, error) => reject(error)
-          }
-        }).catch(reject)
-      })
+      const rawOpen = () =>
+        new Promise<import("bun").Socket | undefined>((resolve, reject) => {
+          void Bun.connect({
+            hostname: url.hostname,
+            port: Number(url.port),
+            socket: {
+              open: (socket) => void socket.write(`GET /v1/sessions/${sessionId}/events HTTP/1.1\r\nHost: ${url.host}\r\nAuthorization: Bearer ${key}\r\n\r\n`),
+              data: (socket, data) => {
+                const head = data.toString("latin1")
+                if (head.startsWith("HTTP/1.1 200")) return resolve(socket)
+                socket.end()
+                if (head.startsWith("HTTP/1.1 429")) return resolve(undefined)
+                reject(new Error(head))
+              },
+              connectError: (_socket, error) => reject(error)
+            }
+          }).catch(reject)
+        })
+      const dropped = await eventually(rawOpen)
       expect(await streamsOpen(server)).toBe(1)
       dropped.terminate()
       await eventually(async () => ((await streamsOpen(server)) === 0 ? true : undefined))

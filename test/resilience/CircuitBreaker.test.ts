@@ -1,6 +1,7 @@
 /** The circuit breaker's rules, each driven by TestClock (no test sleeps). */
 import { describe, expect, test } from "bun:test"
-import { Data, Deferred, Effect, Either, Fiber, TestClock, TestContext } from "effect"
+import { Data, Deferred, Effect, Either, Fiber, Metric, MetricLabel, TestClock, TestContext } from "effect"
+import { dependencyUp } from "../../src/telemetry/Metrics.js"
 import * as CircuitBreaker from "../../layers/resilience/CircuitBreaker.js"
 import { LoopDelay, type LoopDelayShape } from "../../layers/resilience/LoopDelay.js"
 
@@ -114,6 +115,38 @@ describe("CircuitBreaker", () => {
       yield* TestClock.adjust("40 seconds")
       yield* Effect.either(breaker.run(failing))
       expect((yield* breaker.status).retryAfterSeconds).toBe(40)
+    })))
+
+  test("the dependency's up gauge is 1 only while the breaker lets calls through: a slow probe's success or a late success keeps it 0", () =>
+    run(Effect.gen(function*() {
+      // A dependency name of this test's own: metrics are the process's.
+      const breaker = yield* CircuitBreaker.make(options({ dependency: "gauge-test" }))
+      const up = Metric.taggedWithLabels(dependencyUp, [MetricLabel.make("dependency", "gauge-test")])
+      const gauge = Effect.map(Metric.value(up), (state) => state.value)
+      yield* breaker.run(ok)
+      expect(yield* gauge).toBe(1)
+      // A call begun while closed, still running when the breaker opens.
+      const release = yield* Deferred.make<void>()
+      const late = yield* Effect.fork(breaker.run(Effect.as(Deferred.await(release), "late")))
+      yield* Effect.yieldNow()
+      for (let i = 0; i < 3; i++) yield* Effect.either(breaker.run(failing))
+      expect(yield* gauge).toBe(0)
+      yield* Deferred.succeed(release, undefined)
+      expect(yield* Fiber.join(late)).toBe("late")
+      expect((yield* breaker.status).state).toBe("open")
+      expect(yield* gauge).toBe(0)
+      // A probe that answers, but slowly: the breaker opens again, and the gauge stays 0.
+      yield* TestClock.adjust("5 seconds")
+      const probe = yield* Effect.fork(breaker.run(Effect.as(Effect.sleep("1500 millis"), "slow")))
+      yield* TestClock.adjust("1500 millis")
+      expect(yield* Fiber.join(probe)).toBe("slow")
+      expect((yield* breaker.status).state).toBe("open")
+      expect(yield* gauge).toBe(0)
+      // A quick probe closes it: up.
+      yield* TestClock.adjust("10 seconds")
+      yield* breaker.run(ok)
+      expect((yield* breaker.status).state).toBe("closed")
+      expect(yield* gauge).toBe(1)
     })))
 
   test("operators can force it open, disable it, and close it", () =>
