@@ -16,7 +16,6 @@ import { makeBudget, retrying, type RetryBudgetOptions } from "../resilience/Ret
 import * as ChangeSignal from "./ChangeSignal.js"
 import { translateSqlError, type TranslateOptions } from "./errors.js"
 import * as Migrations from "./Migrations.js"
-import * as Postgres from "./postgres/Postgres.js"
 import * as Sqlite from "./sqlite/Sqlite.js"
 
 export type CallKind = "read" | "write"
@@ -212,12 +211,17 @@ const sqliteClient = (options: DatabaseOptions, busyTimeoutMillis = options.sqli
  */
 const SQLITE_START_PATIENCE_MILLIS = 5_000
 
+/**
+ * Loaded when PostgreSQL is configured, not at start: its client brings `@effect/sql-pg`'s compiler
+ * and, with it, the `pg` driver's modules, which a server on SQLite would evaluate for nothing.
+ */
 const postgresClient = (options: DatabaseOptions, url: Extract<DatabaseUrl, { _tag: "Postgres" }>) =>
-  Postgres.layer({
-    url: url.url,
-    poolSize: url.poolSize,
-    ...(options.connectRetryFor === undefined ? {} : { connectRetryFor: options.connectRetryFor })
-  })
+  Layer.unwrapEffect(Effect.map(Effect.promise(() => import("./postgres/Postgres.js")), (Postgres) =>
+    Postgres.layer({
+      url: url.url,
+      poolSize: url.poolSize,
+      ...(options.connectRetryFor === undefined ? {} : { connectRetryFor: options.connectRetryFor })
+    })))
 
 /**
  * The share of the PostgreSQL pool a dependency's writes may hold at once, so that writes queue in

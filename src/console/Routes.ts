@@ -9,7 +9,7 @@
  * else (running from source: development and tests) a bundle made once with `Bun.build`.
  */
 import { Effect } from "effect"
-import { basename, resolve } from "node:path"
+import { basename, dirname, resolve } from "node:path"
 import { StartupError } from "../Config.js"
 import consolePage from "./index.html"
 
@@ -46,8 +46,9 @@ const builtAhead = (files: NonNullable<Bun.HTMLBundle["files"]>): ReadonlyArray<
   files.map((file) => ({
     name: basename(file.path),
     contentType: file.headers["content-type"],
-    // Paths are relative to the built server's own directory.
-    body: Bun.file(resolve(import.meta.dir, file.path))
+    // Paths are relative to the built server's own directory: the entry point's (the build is a
+    // CommonJS byte-code bundle, where `import.meta.dir` would still name the source directory).
+    body: Bun.file(resolve(dirname(Bun.main), file.path))
   }))
 
 const buildNow = async (index: string): Promise<ReadonlyArray<BundleFile>> => {

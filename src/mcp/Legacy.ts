@@ -156,7 +156,7 @@ export const makeLegacy = (run: McpRunner, limits: LegacySessionLimits) => {
       { capabilities: { tools: { listChanged: false }, resources: { subscribe: true, listChanged: false } }, instructions: INSTRUCTIONS }
     )
     server.setRequestHandler(ListToolsRequestSchema, (_request, extra) =>
-      listed(session(), scopeOf(extra.authInfo), "tools/list", extra.requestId, { tools: [...toolDescriptions] }))
+      listed(session(), scopeOf(extra.authInfo), "tools/list", extra.requestId, { tools: [...toolDescriptions()] }))
     server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
       const tool = lookupTool(request.params.name)
       if (tool === undefined) throw new McpError(ErrorCodes.InvalidParams, `Unknown tool: ${request.params.name}`)

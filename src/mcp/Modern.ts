@@ -156,7 +156,7 @@ export const makeModern = (runtime: Runtime.Runtime<McpServices>) => {
       case "server/discover":
         return listed({ supportedVersions: SUPPORTED_VERSIONS, capabilities: CAPABILITIES, instructions: INSTRUCTIONS, ...LIST_CACHE })
       case "tools/list":
-        return listed({ tools: toolDescriptions, ...LIST_CACHE })
+        return listed({ tools: toolDescriptions(), ...LIST_CACHE })
       case "resources/templates/list":
         return listed({ resourceTemplates, ...LIST_CACHE })
       case "resources/list":

@@ -220,12 +220,18 @@ export interface ToolDescription {
   }
 }
 
-/** Computed once: the list is the same for every caller, in the table's (deterministic) order. */
-export const toolDescriptions: ReadonlyArray<ToolDescription> = tools.map((t) => ({
+let described: ReadonlyArray<ToolDescription> | undefined
+
+/**
+ * Computed once, at the first listing rather than at start (deriving the JSON Schemas is the
+ * slowest part of loading this module): the list is the same for every caller, in the table's
+ * (deterministic) order.
+ */
+export const toolDescriptions = (): ReadonlyArray<ToolDescription> => (described ??= tools.map((t) => ({
   name: t.name,
   title: t.title,
   description: t.description,
   inputSchema: objectJsonSchema(t.input) as Json & { type: "object" },
   outputSchema: outputJsonSchema(t.output) as Json & { type: "object" },
   annotations: { readOnlyHint: t.readOnly, destructiveHint: t.destructive, idempotentHint: t.idempotent, openWorldHint: false }
-}))
+})))
