@@ -2,7 +2,7 @@
  * Structured logs: one JSON object per line (`LOG_FORMAT=json`) or pretty for people; on stdout for
  * the server, on stderr for the CLI, whose stdout carries only its result.
  */
-import { Cause, FiberId, Inspectable, Layer, Logger, type LogLevel } from "effect"
+import { Cause, Effect, FiberId, Inspectable, Layer, Logger, type LogLevel } from "effect"
 
 /** A value as Effect's own JSON logger shows it: a primitive as is, anything else through its `toJSON`. */
 const structured = (value: unknown): unknown => {
@@ -68,12 +68,46 @@ const stringifyAnything = (entry: unknown): string => {
   })
 }
 
-const jsonLogger = (stream: "stdout" | "stderr") =>
-  Logger.make<unknown, void>((options) => {
-    const line = jsonLine(options)
-    if (stream === "stderr") console.error(line)
-    else console.log(line)
-  })
+/**
+ * Where lines go: one write per event-loop turn with all of that turn's lines, not one per line.
+ * A write per line cost about 25 µs of a 404's CPU under load (measured in process, against about
+ * 5 µs for building the line), and every 4xx writes one at the default level. The lines of the
+ * turn being served are written when it ends, when the logging layer's scope closes (the server's
+ * shutdown) and when the process exits; only a kill that gives the process no last turn
+ * (`SIGKILL`) loses them, as it loses the ledger rows still queued in the same moment.
+ */
+const lineSink = (stream: "stdout" | "stderr") =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const write = stream === "stderr" ? (text: string) => console.error(text) : (text: string) => console.log(text)
+      let pending: Array<string> = []
+      let scheduled = false
+      const flush = () => {
+        scheduled = false
+        if (pending.length === 0) return
+        const text = pending.join("\n")
+        pending = []
+        write(text)
+      }
+      process.on("exit", flush)
+      return {
+        add: (line: string) => {
+          pending.push(line)
+          if (!scheduled) {
+            scheduled = true
+            setImmediate(flush)
+          }
+        },
+        close: () => {
+          process.off("exit", flush)
+          flush()
+        }
+      }
+    }),
+    (sink) => Effect.sync(sink.close)
+  )
+
+const jsonLogger = (add: (line: string) => void) => Logger.make<unknown, void>((options) => add(jsonLine(options)))
 
 export const layer = (options: {
   readonly format: "json" | "pretty"
@@ -81,9 +115,8 @@ export const layer = (options: {
   readonly stream?: "stdout" | "stderr"
 }) =>
   Layer.merge(
-    Logger.replace(
-      Logger.defaultLogger,
-      options.format === "json" ? jsonLogger(options.stream ?? "stdout") : Logger.prettyLogger({ stderr: options.stream === "stderr" })
-    ),
+    options.format === "json"
+      ? Layer.unwrapScoped(Effect.map(lineSink(options.stream ?? "stdout"), (sink) => Logger.replace(Logger.defaultLogger, jsonLogger(sink.add))))
+      : Logger.replace(Logger.defaultLogger, Logger.prettyLogger({ stderr: options.stream === "stderr" })),
     Logger.minimumLogLevel(options.level)
   )
