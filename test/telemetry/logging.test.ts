@@ -50,3 +50,46 @@ describe("the JSON log line", () => {
     expect(line.annotations.cyclic).toEqual({ name: "loop" })
   })
 })
+
+describe("the writes", () => {
+  const withConsoleLog = async (body: (calls: Array<string>) => Promise<void>) => {
+    const calls: Array<string> = []
+    const original = console.log
+    console.log = (text: string) => void calls.push(text)
+    try {
+      await body(calls)
+    } finally {
+      console.log = original
+    }
+  }
+  const logging = Logging.layer({ format: "json", level: LogLevel.Info })
+
+  test("a turn's lines go out in one write when the turn ends, in order", () =>
+    withConsoleLog(async (calls) => {
+      await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+        yield* Effect.logInfo("one")
+        yield* Effect.logWarning("two")
+        yield* Effect.logError("three")
+        // Still this turn: nothing written yet.
+        expect(calls).toEqual([])
+        yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+        expect(calls).toHaveLength(1)
+        expect(calls[0]!.split("\n").map((line) => JSON.parse(line).message)).toEqual(["one", "two", "three"])
+        yield* Effect.logInfo("four")
+      }).pipe(Effect.provide(logging))))
+      // The scope closed before the next turn: its last line was written on the way out.
+      expect(calls).toHaveLength(2)
+      expect(JSON.parse(calls[1]!).message).toBe("four")
+    }))
+
+  test("a process that exits in the middle of a turn still writes that turn's lines", async () => {
+    const script = [
+      `import { Effect, LogLevel } from "effect"`,
+      `import * as Logging from ${JSON.stringify(new URL("../../src/telemetry/Logging.ts", import.meta.url).pathname)}`,
+      `Effect.runFork(Effect.zipRight(Effect.logWarning("last words"), Effect.sync(() => process.exit(3))).pipe(Effect.provide(Logging.layer({ format: "json", level: LogLevel.Info }))))`
+    ].join("\n")
+    const child = Bun.spawn([process.execPath, "-e", script], { cwd: new URL("../..", import.meta.url).pathname, stdout: "pipe", stderr: "inherit" })
+    expect(await child.exited).toBe(3)
+    expect(JSON.parse((await new Response(child.stdout).text()).trim()).message).toBe("last words")
+  })
+})
