@@ -248,23 +248,11 @@ const make: Effect.Effect<EventsShape, never, EventBus | MessagesRepo | ErrorLed
   }
 
   // After a mass close the engine collects the garbage only when it next decides to, and the process
-  // holds hundreds of megabytes meanwhile: a full collection once the closing is over hands them back
-  // (`Bun.gc(false)` did not within 3 s). Its pause is on the event loop: logged, with what it returned.
+  // holds hundreds of megabytes meanwhile: a full collection once the closing is over hands them back.
   const massClose = yield* AfterBurst.make({
     threshold: MASS_CLOSE,
     quiet: COLLECT_AFTER_QUIET,
-    run: Effect.suspend(() => {
-      const rssBefore = process.memoryUsage.rss()
-      const startedAt = performance.now()
-      Bun.gc(true)
-      const pauseMillis = performance.now() - startedAt
-      const megabytes = (bytes: number) => Math.round(bytes / 1024 / 1024)
-      return Effect.logInfo("event streams: full collection after a mass close").pipe(Effect.annotateLogs({
-        pause_ms: Math.round(pauseMillis * 10) / 10,
-        rss_before_mb: megabytes(rssBefore),
-        rss_after_mb: megabytes(process.memoryUsage.rss())
-      }))
-    })
+    run: AfterBurst.fullCollection("after a mass close of event streams")
   })
 
   const fail = (subscriber: Subscriber, error: AppError) => {

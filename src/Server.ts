@@ -39,7 +39,16 @@ import { RequestRates } from "./telemetry/Rates.js"
 
 import { SQLITE_BUSY_TIMEOUT_MILLIS } from "../layers/database/Database.js"
 import * as Supervised from "../layers/resilience/Supervised.js"
+import * as AfterBurst from "../layers/resilience/AfterBurst.js"
 export { SQLITE_BUSY_TIMEOUT_MILLIS }
+
+/**
+ * Requests in a burst after which, once they stop for `REQUESTS_QUIET`, the heap is collected in
+ * full. Measured: after 5 s of load (15,000-70,000 requests) RSS stood at 150-200 MB against about
+ * 100 MB idle, nearly all of it garbage the engine had not yet collected.
+ */
+const REQUEST_BURST = 10_000
+const REQUESTS_QUIET = "2 seconds"
 
 export interface ServerOptions {
   readonly config: AppConfigShape
@@ -66,6 +75,8 @@ export interface ServerOptions {
   readonly traceSampleRatio?: number
   /** BULWARK_MAX_STREAMS_PER_KEY / BULWARK_MAX_STREAMS (see `streamCapsConfig`); 100 / 10000 when not given. */
   readonly streamCaps?: StreamCaps
+  /** When the heap is collected in full after a burst of requests (tests make the burst small). */
+  readonly collectAfterRequests?: { readonly threshold: number; readonly quiet: Duration.DurationInput }
 }
 
 /**
@@ -156,6 +167,11 @@ const listen = (options: ServerOptions) =>
       const consoleRoutes = yield* ConsoleRoutes.make
       const executor = yield* Executor.make(Api, { requestTimeoutMillis: config.requestTimeoutMillis, extraRoutes: options.extraRoutes })
       const mcpRoutes = yield* McpEndpoint.make({ requestTimeoutMillis: config.requestTimeoutMillis, ...options.mcp })
+      const afterLoad = yield* AfterBurst.make({
+        threshold: options.collectAfterRequests?.threshold ?? REQUEST_BURST,
+        quiet: options.collectAfterRequests?.quiet ?? REQUESTS_QUIET,
+        run: AfterBurst.fullCollection("after a burst of requests")
+      })
       const server = yield* Effect.try({ try: () =>
         Bun.serve({
           port: config.port,
@@ -164,7 +180,10 @@ const listen = (options: ServerOptions) =>
           maxRequestBodySize: 16 * 1024 * 1024,
           idleTimeout: options.idleTimeoutSeconds ?? 10,
           routes: { ...mcpRoutes, ...consoleRoutes },
-          fetch: executor.fetch
+          fetch: (request, server) => {
+            afterLoad.record()
+            return executor.fetch(request, server)
+          }
         }),
         catch: (cause) => cause
       })

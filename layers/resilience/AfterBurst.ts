@@ -1,9 +1,9 @@
 /**
  * Work worth doing once after a burst, not during it: after `threshold` events since it last ran,
- * once none has come for `quiet` (each one meanwhile postpones it). The event streams use it for a
- * full collection of the heap after thousands of streams closed: the engine collects that
- * garbage only when it next chooses to, and the process holds hundreds of megabytes meanwhile; the
- * collection pauses the event loop, so it runs once per burst.
+ * once none has come for `quiet` (each one meanwhile postpones it). The server uses it for a full
+ * collection of the heap after thousands of event streams closed, and after a burst of requests:
+ * the engine collects that garbage only when it next chooses to, and the process holds hundreds of
+ * megabytes meanwhile; the collection pauses the event loop, so it runs once per burst, when quiet.
  */
 import { Duration, Effect, FiberSet, type Scope } from "effect"
 
@@ -49,4 +49,22 @@ export const make = (options: AfterBurstOptions): Effect.Effect<AfterBurst, neve
         }
       }
     }
+  })
+
+/**
+ * A full collection of the heap, logged with its pause and what it handed back. `Bun.gc(false)` (a
+ * collection the engine may defer) did not hand the memory back within 3 s after a mass close.
+ */
+export const fullCollection = (reason: string): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const rssBefore = process.memoryUsage.rss()
+    const startedAt = performance.now()
+    Bun.gc(true)
+    const pauseMillis = performance.now() - startedAt
+    const megabytes = (bytes: number) => Math.round(bytes / 1024 / 1024)
+    return Effect.logInfo(`full collection ${reason}`).pipe(Effect.annotateLogs({
+      pause_ms: Math.round(pauseMillis * 10) / 10,
+      rss_before_mb: megabytes(rssBefore),
+      rss_after_mb: megabytes(process.memoryUsage.rss())
+    }))
   })

@@ -55,6 +55,8 @@ export interface TestServerOptions {
   readonly streamCaps?: { readonly perKey: number; readonly total: number }
   /** Bun's idle timeout for connections, in seconds (10 by default, as in production). */
   readonly idleTimeoutSeconds?: number
+  /** The burst of requests after which, once quiet, the heap is collected in full (10,000 and 2 s by default). */
+  readonly collectAfterRequests?: { readonly threshold: number; readonly quiet: Duration.DurationInput }
   /**
    * Another server's database file (on PostgreSQL its database URL), to run a second instance on the
    * same data (it is not deleted on close).
@@ -160,6 +162,7 @@ export const startServer = async (options: TestServerOptions = {}): Promise<Test
       ...(options.streamCaps === undefined ? {} : { streamCaps: options.streamCaps }),
       ...(options.rateLimitStore === undefined ? {} : { rateLimitStore: options.rateLimitStore }),
       ...(options.idleTimeoutSeconds === undefined ? {} : { idleTimeoutSeconds: options.idleTimeoutSeconds }),
+      ...(options.collectAfterRequests === undefined ? {} : { collectAfterRequests: options.collectAfterRequests }),
       ...(options.mcp === undefined ? {} : { mcp: options.mcp }),
       ...(options.traceUrl === undefined ? {} : { traceUrl: options.traceUrl }),
       ...(options.traceSampleRatio === undefined ? {} : { traceSampleRatio: options.traceSampleRatio })
