@@ -16,7 +16,7 @@ import { join, resolve } from "node:path"
 import { runFanout } from "./fanout.js"
 import { type BenchPostgres, DEFAULT_POSTGRES_URL, openBenchPostgres } from "./postgres.js"
 import { freePort, runToEnd, rssMegabytes, stopAll } from "./processes.js"
-import { buildReport, type Measurement, type ProcessStats, renderMarkdown } from "./report.js"
+import { buildReport, type Measurement, type ProcessStats, renderMarkdown, SETTLE_SECONDS } from "./report.js"
 import { type BenchDatabase, type Scenario, scenarios as defineScenarios } from "./scenarios.js"
 import {
   describeCacheHealth,
@@ -173,16 +173,22 @@ const measureAll = async (
 
 const logLinesOf = (path: string): Array<string> => readFileSync(path, "utf8").split("\n").filter((line) => line.trim() !== "")
 
-const processStats = (target: Target): ProcessStats => {
-  const lines = logLinesOf(target.logFile)
-  return {
-    targetId: target.id,
-    startupMillis: target.startupMillis,
-    idleRssMb: target.idleRssMb,
-    finalRssMb: rssMegabytes(target.process.pid),
-    logLines: lines.length,
-    droppedLedgerRows: lines.filter((line) => line.startsWith('{"ledger":"dropped"')).length
-  }
+/** Every server's memory right after the runs, then again once all have gone `SETTLE_SECONDS` without a request. */
+const processStats = async (targets: ReadonlyArray<Target>): Promise<Array<ProcessStats>> => {
+  const finalRss = targets.map((target) => rssMegabytes(target.process.pid))
+  await Bun.sleep(SETTLE_SECONDS * 1000)
+  return targets.map((target, i) => {
+    const lines = logLinesOf(target.logFile)
+    return {
+      targetId: target.id,
+      startupMillis: target.startupMillis,
+      idleRssMb: target.idleRssMb,
+      finalRssMb: finalRss[i]!,
+      settledRssMb: rssMegabytes(target.process.pid),
+      logLines: lines.length,
+      droppedLedgerRows: lines.filter((line) => line.startsWith('{"ledger":"dropped"')).length
+    }
+  })
 }
 
 const commandOutput = async (command: ReadonlyArray<string>, cwd: string): Promise<{ readonly ok: boolean; readonly text: string }> => {
@@ -263,7 +269,7 @@ const run = async (settings: Settings, workDir: string, postgres: BenchPostgres 
     header,
     scenarios,
     measurements,
-    processes: [...targets.values()].map(processStats),
+    processes: await processStats([...targets.values()]),
     notes: [
       ...probeNotes,
       ...(cacheBefore === null ? [] : [`Bulwark with Redis unreachable, before the runs: ${cacheBefore}; after: ${cacheAfter}.`]),
