@@ -3,7 +3,7 @@
  * layer with a temporary database file and port 0.
  */
 import { HttpServer } from "@effect/platform"
-import { Cause, type Duration, Effect, FiberRef, Layer, Option } from "effect"
+import { Cause, type Duration, Effect, FiberRef, Layer, Option, Record } from "effect"
 import * as Database from "../layers/database/Database.js"
 import { adminTokenLayer, jwtSecretLayer } from "../layers/Secrets.js"
 import * as Cache from "../layers/cache/Cache.js"
@@ -172,6 +172,11 @@ const listen = (options: ServerOptions) =>
         quiet: options.collectAfterRequests?.quiet ?? REQUESTS_QUIET,
         run: AfterBurst.fullCollection("after a burst of requests")
       })
+      // API and MCP requests make the burst (the console's few do not matter).
+      const counted = <Args extends Array<any>, A>(handle: (...args: Args) => A) => (...args: Args): A => {
+        afterLoad.record()
+        return handle(...args)
+      }
       const server = yield* Effect.try({ try: () =>
         Bun.serve({
           port: config.port,
@@ -179,11 +184,8 @@ const listen = (options: ServerOptions) =>
           // Above our own 1 MiB rule, so that the boundary (not Bun) answers oversized bodies.
           maxRequestBodySize: 16 * 1024 * 1024,
           idleTimeout: options.idleTimeoutSeconds ?? 10,
-          routes: { ...mcpRoutes, ...consoleRoutes },
-          fetch: (request, server) => {
-            afterLoad.record()
-            return executor.fetch(request, server)
-          }
+          routes: { ...Record.map(mcpRoutes, counted), ...consoleRoutes },
+          fetch: counted(executor.fetch)
         }),
         catch: (cause) => cause
       })
