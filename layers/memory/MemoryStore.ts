@@ -5,12 +5,14 @@
  * apart from the database, and it could move to another store without touching its callers.
  *
  * Each call answers whether the session exists in the same statement that reads or writes the key,
- * so "no such session" and "no such key" come from one consistent look.
+ * so "no such session" and "no such key" come from one consistent look. Concurrent puts are
+ * group-committed, as message posts are.
  */
 import type { SqlError } from "@effect/sql/SqlError"
 import { Context, Effect, Layer, Option } from "effect"
 import { MemoryUnavailable, type Overloaded } from "../../src/errors.js"
 import type { CircuitBreaker } from "../resilience/CircuitBreaker.js"
+import * as GroupCommit from "../database/GroupCommit.js"
 import { Database, type DatabaseResilience, defaultResilience, makeGuards } from "../database/Database.js"
 import { translateSqlError } from "../database/errors.js"
 
@@ -43,6 +45,15 @@ export interface MemoryStoreShape {
 
 const isMemoryUnavailable = (error: unknown): error is MemoryUnavailable => error instanceof MemoryUnavailable
 
+/** Puts per group-committed transaction at most. */
+const MAX_PUT_BATCH = 64
+
+interface Put {
+  readonly tenantId: string
+  readonly sessionId: string
+  readonly row: MemoryRow
+}
+
 export class MemoryStore extends Context.Tag("bulwark/MemoryStore")<MemoryStore, MemoryStoreShape>() {
   static readonly make = (resilience: DatabaseResilience = defaultResilience) =>
     Effect.gen(function*() {
@@ -71,18 +82,36 @@ export class MemoryStore extends Context.Tag("bulwark/MemoryStore")<MemoryStore,
       const sessionExists = (tenantId: string, sessionId: string) =>
         sql`SELECT 1 AS found FROM sessions WHERE tenant_id = ${tenantId} AND id = ${sessionId}`.pipe(Effect.map((rows) => rows.length > 0))
 
-      const put: MemoryStoreShape["put"] = (tenantId, sessionId, row) =>
-        write(
-          "memory.put",
-          // The insert happens only if the session exists; one statement, so a concurrent delete of
-          // the session either sees this key (and cascades it) or this insert sees no session.
-          sql<MemoryRow>`INSERT INTO memory (tenant_id, session_id, key, value, expires_at, updated_at)
-            SELECT ${tenantId}, ${sessionId}, ${row.key}, ${row.value}, ${row.expires_at}, ${row.updated_at}
-            WHERE EXISTS (SELECT 1 FROM sessions WHERE tenant_id = ${tenantId} AND id = ${sessionId})
-            ON CONFLICT (tenant_id, session_id, key)
-            DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at, updated_at = excluded.updated_at
-            RETURNING key, value, expires_at, updated_at`
-        ).pipe(Effect.map((rows) => Option.fromNullable(rows[0])))
+      // The insert happens only if the session exists; one statement, so a concurrent delete of the
+      // session either sees this key (and cascades it) or this insert sees no session.
+      const upsert = ({ row, sessionId, tenantId }: Put) =>
+        sql<MemoryRow>`INSERT INTO memory (tenant_id, session_id, key, value, expires_at, updated_at)
+          SELECT ${tenantId}, ${sessionId}, ${row.key}, ${row.value}, ${row.expires_at}, ${row.updated_at}
+          WHERE EXISTS (SELECT 1 FROM sessions WHERE tenant_id = ${tenantId} AND id = ${sessionId})
+          ON CONFLICT (tenant_id, session_id, key)
+          DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at, updated_at = excluded.updated_at
+          RETURNING key, value, expires_at, updated_at`.pipe(Effect.map((rows): InSession<MemoryRow> => Option.fromNullable(rows[0])))
+
+      const putOne = (item: Put) => write("memory.put", upsert(item))
+
+      /**
+       * Puts of one event-loop turn in one transaction (see `GroupCommit`): each is the statement a
+       * put alone runs, in the order they came, so two puts of one key end as they would one after
+       * the other. Every typed failure is the store's (unreachable, locked, overloaded), so it is
+       * every caller's; a defect sends the batch back put by put.
+       */
+      const grouped = yield* GroupCommit.make({
+        name: "memory.put",
+        maxBatch: MAX_PUT_BATCH,
+        writeBatch: (items) =>
+          items.length === 1
+            ? Effect.map(putOne(items[0]!), (stored) => [stored])
+            : write("memory.put_batch", sql.withTransaction(Effect.forEach(items, upsert))),
+        writeOne: putOne,
+        isShared: () => true
+      })
+
+      const put: MemoryStoreShape["put"] = (tenantId, sessionId, row) => grouped.submit({ tenantId, sessionId, row })
 
       const liveEntries = (tenantId: string, sessionId: string, now: string, key: Option.Option<string>) =>
         sql<{ session: string; key: string | null; value: string | null; expires_at: string | null; updated_at: string | null }>`
