@@ -237,6 +237,26 @@ const STANDING_NOTES = [
   "The references do the same work per request without middleware: SHA-256 of the key → tenant, tenant-scoped row read (or seq = max + 1 insert in one transaction; on PostgreSQL one statement that bumps the session's last_seq and inserts with it), JSON; RFC 9457 body for failures."
 ]
 
+/**
+ * Bulwark collects its heap in full once a burst of requests has been over for 2 s, which in this
+ * harness falls while another server is measured on the same core: how often, and the pauses' sum,
+ * so that the CPU it took from that run is in view.
+ */
+const collectionNotes = (targets: ReadonlyArray<Target>): Array<string> =>
+  targets.flatMap((target) => {
+    const pauses = logLinesOf(target.logFile).flatMap((line) => {
+      if (!line.includes('"full collection after a burst of requests"')) return []
+      const pause = (JSON.parse(line) as { annotations?: { pause_ms?: number } }).annotations?.pause_ms
+      return typeof pause === "number" ? [pause] : []
+    })
+    if (pauses.length === 0) return []
+    const total = pauses.reduce((sum, pause) => sum + pause, 0)
+    return [
+      `${TARGET_LABELS[target.id]}: ${pauses.length} full collections after bursts, pauses ${Math.round(Math.min(...pauses))}–${Math.round(Math.max(...pauses))} ms, ${Math.round(total)} ms in all, ` +
+      "on the core the servers share, each 2 s after its last run (so during the next server's warm-up or run)."
+    ]
+  })
+
 /** Anything else busy on the machine shows here; it makes every number noisier. */
 const describeLoad = (): string => loadavg().map((load) => load.toFixed(2)).join(" / ")
 
@@ -275,6 +295,7 @@ const run = async (settings: Settings, workDir: string, postgres: BenchPostgres 
       ...(cacheBefore === null ? [] : [`Bulwark with Redis unreachable, before the runs: ${cacheBefore}; after: ${cacheAfter}.`]),
       `Load average (1 / 5 / 15 min) before: ${loadBefore}; after: ${describeLoad()}. ` +
         "A server under load and wrk keep it near 2 on this machine; more means something else was running.",
+      ...collectionNotes([...targets.values()]),
       ...STANDING_NOTES
     ]
   })
