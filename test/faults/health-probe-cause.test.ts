@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { LogLevel } from "effect"
 import { type OwnRedis, requireRedisServer, startOwnRedis } from "../support/redis.js"
 import { captureLogLines } from "../support/logLines.js"
-import { startServer, type TestServer } from "../support/server.js"
+import { eventually, startServer, type TestServer } from "../support/server.js"
 
 const available = requireRedisServer()
 
@@ -29,9 +29,9 @@ describe.skipIf(!available)("health probe causes", () => {
     const response = await server.admin("/health")
     const report = (await response.json()) as { dependencies: { cache: { status: string } } }
     expect(report.dependencies.cache.status).toBe("down")
-    const line = lines.find((entry) => entry.includes("health probe of the cache failed"))
-    expect(line).toBeDefined()
-    const parsed = JSON.parse(line!) as { logLevel: string; annotations: { dependency: string; code: string; cause: string } }
+    // Log lines are written when the event-loop turn that logged them ends.
+    const line = await eventually(async () => lines.find((entry) => entry.includes("health probe of the cache failed")))
+    const parsed = JSON.parse(line) as { logLevel: string; annotations: { dependency: string; code: string; cause: string } }
     expect(parsed.logLevel).toBe("WARN")
     expect(parsed.annotations.dependency).toBe("cache")
     expect(parsed.annotations.code).toBe("CACHE_UNAVAILABLE")
