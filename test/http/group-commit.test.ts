@@ -1,6 +1,7 @@
 /**
- * Message posts are group-committed (several per transaction) and each poster still gets its own
- * answer: `seq` gapless per session, a bad row failing only its own post, idempotent replays intact.
+ * Message posts and memory puts are group-committed (several per transaction) and each caller still
+ * gets its own answer: `seq` gapless per session, a bad row failing only its own write, idempotent
+ * replays intact, a missing session the 404 of its own callers only.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { connect } from "../support/postgres.js"
@@ -36,14 +37,15 @@ const stored = async (sessionId: string) => {
 
 const oneTo = (n: number) => Array.from({ length: n }, (_, i) => i + 1)
 
-/** The batches written so far and the rows in them, from `/metrics`. */
-const batches = async () => {
+/** The batches of one kind of write (`messages.append`, `memory.put`) written so far and the rows in them, from `/metrics`. */
+const batchesOf = async (write: string) => {
   const text = await (await server.admin("/metrics")).text()
   const value = (name: string) =>
-    Number(new RegExp(`^bulwark_write_batch_size_${name}\\{[^}]*write="messages.append"[^}]*\\} (\\d+)$`, "m").exec(text)?.[1] ?? 0)
-  const splits = Number(/^bulwark_write_batch_splits_total\{[^}]*write="messages.append"[^}]*\} (\d+)$/m.exec(text)?.[1] ?? 0)
+    Number(new RegExp(`^bulwark_write_batch_size_${name}\\{[^}]*write="${write}"[^}]*\\} (\\d+)$`, "m").exec(text)?.[1] ?? 0)
+  const splits = Number(new RegExp(`^bulwark_write_batch_splits_total\\{[^}]*write="${write}"[^}]*\\} (\\d+)$`, "m").exec(text)?.[1] ?? 0)
   return { count: value("count"), rows: value("sum"), splits }
 }
+const batches = () => batchesOf("messages.append")
 
 /** Runs DDL on the server's own database, whichever it is. */
 const execute = async (statements: ReadonlyArray<string>) => {
@@ -62,6 +64,28 @@ const execute = async (statements: ReadonlyArray<string>) => {
     for (const statement of statements) await db.unsafe(statement)
   } finally {
     await db.close()
+  }
+}
+
+/**
+ * Runs `body` while inserting `value` into `table.column` is refused by a trigger (a row the database
+ * refuses on its own account, as a broken constraint would be), on either database.
+ */
+const whilePoisoned = async (table: "messages" | "memory", column: string, body: () => Promise<void>) => {
+  const name = `poison_${table}`
+  const onPostgres = !server.databaseUrl.startsWith("file:")
+  await execute(onPostgres
+    ? [
+      `CREATE FUNCTION ${name}() RETURNS trigger AS $$ BEGIN
+         IF NEW.${column} = 'poison' THEN RAISE EXCEPTION 'poisoned row' USING ERRCODE = '23514'; END IF;
+         RETURN NEW; END $$ LANGUAGE plpgsql`,
+      `CREATE TRIGGER ${name} BEFORE INSERT ON ${table} FOR EACH ROW EXECUTE FUNCTION ${name}()`
+    ]
+    : [`CREATE TRIGGER ${name} BEFORE INSERT ON ${table} WHEN NEW.${column} = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned row'); END`])
+  try {
+    await body()
+  } finally {
+    await execute(onPostgres ? [`DROP TRIGGER ${name} ON ${table}`, `DROP FUNCTION ${name}()`] : [`DROP TRIGGER ${name}`])
   }
 }
 
@@ -95,16 +119,7 @@ describe("group commit", () => {
 
   test("a row that breaks a constraint fails only its own post; the others of its batch land, gapless", async () => {
     const sessionId = await newSession()
-    const onPostgres = !server.databaseUrl.startsWith("file:")
-    await execute(onPostgres
-      ? [
-        `CREATE FUNCTION poison_message() RETURNS trigger AS $$ BEGIN
-           IF NEW.content = 'poison' THEN RAISE EXCEPTION 'poisoned row' USING ERRCODE = '23514'; END IF;
-           RETURN NEW; END $$ LANGUAGE plpgsql`,
-        "CREATE TRIGGER poison_message BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION poison_message()"
-      ]
-      : ["CREATE TRIGGER poison_message BEFORE INSERT ON messages WHEN NEW.content = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned row'); END"])
-    try {
+    await whilePoisoned("messages", "content", async () => {
       const before = await batches()
       const contents = Array.from({ length: 20 }, (_, i) => (i === 7 ? "poison" : `ok${i}`))
       const responses = await Promise.all(contents.map((content) => post(sessionId, content)))
@@ -119,11 +134,7 @@ describe("group commit", () => {
       expect((await ledgerRecord(server, poisoned.error_id)).severity).toBe("critical")
       // The poison shared a batch with others, which was then written again row by row.
       expect((await batches()).splits - before.splits).toBeGreaterThanOrEqual(1)
-    } finally {
-      await execute(onPostgres
-        ? ["DROP TRIGGER poison_message ON messages", "DROP FUNCTION poison_message()"]
-        : ["DROP TRIGGER poison_message"])
-    }
+    })
   })
 
   test("a session deleted while its posts are being batched: its posts are 201 or 404, the other session's all land", async () => {
@@ -158,5 +169,63 @@ describe("group commit", () => {
     const rows = await stored(sessionId)
     expect(rows.map((message) => message.seq)).toEqual(oneTo(19))
     expect(rows.filter((message) => message.content === "once")).toEqual([repeats[0]!])
+  })
+})
+
+interface Entry {
+  key: string
+  value: unknown
+}
+
+const put = (sessionId: string, name: string, value: unknown) =>
+  server.fetch(`/v1/sessions/${sessionId}/memory/${name}`, withKey(key, { method: "PUT", body: JSON.stringify({ value }) }))
+
+const read = async (sessionId: string, name: string) => ((await (await server.fetch(`/v1/sessions/${sessionId}/memory/${name}`, withKey(key))).json()) as Entry).value
+
+describe("memory puts, group-committed", () => {
+  test("30 concurrent puts are written in fewer transactions than puts; each answer is its own entry, and each is stored", async () => {
+    const sessionId = await newSession()
+    const before = await batchesOf("memory.put")
+    const names = Array.from({ length: 30 }, (_, i) => `k${i}`)
+    const responses = await Promise.all(names.map((name, i) => put(sessionId, name, { i })))
+    expect(responses.map((response) => response.status)).toEqual(Array(30).fill(200))
+    const answered = (await Promise.all(responses.map((response) => response.json()))) as Array<Entry>
+    expect(answered).toEqual(names.map((name, i) => expect.objectContaining({ key: name, value: { i } })))
+    for (const [i, name] of names.entries()) expect(await read(sessionId, name)).toEqual({ i })
+    const after = await batchesOf("memory.put")
+    expect(after.rows - before.rows).toBe(30)
+    expect(after.count - before.count).toBeLessThan(30)
+  })
+
+  test("concurrent puts of one key: each caller is answered with its own value, and the key ends with one of them", async () => {
+    const sessionId = await newSession()
+    const responses = await Promise.all(Array.from({ length: 12 }, (_, i) => put(sessionId, "shared", i)))
+    const answered = (await Promise.all(responses.map((response) => response.json()))) as Array<Entry>
+    expect(answered.map((entry) => entry.value)).toEqual(Array.from({ length: 12 }, (_, i) => i))
+    expect(answered.map((entry) => entry.value)).toContain(await read(sessionId, "shared"))
+  })
+
+  test("a put to a missing session in the same batch is that caller's 404; the others land", async () => {
+    const sessionId = await newSession()
+    const responses = await Promise.all([
+      ...Array.from({ length: 10 }, (_, i) => put(sessionId, `ok${i}`, i)),
+      put(crypto.randomUUID(), "lost", 1)
+    ])
+    expect(responses.slice(0, 10).map((response) => response.status)).toEqual(Array(10).fill(200))
+    await expectProblem(responses[10]!, 404, "SESSION_NOT_FOUND")
+    for (let i = 0; i < 10; i++) expect(await read(sessionId, `ok${i}`)).toBe(i)
+  })
+
+  test("a put the database refuses fails only its own caller; the others of its batch are written again one by one and land", async () => {
+    const sessionId = await newSession()
+    await whilePoisoned("memory", "key", async () => {
+      const before = await batchesOf("memory.put")
+      const names = Array.from({ length: 16 }, (_, i) => (i === 5 ? "poison" : `fine${i}`))
+      const responses = await Promise.all(names.map((name, i) => put(sessionId, name, i)))
+      await expectProblem(responses[5]!, 500, "INTERNAL_ERROR")
+      expect(responses.filter((_, i) => i !== 5).map((response) => response.status)).toEqual(Array(15).fill(200))
+      for (const [i, name] of names.entries()) if (i !== 5) expect(await read(sessionId, name)).toBe(i)
+      expect((await batchesOf("memory.put")).splits - before.splits).toBeGreaterThanOrEqual(1)
+    })
   })
 })
