@@ -139,6 +139,9 @@ const probeAll = async (scenarios: ReadonlyArray<Scenario>, targets: ReadonlyMap
   return notes
 }
 
+/** The servers that collect their heap in full once a burst of requests is over (Bulwark's `AfterBurst`). */
+const COLLECTS_AFTER_BURSTS: ReadonlySet<TargetId> = new Set(["bulwark", "bulwark-redis-down", "bulwark-pg"])
+
 /** Round-robin with the start rotated each round, so no server always runs first or last. */
 const rotated = <A>(items: ReadonlyArray<A>, by: number): Array<A> => items.map((_, index) => items[(index + by) % items.length]!)
 
@@ -165,6 +168,9 @@ const measureAll = async (
           `round ${round}/${settings.rounds} ${scenario.id} ${id}: ${Math.round(ok)} ok req/s, ` +
             `p50 ${result.latencyMs.p50.toFixed(2)} ms, p99 ${result.latencyMs.p99.toFixed(2)} ms, statuses ${JSON.stringify(result.statuses)}`
         )
+        // Bulwark collects its heap 2 s after a burst ends, on the core the servers share: the next
+        // server's warm-up waits until that is over, so the collection takes nothing from its run.
+        if (COLLECTS_AFTER_BURSTS.has(id)) await Bun.sleep(SETTLE_SECONDS * 1000)
       }
     }
   }
@@ -238,9 +244,8 @@ const STANDING_NOTES = [
 ]
 
 /**
- * Bulwark collects its heap in full once a burst of requests has been over for 2 s, which in this
- * harness falls while another server is measured on the same core: how often, and the pauses' sum,
- * so that the CPU it took from that run is in view.
+ * Bulwark collects its heap in full once a burst of requests has been over for 2 s, on the core
+ * the servers share: how often, and the pauses, so that they are in view.
  */
 const collectionNotes = (targets: ReadonlyArray<Target>): Array<string> =>
   targets.flatMap((target) => {
@@ -253,7 +258,7 @@ const collectionNotes = (targets: ReadonlyArray<Target>): Array<string> =>
     const total = pauses.reduce((sum, pause) => sum + pause, 0)
     return [
       `${TARGET_LABELS[target.id]}: ${pauses.length} full collections after bursts, pauses ${Math.round(Math.min(...pauses))}–${Math.round(Math.max(...pauses))} ms, ${Math.round(total)} ms in all, ` +
-      "on the core the servers share, each 2 s after its last run (so during the next server's warm-up or run)."
+      `on the core the servers share, each 2 s after its last run (the next server's warm-up waits ${SETTLE_SECONDS} s for it).`
     ]
   })
 
