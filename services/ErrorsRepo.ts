@@ -276,22 +276,33 @@ export class ErrorsRepo extends Effect.Service<ErrorsRepo>()("bulwark/ErrorsRepo
         "errors.resolve", sql<Record<string, unknown>>`UPDATE errors SET resolved = 1, resolved_at = ${resolvedAt}, notes = ${notes} WHERE error_id = ${errorId} RETURNING *`
       ).pipe(Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), toRecord)))
 
-    const countsBy = (column: "code" | "status" | "severity", since: string) =>
-      db.read(
-        `errors.count_by_${column}`, sql<{ key: string | number; count: number | bigint }>`SELECT ${sql(column)} AS key, COUNT(*) AS count FROM errors
-            WHERE occurred_at >= ${since} GROUP BY ${sql(column)}`
-      ).pipe(Effect.map((rows) => Object.fromEntries(rows.map((row) => [String(row.key), Number(row.count)]))))
-
+    /**
+     * The counts by code, status and severity and the unresolved count, from one statement, so that
+     * they are of one moment: read one by one, a row the ledger wrote in between was in some counts
+     * and not in others (the total came out below the unresolved count plus the resolved ones).
+     */
     const stats = (since: string) =>
       Effect.all({
-        byCode: countsBy("code", since),
-        byStatus: countsBy("status", since),
-        bySeverity: countsBy("severity", since),
-        unresolved: db.read(
-          "errors.count_unresolved", sql<{ count: number | bigint }>`SELECT COUNT(*) AS count FROM errors WHERE resolved = 0 AND occurred_at >= ${since}`
-        ).pipe(Effect.map((rows) => Number(rows[0]?.count ?? 0))),
+        counts: db.read(
+          "errors.counts",
+          sql<{ code: string; status: number | string; severity: string; resolved: number | boolean; count: number | bigint }>`SELECT code, status, severity, resolved, COUNT(*) AS count
+            FROM errors WHERE occurred_at >= ${since} GROUP BY code, status, severity, resolved`
+        ),
         last: list({ limit: 1, since: new Date(since) }).pipe(Effect.map((rows) => Option.fromNullable(rows[0])))
-      })
+      }).pipe(Effect.map(({ counts, last }) => {
+        const byCode: Record<string, number> = {}
+        const byStatus: Record<string, number> = {}
+        const bySeverity: Record<string, number> = {}
+        let unresolved = 0
+        for (const row of counts) {
+          const count = Number(row.count)
+          byCode[row.code] = (byCode[row.code] ?? 0) + count
+          byStatus[String(row.status)] = (byStatus[String(row.status)] ?? 0) + count
+          bySeverity[row.severity] = (bySeverity[row.severity] ?? 0) + count
+          if (!row.resolved) unresolved += count
+        }
+        return { byCode, byStatus, bySeverity, unresolved, last }
+      }))
 
     /** Deletes rows older than `cutoff`; returns how many. */
     const purgeOlderThan = (cutoff: string) =>

@@ -147,6 +147,36 @@ describe("operators' routes", () => {
   })
 })
 
+describe("stats while rows are being written", () => {
+  test("by code, by status and by severity add up to one total, and the unresolved count is within it, whatever lands meanwhile", async () => {
+    const own = await server.createTenant()
+    let writing = true
+    // 404s keep the ledger's writer busy while the stats are read.
+    const writer = (async () => {
+      while (writing) await Promise.all(Array.from({ length: 8 }, () => server.fetch(`/v1/sessions/${crypto.randomUUID()}`, withKey(own.api_key))))
+    })()
+    try {
+      const sum = (counts: Record<string, number>) => Object.values(counts).reduce((total, n) => total + n, 0)
+      for (let i = 0; i < 30; i++) {
+        const stats = (await (await server.admin("/v1/admin/errors/stats")).json()) as {
+          total: number
+          by_code: Record<string, number>
+          by_status: Record<string, number>
+          by_severity: Record<string, number>
+          unresolved_count: number
+        }
+        expect(sum(stats.by_code)).toBe(stats.total)
+        expect(sum(stats.by_status)).toBe(stats.total)
+        expect(sum(stats.by_severity)).toBe(stats.total)
+        expect(stats.unresolved_count).toBeLessThanOrEqual(stats.total)
+      }
+    } finally {
+      writing = false
+      await writer
+    }
+  })
+})
+
 describe("ledger down", () => {
   sqliteOnly("renames the ledger table through a second SQLite connection")("requests still answer correctly, stderr gets one JSON line per error, the dropped counter rises", async () => {
     const broken = await startServer()
