@@ -95,6 +95,17 @@ describe("ledger rows", () => {
   })
 })
 
+/** `GET /v1/admin/errors/stats`, as the admin token reads it. */
+const readStats = async () =>
+  (await (await server.admin("/v1/admin/errors/stats")).json()) as {
+    total: number
+    by_code: Record<string, number>
+    by_status: Record<string, number>
+    by_severity: Record<string, number>
+    unresolved_count: number
+    last_error: { error_id: string } | null
+  }
+
 describe("operators' routes", () => {
   test("list filters, stats, resolve with notes", async () => {
     const own = await server.createTenant()
@@ -124,14 +135,7 @@ describe("operators' routes", () => {
     expect(record).toMatchObject({ resolved: true, notes: "client used a stale id" })
     expect(new Date(record.resolved_at).toISOString()).toBe(record.resolved_at)
 
-    const stats = (await (await server.admin("/v1/admin/errors/stats")).json()) as {
-      total: number
-      by_code: Record<string, number>
-      by_status: Record<string, number>
-      by_severity: Record<string, number>
-      unresolved_count: number
-      last_error: { error_id: string } | null
-    }
+    const stats = await readStats()
     expect(stats.by_code.SESSION_NOT_FOUND).toBeGreaterThan(0)
     expect(stats.by_status["404"]).toBeGreaterThan(0)
     expect(stats.by_severity.warning).toBeGreaterThan(0)
@@ -158,13 +162,7 @@ describe("stats while rows are being written", () => {
     try {
       const sum = (counts: Record<string, number>) => Object.values(counts).reduce((total, n) => total + n, 0)
       for (let i = 0; i < 30; i++) {
-        const stats = (await (await server.admin("/v1/admin/errors/stats")).json()) as {
-          total: number
-          by_code: Record<string, number>
-          by_status: Record<string, number>
-          by_severity: Record<string, number>
-          unresolved_count: number
-        }
+        const stats = await readStats()
         expect(sum(stats.by_code)).toBe(stats.total)
         expect(sum(stats.by_status)).toBe(stats.total)
         expect(sum(stats.by_severity)).toBe(stats.total)
