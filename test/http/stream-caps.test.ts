@@ -2,7 +2,7 @@
 import { describe, expect, test } from "bun:test"
 import { eventually, expectProblem, startServer, type TestServer, withKey } from "../support/server.js"
 import { openEvents, type SseClient } from "../support/sse.js"
-import { connect } from "../mcp/client.js"
+import { connect, listenRequest } from "../mcp/client.js"
 
 const newSession = async (server: TestServer, key: string) =>
   ((await (await server.fetch("/v1/sessions", withKey(key, { method: "POST", body: "{}" }))).json()) as { id: string }).id
@@ -140,25 +140,7 @@ describe("caps on open event streams", () => {
       const key = (await server.createTenant()).api_key
       const sessionId = await newSession(server, key)
       const listen = () =>
-        openEvents(`${server.url}/mcp`, {
-          method: "POST",
-          headers: {
-            authorization: `Bearer ${key}`,
-            accept: "application/json, text/event-stream",
-            "content-type": "application/json",
-            "mcp-protocol-version": "2026-07-28",
-            "mcp-method": "subscriptions/listen"
-          },
-          body: JSON.stringify({
-            jsonrpc: "2.0",
-            id: 7,
-            method: "subscriptions/listen",
-            params: {
-              _meta: { "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {} },
-              notifications: { resourceSubscriptions: [`bulwark://sessions/${sessionId}/messages`] }
-            }
-          })
-        })
+        openEvents(`${server.url}/mcp`, listenRequest(key, 7, { resourceSubscriptions: [`bulwark://sessions/${sessionId}/messages`] }))
       const listening = await listen()
       clients.push(listening)
       expect(listening.response.status).toBe(200)

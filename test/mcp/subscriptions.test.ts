@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test"
 import { type OwnRedis, requireRedisServer, startOwnRedis } from "../support/redis.js"
 import { eventually, ledgerRecord, startServer, type TestServer, withKey } from "../support/server.js"
 import { openEvents, type SseEvent } from "../support/sse.js"
-import { connect, type ToolResult } from "./client.js"
+import { connect, listenRequest, type ToolResult } from "./client.js"
 
 const messagesUri = (sessionId: string) => `bulwark://sessions/${sessionId}/messages`
 
@@ -97,25 +97,7 @@ describe("one instance", () => {
 
   test("2026-07-28: subscriptions/listen acknowledges, then streams resources/updated tagged with the subscription id; ends when the session is deleted", async () => {
     const sessionId = await restSession(server, tenant.api_key)
-    const stream = await openEvents(`${server.url}/mcp`, {
-      method: "POST",
-      headers: {
-        authorization: `Bearer ${tenant.api_key}`,
-        accept: "application/json, text/event-stream",
-        "content-type": "application/json",
-        "mcp-protocol-version": "2026-07-28",
-        "mcp-method": "subscriptions/listen"
-      },
-      body: JSON.stringify({
-        jsonrpc: "2.0",
-        id: 42,
-        method: "subscriptions/listen",
-        params: {
-          _meta: { "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {} },
-          notifications: { toolsListChanged: true, resourceSubscriptions: [messagesUri(sessionId)] }
-        }
-      })
-    })
+    const stream = await openEvents(`${server.url}/mcp`, listenRequest(tenant.api_key, 42, { toolsListChanged: true, resourceSubscriptions: [messagesUri(sessionId)] }))
     expect(stream.response.status).toBe(200)
     expect(stream.response.headers.get("content-type")).toBe("text/event-stream")
     const data = (event: SseEvent) => JSON.parse(event.data) as Record<string, any>
@@ -137,25 +119,7 @@ describe("one instance", () => {
   })
 
   test("2026-07-28: listening to a missing session is -32602 with the problem in data", async () => {
-    const response = await server.fetch("/mcp", {
-      method: "POST",
-      headers: {
-        authorization: `Bearer ${tenant.api_key}`,
-        accept: "application/json, text/event-stream",
-        "content-type": "application/json",
-        "mcp-protocol-version": "2026-07-28",
-        "mcp-method": "subscriptions/listen"
-      },
-      body: JSON.stringify({
-        jsonrpc: "2.0",
-        id: 1,
-        method: "subscriptions/listen",
-        params: {
-          _meta: { "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {} },
-          notifications: { resourceSubscriptions: [messagesUri(crypto.randomUUID())] }
-        }
-      })
-    })
+    const response = await server.fetch("/mcp", listenRequest(tenant.api_key, 1, { resourceSubscriptions: [messagesUri(crypto.randomUUID())] }))
     const body = (await response.json()) as { error: { code: number; data: { code: string } } }
     expect(body.error.code).toBe(-32602)
     expect(body.error.data.code).toBe("SESSION_NOT_FOUND")
