@@ -106,6 +106,8 @@ export const make = <E>(options: BreakerOptions<E>) =>
         ? Effect.void
         : Effect.all([
           Metric.set(stateGauge, STATE_VALUE[to]),
+          // Refusing calls, by its own judgement or an operator's: the dependency serves nothing here.
+          to === "open" || to === "forced_open" ? Metric.set(upGauge, 0) : Effect.void,
           Metric.increment(
             Metric.taggedWithLabels(breakerTransitionsTotal, [dependencyLabel, MetricLabel.make("from", from), MetricLabel.make("to", to)])
           ),

@@ -117,7 +117,7 @@ describe("CircuitBreaker", () => {
       expect((yield* breaker.status).retryAfterSeconds).toBe(40)
     })))
 
-  test("the dependency's up gauge is 1 only while the breaker lets calls through: a slow probe's success or a late success keeps it 0", () =>
+  test("the dependency's up gauge is 1 only while the breaker lets calls through: a slow probe's success, a late success or an operator's forced open keeps it 0", () =>
     run(Effect.gen(function*() {
       // A dependency name of this test's own: metrics are the process's.
       const breaker = yield* CircuitBreaker.make(options({ dependency: "gauge-test" }))
@@ -147,6 +147,9 @@ describe("CircuitBreaker", () => {
       yield* breaker.run(ok)
       expect((yield* breaker.status).state).toBe("closed")
       expect(yield* gauge).toBe(1)
+      // Forced open by an operator: calls are refused, so nothing is served.
+      yield* breaker.force("open")
+      expect(yield* gauge).toBe(0)
     })))
 
   test("operators can force it open, disable it, and close it", () =>
