@@ -82,6 +82,9 @@ const lineSink = (stream: "stdout" | "stderr") =>
       const write = stream === "stderr" ? (text: string) => console.error(text) : (text: string) => console.log(text)
       let pending: Array<string> = []
       let scheduled = false
+      // Once the scope has closed (the server shutting down), a line still logged by a fiber that
+      // outlives it is written at once: nothing is left to flush it at exit.
+      let closed = false
       const flush = () => {
         scheduled = false
         if (pending.length === 0) return
@@ -92,6 +95,7 @@ const lineSink = (stream: "stdout" | "stderr") =>
       process.on("exit", flush)
       return {
         add: (line: string) => {
+          if (closed) return write(line)
           pending.push(line)
           if (!scheduled) {
             scheduled = true
@@ -99,6 +103,7 @@ const lineSink = (stream: "stdout" | "stderr") =>
           }
         },
         close: () => {
+          closed = true
           process.off("exit", flush)
           flush()
         }

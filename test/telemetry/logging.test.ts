@@ -1,6 +1,6 @@
 /** The JSON log line: Effect's own line, field for field, written by a cheaper logger. */
 import { describe, expect, test } from "bun:test"
-import { Cause, Effect, FiberId, HashMap, List, Logger, LogLevel, LogSpan, Redacted } from "effect"
+import { Cause, Deferred, Effect, Fiber, FiberId, HashMap, List, Logger, LogLevel, LogSpan, Redacted } from "effect"
 import * as Logging from "../../src/telemetry/Logging.js"
 
 const options = (overrides: Partial<Logger.Logger.Options<unknown>> = {}): Logger.Logger.Options<unknown> => ({
@@ -80,6 +80,18 @@ describe("the writes", () => {
       // The scope closed before the next turn: its last line was written on the way out.
       expect(calls).toHaveLength(2)
       expect(JSON.parse(calls[1]!).message).toBe("four")
+    }))
+
+  test("a line logged through a closed sink (a fiber that outlived the server's scope) is written at once", () =>
+    withConsoleLog(async (calls) => {
+      await Effect.runPromise(Effect.gen(function*() {
+        const go = yield* Deferred.make<void>()
+        // Forked while the logging layer is up (it inherits its loggers), logging after its scope closed.
+        const late = yield* Effect.forkDaemon(Effect.zipRight(Deferred.await(go), Effect.logWarning("after the end"))).pipe(Effect.provide(logging))
+        yield* Deferred.succeed(go, undefined)
+        yield* Fiber.join(late)
+      }))
+      expect(calls.map((text) => JSON.parse(text).message)).toEqual(["after the end"])
     }))
 
   test("a process that exits in the middle of a turn still writes that turn's lines", async () => {
