@@ -173,7 +173,7 @@ const listen = (options: ServerOptions) =>
         run: AfterBurst.fullCollection("after a burst of requests")
       })
       // API and MCP requests make the burst (the console's few do not matter).
-      const counted = <Args extends Array<any>, A>(handle: (...args: Args) => A) => (...args: Args): A => {
+      const counted = <Args extends ReadonlyArray<unknown>, A>(handle: (...args: Args) => A) => (...args: Args): A => {
         afterLoad.record()
         return handle(...args)
       }
