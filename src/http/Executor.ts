@@ -16,10 +16,8 @@ import {
   type HttpApiGroup,
   HttpApiMiddleware,
   HttpApiSchema,
-  HttpApiSwagger,
   HttpServerError,
   HttpServerRequest,
-  HttpRouter,
   HttpServerResponse,
   OpenApi
 } from "@effect/platform"
@@ -30,6 +28,7 @@ import * as FindMyWay from "find-my-way-ts"
 import { CarriesSecret } from "../Api.js"
 import { FieldIssue, NotFound, ValidationFailed } from "../errors.js"
 import { plainServerSpan, ROUTER_CONFIG, type RouteLookup } from "../telemetry/ServerSpan.js"
+import * as DocsPage from "./DocsPage.js"
 import { problemBoundary, type RequestBody, restoredDeadline, deadlineFiberId } from "./Boundary.js"
 import { trackPeer } from "./RateLimit.js"
 
@@ -336,23 +335,15 @@ type Fetch = (request: Request, server: Server<unknown>) => Response | Promise<R
  * tens of milliseconds, and no probe or client of the API needs them to begin). Kept by the
  * executor that made them, not by the module.
  */
-const lazyDocuments = (api: HttpApi.HttpApi.Any, docsPath: `/${string}`) => {
-  let document: HttpServerResponse.HttpServerResponse | undefined
-  const openApi = Effect.sync(() => (document ??= HttpServerResponse.unsafeJson(OpenApi.fromApi(api as HttpApi.HttpApi.AnyWithProps))))
+const lazyDocuments = (api: HttpApi.HttpApi.Any) => {
+  let document: OpenApi.OpenAPISpec | undefined
+  const documentOf = () => (document ??= OpenApi.fromApi(api as HttpApi.HttpApi.AnyWithProps))
+  let documentResponse: HttpServerResponse.HttpServerResponse | undefined
+  const openApi = Effect.sync(() => (documentResponse ??= HttpServerResponse.unsafeJson(documentOf())))
   let page: HttpServerResponse.HttpServerResponse | undefined
-  // The platform's own page, from its own router (built once, with the router it registers on).
-  const makePage = Effect.scoped(
-    Effect.gen(function*() {
-      const built = yield* Layer.build(
-        Layer.merge(HttpApiSwagger.layer({ path: docsPath }), HttpApiBuilder.Router.Live).pipe(
-          Layer.provide(Layer.succeed(HttpApi.Api, { api: api as any, context: Context.empty() }))
-        )
-      )
-      const app = yield* HttpRouter.toHttpApp(yield* Effect.provide(HttpApiBuilder.Router.router, built))
-      return yield* Effect.provideService(app as Effect.Effect<HttpServerResponse.HttpServerResponse, unknown, HttpServerRequest.HttpServerRequest>, HttpServerRequest.HttpServerRequest, HttpServerRequest.fromWeb(new Request(`http://localhost${docsPath}`)))
-    })
+  const docs = Effect.suspend(() =>
+    page !== undefined ? Effect.succeed(page) : Effect.tap(DocsPage.render(documentOf()), (made) => Effect.sync(() => (page = made)))
   )
-  const docs = Effect.suspend(() => (page !== undefined ? Effect.succeed(page) : Effect.tap(makePage, (made) => Effect.sync(() => (page = made)))))
   return { openApi, docs }
 }
 
@@ -393,7 +384,7 @@ export const make = <ApiId extends string, Groups extends HttpApiGroup.HttpApiGr
       context: runtime.context,
       run: () => handler
     })
-    const documents = lazyDocuments(api, options.docsPath ?? "/docs")
+    const documents = lazyDocuments(api)
     on("GET", options.openApiPath ?? "/openapi.json", raw(options.openApiPath ?? "/openapi.json", documents.openApi))
     on("GET", options.docsPath ?? "/docs", raw(options.docsPath ?? "/docs", documents.docs))
     for (const extra of options.extraRoutes ?? []) on(extra.method, extra.path, raw(extra.path, extra.handler))

@@ -1,6 +1,7 @@
 /**
  * The console as `bun start` serves it: `bun run build` bundles the page with the server, and the
- * built server answers the page and its files from its own directory, with the console's headers.
+ * built server answers the page and its files from its own directory, with the console's headers;
+ * and the documentation page, whose Swagger UI is not in the bundle.
  */
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test"
 import { mkdtempSync, rmSync } from "node:fs"
@@ -64,4 +65,13 @@ test("the built server answers /console, any path below it, and the page's files
       expect((await asset.text()).length).toBeGreaterThan(100)
     }
   }
+})
+
+test("the built server answers /docs: the documentation page, with Swagger UI loaded at its first request", async () => {
+  const response = await fetch(url + "/docs")
+  expect(response.status).toBe(200)
+  expect(response.headers.get("content-type")).toStartWith("text/html")
+  const page = await response.text()
+  expect(page).toContain("SwaggerUIBundle({")
+  expect(page).toContain('<script id="swagger-spec" type="application/json">')
 })

@@ -71,10 +71,22 @@ describe("OpenAPI", () => {
     }
   })
 
-  test("/docs serves the documentation page", async () => {
+  test("/docs serves the documentation page: Swagger UI over the same document as /openapi.json", async () => {
     const response = await server.fetch("/docs")
     expect(response.status).toBe(200)
     expect(response.headers.get("content-type")).toContain("text/html")
-    expect(await response.text()).toContain("swagger")
+    const page = await response.text()
+    // Swagger UI's own script and stylesheet are in the page, not merely named by it.
+    expect(page).toContain("SwaggerUIBundle({")
+    const style = page.slice(page.indexOf("<style>"), page.indexOf("</style>"))
+    expect(style).toContain(".swagger-ui")
+    expect(style.length).toBeGreaterThan(10_000)
+    const embedded = /<script id="swagger-spec" type="application\/json">([^<]*)<\/script>/.exec(page)?.[1]
+    expect(embedded).toBeDefined()
+    const document = (await (await server.fetch("/openapi.json")).json()) as { readonly info: { readonly title: string } }
+    expect(JSON.parse(embedded!)).toEqual(document)
+    expect(page).toContain(`<title>${document.info.title} Documentation</title>`)
+    // Made once: a second request answers the same page.
+    expect(await (await server.fetch("/docs")).text()).toBe(page)
   })
 })
