@@ -4,7 +4,7 @@
  * and the documentation page, whose Swagger UI is not in the bundle.
  */
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test"
-import { mkdtempSync, rmSync } from "node:fs"
+import { cpSync, mkdtempSync, readdirSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import packageJson from "../../package.json"
@@ -74,4 +74,21 @@ test("the built server answers /docs: the documentation page, with Swagger UI lo
   const page = await response.text()
   expect(page).toContain("SwaggerUIBundle({")
   expect(page).toContain('<script id="swagger-spec" type="application/json">')
+})
+
+test("a build missing one of the console's files does not start: the files are checked at start, though read only when asked for", async () => {
+  const copy = join(directory, "incomplete")
+  cpSync(join(directory, "dist"), copy, { recursive: true })
+  const stylesheet = readdirSync(copy).find((name) => name.endsWith(".css"))
+  expect(stylesheet).toBeDefined()
+  rmSync(join(copy, stylesheet!))
+  const started = Bun.spawn(["bun", join(copy, "main.js")], {
+    cwd: directory,
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", PORT: "0", DATABASE_URL: `file:${join(directory, "incomplete.db")}` },
+    stdout: "pipe",
+    stderr: "pipe"
+  })
+  expect(await started.exited).not.toBe(0)
+  expect(await new Response(started.stderr).text()).toContain(`cannot read the console bundle (missing: ${stylesheet})`)
+  expect(await new Response(started.stdout).text()).not.toContain("Listening on")
 })
