@@ -9,7 +9,7 @@
  * else (running from source: development and tests) a bundle made once with `Bun.build`.
  */
 import { Effect } from "effect"
-import { existsSync } from "node:fs"
+import { readFileSync } from "node:fs"
 import { basename, dirname, resolve } from "node:path"
 import { StartupError } from "../Config.js"
 import consolePage from "./index.html"
@@ -35,28 +35,35 @@ const SECURITY_HEADERS = {
   "cross-origin-resource-policy": "same-origin"
 } as const
 
+/** A file of the console's bundle, read whole: the routes serve what was there at start. */
 interface BundleFile {
   readonly name: string
   readonly contentType: string
-  readonly body: Blob
-  /** Where a file built ahead is; a bundle made in this process is in memory. */
-  readonly path?: string
+  readonly body: Uint8Array
 }
 
 const isHtml = (contentType: string) => contentType.startsWith("text/html")
 
+/**
+ * Read synchronously: a few tens of kilobytes from the page cache. Read through promises (one
+ * `arrayBuffer()` per file), the same files cost the start 17-24 ms pinned to one core, waiting on
+ * Bun's I/O threads and the turns of the event loop that brought the answers back.
+ */
 const builtAhead = (files: NonNullable<Bun.HTMLBundle["files"]>): ReadonlyArray<BundleFile> =>
-  files.map((file) => {
+  files.map((file) => ({
+    name: basename(file.path),
+    contentType: file.headers["content-type"],
     // Paths are relative to the built server's own directory: the entry point's (the build is a
     // CommonJS byte-code bundle, where `import.meta.dir` would still name the source directory).
-    const path = resolve(dirname(Bun.main), file.path)
-    return { name: basename(file.path), contentType: file.headers["content-type"], path, body: Bun.file(path) }
-  })
+    body: readFileSync(resolve(dirname(Bun.main), file.path))
+  }))
 
 const buildNow = async (index: string): Promise<ReadonlyArray<BundleFile>> => {
   const built = await Bun.build({ entrypoints: [index], target: "browser", minify: true })
   if (!built.success) throw new Error(built.logs.map(String).join("\n"))
-  return built.outputs.map((output) => ({ name: basename(output.path), contentType: output.type, body: output }))
+  return Promise.all(
+    built.outputs.map(async (output) => ({ name: basename(output.path), contentType: output.type, body: new Uint8Array(await output.arrayBuffer()) }))
+  )
 }
 
 /** Built once per process when running from source: the sources do not change while it runs. */
@@ -68,16 +75,10 @@ const bundleFiles = Effect.tryPromise({
     bundled ??= buildNow(consolePage.index)
     return bundled
   },
-  catch: (error) => new StartupError("console", `cannot bundle the console page (${error instanceof Error ? error.message : String(error)})`)
+  catch: (error) => new StartupError("console", `cannot read the console bundle (${error instanceof Error ? error.message : String(error)})`)
 })
 
-/**
- * A file's route. Its body is read at each request from the file itself (Bun sends a file's body
- * from the file), or, for the page, made once at its first request: read at start, the bundle's
- * files cost the start 17-24 ms (pinned to one core, against under 1 ms now) for a console few
- * starts are followed by.
- */
-const respond = (file: BundleFile, body: () => Blob | Promise<string>): Route => {
+const respond = (file: BundleFile, body: Uint8Array): (request: Request) => Response => {
   const headers = {
     ...SECURITY_HEADERS,
     "content-type": file.contentType,
@@ -85,17 +86,9 @@ const respond = (file: BundleFile, body: () => Blob | Promise<string>): Route =>
     "cache-control": isHtml(file.contentType) ? "no-cache" : "public, max-age=31536000, immutable"
   }
   // SPEC §2: every response carries `X-Request-Id`, the client's when it is a sane token.
-  const headersOf = (request: Request) => {
+  return (request) => {
     const given = request.headers.get("x-request-id")
-    return { ...headers, "x-request-id": given !== null && CLIENT_REQUEST_ID.test(given) ? given : crypto.randomUUID() }
-  }
-  return {
-    GET: (request) => {
-      const content = body()
-      return content instanceof Promise
-        ? content.then((text) => new Response(text, { headers: headersOf(request) }))
-        : new Response(content, { headers: headersOf(request) })
-    }
+    return new Response(body, { headers: { ...headers, "x-request-id": given !== null && CLIENT_REQUEST_ID.test(given) ? given : crypto.randomUUID() } })
   }
 }
 
@@ -108,38 +101,19 @@ const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 const withAbsoluteReferences = (html: string, names: ReadonlyArray<string>): string =>
   names.reduce((text, name) => text.replaceAll(new RegExp(`(src|href)="(?:\\.{1,2}/)*${name.replaceAll(".", "\\.")}"`, "g"), `$1="/console/${name}"`), html)
 
-interface Route {
-  readonly GET: (request: Request) => Response | Promise<Response>
-}
+export type Routes = Record<string, { GET: (request: Request) => Response }>
 
-export type Routes = Record<string, Route>
-
-/**
- * `GET` routes for Bun.serve: the page at `/console` and below, each bundled file at
- * `/console/{name}`. Every file is checked at start, so a build missing one stops the process
- * instead of failing a request; none is read until it is asked for.
- */
+/** `GET` routes for Bun.serve: the page at `/console` and below, each bundled file at `/console/{name}`. */
 export const make: Effect.Effect<Routes, StartupError> = Effect.gen(function*() {
   const files = yield* bundleFiles
-  const absent = files.filter((file) => file.path !== undefined && !existsSync(file.path)).map((file) => file.name)
-  if (absent.length > 0) return yield* Effect.fail(new StartupError("console", `cannot read the console bundle (missing: ${absent.join(", ")})`))
   const page = files.findIndex((file) => isHtml(file.contentType))
   if (page === -1) return yield* Effect.fail(new StartupError("console", "the console bundle has no page"))
-  const names = files.map((file) => file.name)
-  // Made once; a read that failed is tried again at the next request.
-  let pageBody: Promise<string> | undefined
+  const pageBody = new TextEncoder().encode(withAbsoluteReferences(new TextDecoder().decode(files[page]!.body), files.map((file) => file.name)))
   const routes: Routes = {}
   files.forEach((file, i) => {
-    if (i !== page) routes[`/console/${file.name}`] = respond(file, () => file.body)
+    if (i !== page) routes[`/console/${file.name}`] = { GET: respond(file, file.body) }
   })
-  const pageRoute = respond(files[page]!, () =>
-    (pageBody ??= files[page]!.body.text().then(
-      (html) => withAbsoluteReferences(html, names),
-      (error: unknown) => {
-        pageBody = undefined
-        throw error
-      }
-    )))
+  const pageRoute = { GET: respond(files[page]!, pageBody) }
   routes["/console"] = pageRoute
   routes["/console/*"] = pageRoute
   return routes
