@@ -8,13 +8,15 @@
  * full takes the same stderr path at once, so a storm can cost the ledger rows but never stall the
  * request that recorded them. Closing the layer (SIGTERM) writes what is still queued.
  */
-import { Cause, Chunk, Clock, Duration, Effect, FiberRef, HashMap, HashSet, type Logger, LogLevel, Metric, Option, Queue, Schedule, type Scope } from "effect"
+import { Cause, Chunk, Clock, Context, Duration, Effect, FiberRef, LogLevel, Metric, Option, Queue, Schedule, type Scope } from "effect"
+import * as DefaultServices from "effect/DefaultServices"
 import { identity } from "effect/Function"
 import * as Supervised from "../layers/resilience/Supervised.js"
 import type { ErrorRecord, ListErrorsFilter, ListGroupsFilter } from "../src/domain/ErrorRecord.js"
 import { sha256Hex } from "../src/Digests.js"
 import { type AppError, DbOperational, Internal, NotFound, Overloaded, serverMessageOf, stackOf, statusOf } from "../src/errors.js"
 import { errorsTotal, labelled, ledgerDroppedTotal } from "../src/telemetry/Metrics.js"
+import { logFields } from "../src/telemetry/Logging.js"
 import { type SanitizedPayload, sanitizeText } from "../src/telemetry/Sanitize.js"
 import { newIdSync, nowIso } from "./Clock.js"
 import { ErrorsRepo, isUnreadable, type LedgerRow } from "./ErrorsRepo.js"
@@ -95,31 +97,6 @@ const fingerprintMemo = () => {
     return fingerprint
   }
 }
-
-/**
- * One log line with these annotations beside the fiber's own, handed straight to the fiber's
- * loggers: what `Effect.logWithLevel` does, without `Effect.annotateLogs`, which sets a fiber
- * reference for the line and restores it after (two copies of the fiber's reference map per line).
- */
-const logLine = (level: LogLevel.LogLevel, message: string, fields: Readonly<Record<string, unknown>>, millis: number): Effect.Effect<void> =>
-  Effect.withFiberRuntime((fiber) => {
-    const loggers = fiber.getFiberRef(FiberRef.currentLoggers)
-    if (HashSet.size(loggers) === 0) return Effect.void
-    let annotations = fiber.getFiberRef(FiberRef.currentLogAnnotations)
-    for (const key in fields) annotations = HashMap.set(annotations, key, fields[key])
-    const options: Logger.Logger.Options<unknown> = {
-      fiberId: fiber.id(),
-      logLevel: level,
-      message: [message],
-      cause: Cause.empty,
-      context: fiber.getFiberRefs(),
-      spans: fiber.getFiberRef(FiberRef.currentLogSpan),
-      annotations,
-      date: new Date(millis)
-    }
-    for (const logger of loggers) logger.log(options)
-    return Effect.void
-  })
 
 /** A user agent is kept to this many characters: headers may be far longer than anything worth keeping. */
 const MAX_USER_AGENT_LENGTH = 1024
@@ -221,11 +198,12 @@ const make = (options: ErrorLedgerOptions): Effect.Effect<ErrorLedgerShape, neve
     // Runs before the writer is interrupted: whatever is still queued at shutdown is written.
     if (!inline) yield* Effect.addFinalizer(() => Effect.flatMap(Queue.takeAll(queue), (rest) => writeBatch(Chunk.toReadonlyArray(rest), false)))
 
-    // Every error response passes here: plain steps, and the log line only built at its level.
+    // Every error response passes here: one step, with no effect inside unless the row cannot be
+    // queued, and the log line only built at its level.
     const record = (error: AppError, context: ErrorContext = {}): Effect.Effect<string> =>
-      Effect.clockWith((clock) => {
+      Effect.withFiberRuntime((fiber) => {
         const errorId = context.errorId ?? newIdSync()
-        const millis = clock.unsafeCurrentTimeMillis()
+        const millis = Context.get(fiber.getFiberRef(DefaultServices.currentServices), Clock.Clock).unsafeCurrentTimeMillis()
         const status = statusOf(error)
         const stack = stackOf(error)
         const row: LedgerRow = {
@@ -249,28 +227,21 @@ const make = (options: ErrorLedgerOptions): Effect.Effect<ErrorLedgerShape, neve
           request_payload_kind: context.requestPayload?.kind ?? null
         }
         const level = row.severity === "warning" ? LogLevel.Warning : LogLevel.Error
-        const kept = Effect.zipRight(
-          Metric.increment(errorsByCode(row.code, String(status))),
-          inline
-            ? Effect.as(writeBatch([row], false), errorId)
-            : Effect.flatMap(Queue.offer(queue, row), (accepted) => (accepted ? Effect.succeed(errorId) : Effect.as(drop([row], "the ledger queue is full"), errorId)))
-        )
-        return Effect.flatMap(FiberRef.get(FiberRef.currentMinimumLogLevel), (minimum) =>
-          // Below the configured level the line is not built at all (its annotations are not free).
-          LogLevel.greaterThanEqual(level, minimum)
-            ? Effect.zipRight(
-              logLine(level, row.message, {
-                error_id: errorId,
-                code: row.code,
-                status,
-                severity: row.severity,
-                trace_id: row.trace_id,
-                request_id: row.request_id,
-                route: row.route
-              }, millis),
-              kept
-            )
-            : kept)
+        // Below the configured level the line is not built at all (its annotations are not free).
+        if (LogLevel.greaterThanEqual(level, fiber.getFiberRef(FiberRef.currentMinimumLogLevel))) {
+          logFields(fiber, level, row.message, {
+            error_id: errorId,
+            code: row.code,
+            status,
+            severity: row.severity,
+            trace_id: row.trace_id,
+            request_id: row.request_id,
+            route: row.route
+          }, millis)
+        }
+        errorsByCode(row.code, String(status)).unsafeUpdate(1, fiber.getFiberRef(FiberRef.currentMetricLabels))
+        if (inline) return Effect.as(writeBatch([row], false), errorId)
+        return queue.unsafeOffer(row) ? Effect.succeed(errorId) : Effect.as(drop([row], "the ledger queue is full"), errorId)
       })
 
     /** Deletes rows past the retention period; its own failure goes through `record` like any other. */

@@ -2,7 +2,8 @@
  * Structured logs: one JSON object per line (`LOG_FORMAT=json`) or pretty for people; on stdout for
  * the server, on stderr for the CLI, whose stdout carries only its result.
  */
-import { Cause, Effect, FiberId, Inspectable, Layer, Logger, type LogLevel } from "effect"
+import { Cause, Clock, Context, Effect, type Fiber, FiberId, FiberRef, HashMap, HashSet, Inspectable, Layer, Logger, type LogLevel, type LogSpan, Option, Tracer } from "effect"
+import * as DefaultServices from "effect/DefaultServices"
 
 /** A value as Effect's own JSON logger shows it: a primitive as is, anything else through its `toJSON`. */
 const structured = (value: unknown): unknown => {
@@ -25,19 +26,24 @@ const structured = (value: unknown): unknown => {
 const messageToJSON = (value: unknown): unknown =>
   value instanceof Error && !("toJSON" in value) ? { ...value, name: value.name, message: value.message } : structured(value)
 
-/**
- * The line Effect's `Logger.jsonLogger` writes (same fields, same order), for a fraction of its cost:
- * every 4xx writes one at the default level, and Effect's took about 40 µs a line here (a replacer
- * function over every value, the `Console` service looked up per line). A value that plain
- * `JSON.stringify` refuses (a cycle, a bigint) takes the slow path, which drops repeated objects as
- * Effect's does and writes a bigint as its digits, where Effect's logger would throw.
- */
-export const jsonLine = (
-  { annotations, cause, date, fiberId, logLevel, message, spans }: Logger.Logger.Options<unknown>
-): string => {
+/** What a line is made of: `Logger.Options` with the annotations as a plain record. */
+interface LineParts {
+  readonly message: unknown
+  readonly logLevel: LogLevel.LogLevel
+  readonly date: Date
+  readonly cause: Cause.Cause<unknown>
+  readonly annotations: Readonly<Record<string, unknown>>
+  readonly spans: Iterable<LogSpan.LogSpan>
+  readonly fiberId: FiberId.FiberId
+}
+
+/** `FiberId.threadName`, without a set of ids built for the one id a running fiber has. */
+const threadNameOf = (fiberId: FiberId.FiberId): string => (fiberId._tag === "Runtime" ? `#${fiberId.id}` : FiberId.threadName(fiberId))
+
+const lineOf = ({ annotations, cause, date, fiberId, logLevel, message, spans }: LineParts): string => {
   const now = date.getTime()
   const annotationsObject: Record<string, unknown> = {}
-  for (const [key, value] of annotations) annotationsObject[key] = structured(value)
+  for (const key in annotations) annotationsObject[key] = structured(annotations[key])
   const spansObject: Record<string, number> = {}
   for (const span of spans) spansObject[span.label] = now - span.startTime
   const messages = Array.isArray(message) ? message : [message]
@@ -48,7 +54,7 @@ export const jsonLine = (
     cause: Cause.isEmpty(cause) ? undefined : Cause.pretty(cause, { renderErrorCause: true }),
     annotations: annotationsObject,
     spans: spansObject,
-    fiberId: FiberId.threadName(fiberId)
+    fiberId: threadNameOf(fiberId)
   }
   try {
     return JSON.stringify(entry)
@@ -56,6 +62,21 @@ export const jsonLine = (
     return stringifyAnything(entry)
   }
 }
+
+const recordOf = (annotations: HashMap.HashMap<string, unknown>): Record<string, unknown> => {
+  const record: Record<string, unknown> = {}
+  for (const [key, value] of annotations) record[key] = value
+  return record
+}
+
+/**
+ * The line Effect's `Logger.jsonLogger` writes (same fields, same order), for a fraction of its cost:
+ * every 4xx writes one at the default level, and Effect's took about 40 µs a line here (a replacer
+ * function over every value, the `Console` service looked up per line). A value that plain
+ * `JSON.stringify` refuses (a cycle, a bigint) takes the slow path, which drops repeated objects as
+ * Effect's does and writes a bigint as its digits, where Effect's logger would throw.
+ */
+export const jsonLine = (options: Logger.Logger.Options<unknown>): string => lineOf({ ...options, annotations: recordOf(options.annotations) })
 
 const stringifyAnything = (entry: unknown): string => {
   const seen = new WeakSet<object>()
@@ -112,7 +133,69 @@ const lineSink = (stream: "stdout" | "stderr") =>
     (sink) => Effect.sync(sink.close)
   )
 
-const jsonLogger = (add: (line: string) => void) => Logger.make<unknown, void>((options) => add(jsonLine(options)))
+/** How our JSON logger takes a line whose annotations are a plain record (see `logFields`). */
+const WritesParts = Symbol.for("bulwark/Logging/WritesParts")
+
+interface PartsWriter {
+  readonly [WritesParts]: (parts: LineParts) => void
+}
+
+const writesParts = (logger: object): logger is PartsWriter => WritesParts in logger
+
+const jsonLogger = (add: (line: string) => void): Logger.Logger<unknown, void> & PartsWriter =>
+  Object.assign(Logger.make<unknown, void>((options) => add(jsonLine(options))), { [WritesParts]: (parts: LineParts) => add(lineOf(parts)) })
+
+/** The span Effect's tracer logger adds its event to: the current one, or the nearest that propagates. */
+const loggedSpan = (span: Option.Option<Tracer.AnySpan>): Tracer.Span | undefined => {
+  if (Option.isNone(span) || span.value._tag === "ExternalSpan") return undefined
+  return Context.get(span.value.context, Tracer.DisablePropagation) ? loggedSpan(span.value.parent) : span.value
+}
+
+/**
+ * One log line with `fields` as annotations beside the fiber's own, handed straight to the fiber's
+ * loggers: what `Effect.annotateLogs(Effect.logWithLevel(...))` writes, without a fiber reference set
+ * for the line and restored after, and without the annotations' persistent map where no logger needs
+ * one. The ledger writes one per 4xx at the default level: building the map, then reading it back
+ * twice (for the line and for the span event) cost about a fifth of a 404 here. Our JSON logger takes
+ * the plain record; Effect's tracer logger gets the same span event it would add (annotations, fiber,
+ * level); any other logger its usual options.
+ */
+export const logFields = (
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  level: LogLevel.LogLevel,
+  message: string,
+  fields: Readonly<Record<string, unknown>>,
+  millis: number
+): void => {
+  const loggers = fiber.getFiberRef(FiberRef.currentLoggers)
+  if (HashSet.size(loggers) === 0) return
+  const own = fiber.getFiberRef(FiberRef.currentLogAnnotations)
+  const annotations = HashMap.size(own) === 0 ? fields : { ...recordOf(own), ...fields }
+  const fiberId = fiber.id()
+  let options: Logger.Logger.Options<unknown> | undefined
+  for (const logger of loggers) {
+    if (writesParts(logger)) {
+      logger[WritesParts]({ message, logLevel: level, date: new Date(millis), cause: Cause.empty, annotations, spans: fiber.getFiberRef(FiberRef.currentLogSpan), fiberId })
+    } else if (logger === Logger.tracerLogger) {
+      const span = loggedSpan(Context.getOption(fiber.currentContext, Tracer.ParentSpan))
+      if (span === undefined) continue
+      const clock = Context.get(fiber.getFiberRef(DefaultServices.currentServices), Clock.Clock)
+      span.event(message, clock.unsafeCurrentTimeNanos(), { ...annotations, "effect.fiberId": threadNameOf(fiberId), "effect.logLevel": level.label })
+    } else {
+      options ??= {
+        fiberId,
+        logLevel: level,
+        message: [message],
+        cause: Cause.empty,
+        context: fiber.getFiberRefs(),
+        spans: fiber.getFiberRef(FiberRef.currentLogSpan),
+        annotations: HashMap.fromIterable(Object.entries(annotations)),
+        date: new Date(millis)
+      }
+      logger.log(options)
+    }
+  }
+}
 
 export const layer = (options: {
   readonly format: "json" | "pretty"

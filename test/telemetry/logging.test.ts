@@ -1,6 +1,6 @@
 /** The JSON log line: Effect's own line, field for field, written by a cheaper logger. */
 import { describe, expect, test } from "bun:test"
-import { Cause, Deferred, Effect, Fiber, FiberId, HashMap, List, Logger, LogLevel, LogSpan, Redacted } from "effect"
+import { Cause, Deferred, Effect, Fiber, FiberId, HashMap, List, Logger, LogLevel, LogSpan, Redacted, type Tracer } from "effect"
 import * as Logging from "../../src/telemetry/Logging.js"
 
 const options = (overrides: Partial<Logger.Logger.Options<unknown>> = {}): Logger.Logger.Options<unknown> => ({
@@ -103,5 +103,63 @@ describe("the writes", () => {
     const child = Bun.spawn([process.execPath, "-e", script], { cwd: new URL("../..", import.meta.url).pathname, stdout: "pipe", stderr: "inherit" })
     expect(await child.exited).toBe(3)
     expect(JSON.parse((await new Response(child.stdout).text()).trim()).message).toBe("last words")
+  })
+})
+
+describe("a line with fields (the ledger's, one per 4xx)", () => {
+  const fields = { error_id: "01a23625-21a4-74d8-acdb-c105fb9162e2", code: "SESSION_NOT_FOUND", status: 404, trace_id: null }
+  const millis = 1_764_000_000_000
+
+  /** Logs once through `logFields` and once as Effect would, each in a span of its own, and answers both lines, both spans and what another logger saw. */
+  const both = async () => {
+    const written: Array<string> = []
+    const seen: Array<Logger.Logger.Options<unknown>> = []
+    const original = console.log
+    console.log = (text: string) => void written.push(...text.split("\n"))
+    try {
+      const spans = await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+        const inSpan = (name: string, log: Effect.Effect<void>) =>
+          Effect.withSpan(Effect.zipRight(log, Effect.flatMap(Effect.currentSpan, (span) => Effect.succeed(span as Tracer.Span))), name)
+        const ours = yield* inSpan("ours", Effect.withFiberRuntime((fiber) => Effect.sync(() => Logging.logFields(fiber, LogLevel.Warning, "No session.", fields, millis))))
+        const effects = yield* inSpan("effect's", Effect.annotateLogs(Effect.logWarning("No session."), fields))
+        yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
+        return { ours, effects }
+      }).pipe(
+        Effect.annotateLogs("tenant", "t1"),
+        Effect.withLogSpan("request"),
+        Effect.provide(Logger.add(Logger.make((options) => void seen.push(options)))),
+        Effect.provide(Logging.layer({ format: "json", level: LogLevel.Info }))
+      )))
+      return { lines: written.map((line) => JSON.parse(line)), spans, seen }
+    } finally {
+      console.log = original
+    }
+  }
+
+  test("writes the line Effect's annotated log writes: the fields beside the fiber's own annotations, its spans, its fiber", async () => {
+    const { lines: [ours, effects] } = await both()
+    expect(ours.timestamp).toBe(new Date(millis).toISOString())
+    expect({ ...ours, timestamp: undefined, spans: undefined, fiberId: undefined }).toEqual({ ...effects, timestamp: undefined, spans: undefined, fiberId: undefined })
+    expect(ours.annotations).toEqual({ tenant: "t1", ...fields })
+    expect(Object.keys(ours.spans)).toEqual(["request"])
+    expect(ours.fiberId).toBe(effects.fiberId)
+  })
+
+  test("adds the span event Effect's tracer logger adds, and gives any other logger its usual options", async () => {
+    const { seen, spans } = await both()
+    const event = (span: Tracer.Span) => {
+      const events = (span as unknown as { events: Array<[string, bigint, Record<string, unknown>]> }).events
+      expect(events).toHaveLength(1)
+      const [name, , attributes] = events[0]!
+      return { name, attributes }
+    }
+    expect(event(spans.ours)).toEqual(event(spans.effects))
+    expect(event(spans.ours).attributes).toMatchObject({ ...fields, tenant: "t1", "effect.logLevel": "WARN" })
+    expect(seen).toHaveLength(2)
+    for (const options of seen) {
+      expect(Object.fromEntries(options.annotations)).toEqual({ tenant: "t1", ...fields })
+      expect(options.logLevel).toBe(LogLevel.Warning)
+      expect(options.message).toEqual(["No session."])
+    }
   })
 })
