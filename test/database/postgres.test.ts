@@ -5,10 +5,9 @@
 import { SqlClient } from "@effect/sql"
 import { SqlError } from "@effect/sql/SqlError"
 import { afterAll, beforeAll, beforeEach, expect, test } from "bun:test"
-import { Cause, Deferred, Effect, Exit, Fiber, Layer, ManagedRuntime, Option, Redacted, Ref, Stream } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Layer, ManagedRuntime, Option, Redacted, Ref } from "effect"
 import * as Database from "../../layers/database/Database.js"
 import { classifyDriverError } from "../../layers/database/errors.js"
-import * as Notifications from "../../layers/database/postgres/Notifications.js"
 import * as Postgres from "../../layers/database/postgres/Postgres.js"
 import { StartupError } from "../../src/Config.js"
 import { Conflict, DbOperational } from "../../src/errors.js"
@@ -205,49 +204,6 @@ await describeOnPostgres("SQLSTATE translation on PostgreSQL", () => {
       }
     } finally {
       await admin.close()
-    }
-  })
-
-  test("LISTEN/NOTIFY: pg_notify form, empty payloads, on commit only, and heard again after the listening connection is terminated", async () => {
-    const postgres = ManagedRuntime.make(Postgres.layer({ url: Redacted.make(clone.url), poolSize: 2 }))
-    const admin = connect(clone.url)
-    const heard: Array<Notifications.Heard> = []
-    const payloads = () => heard.flatMap((event) => (event._tag === "Notification" ? [event.payload] : []))
-    const until = async (condition: () => boolean) => {
-      for (const deadline = Date.now() + 5000; !condition();) {
-        if (Date.now() > deadline) throw new Error(`not heard in time: ${JSON.stringify(heard)}`)
-        await Bun.sleep(10)
-      }
-    }
-    const send = (payload: string) => postgres.runPromise(Notifications.notify("bulwark_probe", payload))
-    try {
-      const listener = await postgres.runPromise(Effect.flatMap(Postgres.PostgresPool, ({ pool }) =>
-        Effect.forkDaemon(Stream.runForEach(Notifications.listen(pool, "bulwark_probe"), (event) => Effect.sync(() => heard.push(event))))))
-      await until(() => heard.length > 0)
-      await send("")
-      await send("one")
-      await postgres.runPromise(Effect.flatMap(SqlClient.SqlClient, (sql) =>
-        Effect.exit(sql.withTransaction(Effect.zipRight(Notifications.notify("bulwark_probe", "rolled back"), Effect.fail("abort"))))))
-      await postgres.runPromise(Effect.flatMap(SqlClient.SqlClient, (sql) => sql.withTransaction(Notifications.notify("bulwark_probe", "committed"))))
-      await until(() => payloads().includes("committed"))
-      expect(payloads()).toEqual(["", "one", "committed"])
-
-      await admin.unsafe("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
-      await until(() => heard.filter((event) => event._tag === "Listening").length >= 2)
-      await send("after")
-      await until(() => payloads().includes("after"))
-      expect(heard.map((event) => event._tag === "Listening" ? "listening" : event.payload)).toEqual([
-        "listening",
-        "",
-        "one",
-        "committed",
-        "listening",
-        "after"
-      ])
-      await postgres.runPromise(Fiber.interrupt(listener))
-    } finally {
-      await admin.close()
-      await postgres.dispose()
     }
   })
 
