@@ -14,6 +14,7 @@ import { AdminToken } from "../layers/Secrets.js"
 import type { Operator, Principal } from "../src/domain/Principal.js"
 import { type CacheUnavailable, type DbOperational, Forbidden, type Overloaded, Unauthenticated } from "../src/errors.js"
 import { secretsEqual } from "../src/Digests.js"
+import { currentSpanOf } from "../src/telemetry/CurrentSpan.js"
 import { API_KEY_PREFIX, hashApiKey } from "./ApiKeys.js"
 import { CachedReads } from "./CachedReads.js"
 import { AccessTokens } from "./AccessTokens.js"
@@ -132,13 +133,19 @@ export class Auth extends Effect.Service<Auth>()("bulwark/Auth", {
     // than the check; its tenant and key are set on the request's span, its database reads have theirs.
     const authenticateKey = <E = never, R = never>(credential: Redacted.Redacted<string>, beforeLookup?: Effect.Effect<void, E, R>) => {
       const secret = Redacted.value(credential)
-      const principal = secret.startsWith(API_KEY_PREFIX)
+      const principal: Effect.Effect<Principal, Unauthenticated | DbOperational | CacheUnavailable | E, R> = secret.startsWith(API_KEY_PREFIX)
         ? authenticateApiKey(secret, beforeLookup)
         : JWT_SHAPE.test(secret)
         ? authenticateAccessToken(secret)
         : invalid
-      return Effect.tap(principal, (caller) =>
-        Effect.annotateCurrentSpan({ [TENANT_ATTRIBUTE]: caller.tenantId, "bulwark.key_id": caller.keyId }))
+      // On the span as `Effect.annotateCurrentSpan` would put them, in one step rather than five.
+      return Effect.flatMap(principal, (caller) =>
+        Effect.withFiberRuntime<Principal>((fiber) => {
+          const span = currentSpanOf(fiber)
+          span?.attribute(TENANT_ATTRIBUTE, caller.tenantId)
+          span?.attribute("bulwark.key_id", caller.keyId)
+          return Effect.succeed(caller)
+        }))
     }
 
     const authenticateOperator = Effect.fn("Auth.authenticateOperator")(function*<E = never, R = never>(

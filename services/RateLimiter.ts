@@ -55,7 +55,8 @@ export class RateLimiter extends Effect.Service<RateLimiter>()("bulwark/RateLimi
     const { required } = yield* CachePolicy
     const { limit, windowMillis } = yield* RateLimitConfig
     const inDatabase = (yield* RateLimitStore) === "database" ? yield* makeLeasedCounter({ limit, windowMillis }) : undefined
-    // Counts made here when the shared store fails; entries expire with their window.
+    // Counts made here: all of them with the in-process cache, else those made when the shared
+    // store fails; entries expire with their window.
     const local = new Map<string, { count: number; expiresAt: number }>()
     // Buckets a count took past the limit, with the end of that window.
     const spent = new Map<string, number>()
@@ -64,8 +65,21 @@ export class RateLimiter extends Effect.Service<RateLimiter>()("bulwark/RateLimi
       const entry = local.get(key)
       const next = entry === undefined || entry.expiresAt <= now ? { count: 1, expiresAt: now + windowMillis } : { ...entry, count: entry.count + 1 }
       local.set(key, next)
-      if (local.size > MAX_BUCKETS) for (const [k, v] of local) if (v.expiresAt <= now) local.delete(k)
+      if (local.size > MAX_BUCKETS) forgetBuckets(now)
       return next.count
+    }
+
+    /**
+     * Past the bound: the buckets whose window is over go, then the oldest others (a map keeps its
+     * insertion order) down to nine tenths of it, so that a flood of live buckets (as many client
+     * addresses in one window) sweeps once in many counts rather than at every new one.
+     */
+    const forgetBuckets = (now: number) => {
+      for (const [k, v] of local) if (v.expiresAt <= now) local.delete(k)
+      for (const k of local.keys()) {
+        if (local.size <= MAX_BUCKETS * 0.9) break
+        local.delete(k)
+      }
     }
 
     /** Counted in process instead of in the shared store: each such count is a fallback. */
@@ -99,6 +113,9 @@ export class RateLimiter extends Effect.Service<RateLimiter>()("bulwark/RateLimi
         const decided = (count: number) => decide(bucket, count, now, window)
         if (inDatabase !== undefined) return Effect.map(inDatabase.increment(bucket, window), decided)
         const key = `ratelimit:${bucket}:${window}`
+        // With the in-process cache there is no shared store: the count is this process's own, kept
+        // here in one step (the cache's own counter would be the same map behind three more effects).
+        if (cache.kind === "memory") return Effect.succeed(decided(countLocally(key, now)))
         // The shared store's breaker rejects every call: count here at once, as a rejection would.
         if (!required && cache.breaker.rejectsAt(now)) return Effect.map(countHere(key, now), decided)
         return Effect.map(Effect.catchAll(cache.increment(key, windowMillis), fallBack(key, now)), decided)

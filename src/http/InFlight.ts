@@ -6,7 +6,7 @@
  * set per request would copy the fiber's references twice.
  */
 import { HttpServerRequest } from "@effect/platform"
-import { Effect, Option } from "effect"
+import { Context, Effect, type Fiber, Option } from "effect"
 
 export interface RateLimitHeaders {
   readonly limit: number
@@ -29,8 +29,11 @@ export const track = (request: HttpServerRequest.HttpServerRequest, state: InFli
   inFlight.set(request, state)
 }
 
+/** The request a fiber serves, if any (a background job serves none). */
+export const inFlightOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): InFlightRequest | undefined => {
+  const request = Context.getOption(fiber.currentContext, HttpServerRequest.HttpServerRequest)
+  return Option.isSome(request) ? inFlight.get(request.value) : undefined
+}
+
 /** The request this fiber serves, if any (a background job serves none). */
-export const currentRequest: Effect.Effect<InFlightRequest | undefined> = Effect.map(
-  Effect.serviceOption(HttpServerRequest.HttpServerRequest),
-  (request) => (Option.isSome(request) ? inFlight.get(request.value) : undefined)
-)
+export const currentRequest: Effect.Effect<InFlightRequest | undefined> = Effect.withFiberRuntime((fiber) => Effect.succeed(inFlightOf(fiber)))

@@ -7,7 +7,7 @@ import type { HttpServerRequest } from "@effect/platform"
 import { Effect, Option } from "effect"
 import type { RateLimitDecision, RateLimiter } from "../../services/RateLimiter.js"
 import { type CacheUnavailable, type DbOperational, RateLimited } from "../errors.js"
-import { currentRequest } from "./InFlight.js"
+import { inFlightOf } from "./InFlight.js"
 
 const peers = new WeakMap<HttpServerRequest.HttpServerRequest, () => string | undefined>()
 
@@ -25,7 +25,8 @@ export const addressBucket = (request: HttpServerRequest.HttpServerRequest): str
 
 /** The decision goes on the request for the edge's `RateLimit-*` headers; past the limit it fails. */
 export const enforce = (decision: RateLimitDecision): Effect.Effect<void, RateLimited> =>
-  Effect.flatMap(currentRequest, (request) => {
+  Effect.withFiberRuntime((fiber) => {
+    const request = inFlightOf(fiber)
     if (request !== undefined) request.rateLimit = decision
     return decision.allowed ? Effect.void : Effect.fail(new RateLimited({ retryAfterSeconds: decision.reset }))
   })

@@ -2,8 +2,9 @@
  * Structured logs: one JSON object per line (`LOG_FORMAT=json`) or pretty for people; on stdout for
  * the server, on stderr for the CLI, whose stdout carries only its result.
  */
-import { Cause, Clock, Context, Effect, type Fiber, FiberId, FiberRef, HashMap, HashSet, Inspectable, Layer, Logger, type LogLevel, type LogSpan, Option, Tracer } from "effect"
+import { Cause, Clock, Context, Effect, type Fiber, FiberId, FiberRef, HashMap, HashSet, Inspectable, Layer, Logger, type LogLevel, type LogSpan } from "effect"
 import * as DefaultServices from "effect/DefaultServices"
+import { currentSpanOf } from "./CurrentSpan.js"
 
 /** A value as Effect's own JSON logger shows it: a primitive as is, anything else through its `toJSON`. */
 const structured = (value: unknown): unknown => {
@@ -145,12 +146,6 @@ const writesParts = (logger: object): logger is PartsWriter => WritesParts in lo
 const jsonLogger = (add: (line: string) => void): Logger.Logger<unknown, void> & PartsWriter =>
   Object.assign(Logger.make<unknown, void>((options) => add(jsonLine(options))), { [WritesParts]: (parts: LineParts) => add(lineOf(parts)) })
 
-/** The span Effect's tracer logger adds its event to: the current one, or the nearest that propagates. */
-const loggedSpan = (span: Option.Option<Tracer.AnySpan>): Tracer.Span | undefined => {
-  if (Option.isNone(span) || span.value._tag === "ExternalSpan") return undefined
-  return Context.get(span.value.context, Tracer.DisablePropagation) ? loggedSpan(span.value.parent) : span.value
-}
-
 /**
  * One log line with `fields` as annotations beside the fiber's own, handed straight to the fiber's
  * loggers: what `Effect.annotateLogs(Effect.logWithLevel(...))` writes, without a fiber reference set
@@ -177,7 +172,7 @@ export const logFields = (
     if (writesParts(logger)) {
       logger[WritesParts]({ message, logLevel: level, date: new Date(millis), cause: Cause.empty, annotations, spans: fiber.getFiberRef(FiberRef.currentLogSpan), fiberId })
     } else if (logger === Logger.tracerLogger) {
-      const span = loggedSpan(Context.getOption(fiber.currentContext, Tracer.ParentSpan))
+      const span = currentSpanOf(fiber)
       if (span === undefined) continue
       const clock = Context.get(fiber.getFiberRef(DefaultServices.currentServices), Clock.Clock)
       span.event(message, clock.unsafeCurrentTimeNanos(), { ...annotations, "effect.fiberId": threadNameOf(fiberId), "effect.logLevel": level.label })

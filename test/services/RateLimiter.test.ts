@@ -53,3 +53,14 @@ test("each count is a decision; past the limit the bucket is known spent, withou
     expect(yield* limiter.knownSpent("ip:a")).toBeUndefined()
     expect(yield* limiter.hit("ip:a")).toEqual({ allowed: true, limit: 2, remaining: 1, reset: 10 })
   })))
+
+test("a flood of buckets in one window (as many client addresses) is bounded: the oldest are forgotten, the newest still count", () =>
+  withLimiter(Effect.gen(function*() {
+    const limiter = yield* RateLimiter
+    const bound = 100_000
+    for (let i = 0; i <= bound; i++) yield* limiter.hit(`ip:flood-${i}`)
+    // Past the bound the oldest tenth went: the first bucket counts from one again...
+    expect((yield* limiter.hit("ip:flood-0")).remaining).toBe(1)
+    // ...while one counted just before is still counted.
+    expect((yield* limiter.hit(`ip:flood-${bound}`)).remaining).toBe(0)
+  })))
