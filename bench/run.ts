@@ -1,11 +1,12 @@
 /**
- * `bun run bench` (SPEC §9): starts Bulwark, Bulwark with an unreachable Redis, and the two reference
+ * `bun run bench` (SPEC §9): times Bulwark's start-up alone (BENCH_STARTS times per database, each on
+ * a new database), then starts Bulwark, Bulwark with an unreachable Redis, and the two reference
  * servers on SQLite, then Bulwark and the two references again on PostgreSQL, each in a database of
  * its own; drives them alternately with wrk on loopback, round after round; prints the table and
  * writes it to bench/results/latest.md (and every run to latest.json).
  *
  * Settings (environment): BENCH_DURATION seconds per run (5), BENCH_WARMUP seconds before each
- * run (2), BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_BULWARK_DIR the Bulwark checkout to
+ * run (2), BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_STARTS (5), BENCH_BULWARK_DIR the Bulwark checkout to
  * start (this repository; another checkout compares two versions against the same references),
  * BENCH_DATABASES (`sqlite,postgres`), BENCH_POSTGRES_URL (the loopback PostgreSQL).
  * Last, the live fan-out scenarios of bench/fanout.ts (its own FANOUT_* settings).
@@ -16,7 +17,7 @@ import { join, resolve } from "node:path"
 import { runFanout } from "./fanout.js"
 import { type BenchPostgres, DEFAULT_POSTGRES_URL, openBenchPostgres } from "./postgres.js"
 import { freePort, runToEnd, rssMegabytes, stopAll } from "./processes.js"
-import { buildReport, type Measurement, type ProcessStats, renderMarkdown, SETTLE_SECONDS } from "./report.js"
+import { buildReport, type Measurement, type ProcessStats, renderMarkdown, SETTLE_SECONDS, type StartupTimes } from "./report.js"
 import { type BenchDatabase, type Scenario, scenarios as defineScenarios } from "./scenarios.js"
 import {
   describeCacheHealth,
@@ -24,6 +25,7 @@ import {
   startBulwark,
   startReference,
   TARGET_LABELS,
+  timeBulwarkStart,
   type Target,
   type TargetId,
   UNTHROTTLED_RATE_LIMIT
@@ -40,6 +42,8 @@ interface Settings {
   readonly warmupSeconds: number
   readonly rounds: number
   readonly connections: number
+  /** Starts timed alone per database, before the runs; the start-up goal is their median. */
+  readonly starts: number
   readonly bulwarkDir: string
   readonly databases: ReadonlyArray<BenchDatabase>
   readonly postgresUrl: string
@@ -75,6 +79,7 @@ const readSettings = (): Settings => ({
   warmupSeconds: wholeNumberFromEnv("BENCH_WARMUP", 2, 0),
   rounds: wholeNumberFromEnv("BENCH_ROUNDS", 3, 1),
   connections: wholeNumberFromEnv("BENCH_CONNECTIONS", 32, 1),
+  starts: wholeNumberFromEnv("BENCH_STARTS", 5, 1),
   bulwarkDir: resolve(process.env["BENCH_BULWARK_DIR"] || REPO_ROOT),
   databases: databasesFromEnv(),
   postgresUrl: process.env["BENCH_POSTGRES_URL"] || DEFAULT_POSTGRES_URL,
@@ -83,6 +88,23 @@ const readSettings = (): Settings => ({
 
 const progress = (message: string): void => {
   console.error(`bench: ${message}`)
+}
+
+/**
+ * Bulwark's start-up alone, `count` times per database, alternating between them, before any server
+ * of the runs is up: each on a new database, stopped once ready.
+ */
+const timeStarts = async (context: StartContext, databases: ReadonlyArray<BenchDatabase>, count: number): Promise<Array<StartupTimes>> => {
+  const ids = databases.map((database) => (database === "sqlite" ? "bulwark" : "bulwark-pg") as "bulwark" | "bulwark-pg")
+  const times = new Map(ids.map((id) => [id, [] as Array<number>]))
+  for (let attempt = 1; attempt <= count; attempt++) {
+    for (const id of ids) {
+      const millis = await timeBulwarkStart(context, id, attempt)
+      times.get(id)!.push(millis)
+      progress(`${TARGET_LABELS[id]} start ${attempt}/${count}: ready in ${Math.round(millis)} ms`)
+    }
+  }
+  return ids.map((id) => ({ targetId: id, millis: times.get(id)! }))
 }
 
 /** One after the other, so that each start-up time is measured on a quiet machine. */
@@ -277,14 +299,16 @@ const run = async (settings: Settings, workDir: string, postgres: BenchPostgres 
   const loadBefore = describeLoad()
   const header = await describeMachine(settings, postgres)
   const scenarios = defineScenarios(crypto.randomUUID(), settings.databases)
-  const targets = await startTargets({
+  const context: StartContext = {
     repoRoot: REPO_ROOT,
     bulwarkDir: settings.bulwarkDir,
     workDir,
     core: settings.cores?.server ?? null,
     sessionId: crypto.randomUUID(),
     postgres
-  }, settings.databases)
+  }
+  const startups = await timeStarts(context, settings.databases, settings.starts)
+  const targets = await startTargets(context, settings.databases)
   const redisDown = targets.get("bulwark-redis-down")
   const cacheBefore = redisDown === undefined ? null : await describeCacheHealth(redisDown)
   const probeNotes = await probeAll(scenarios, targets)
@@ -294,6 +318,7 @@ const run = async (settings: Settings, workDir: string, postgres: BenchPostgres 
     header,
     scenarios,
     measurements,
+    startups,
     processes: await processStats([...targets.values()]),
     notes: [
       ...probeNotes,

@@ -7,7 +7,7 @@
 import type { Subprocess } from "bun"
 import { randomBytes } from "node:crypto"
 import { join } from "node:path"
-import { freePort, rssMegabytes, spawnServer, tailOf, waitForReady } from "./processes.js"
+import { freePort, rssMegabytes, spawnServer, stopProcess, tailOf, waitForReady } from "./processes.js"
 import type { BenchPostgres } from "./postgres.js"
 import { POOL_SIZE, seedPostgres } from "./reference/pgStore.js"
 import { seedDatabase } from "./reference/store.js"
@@ -157,35 +157,64 @@ const openMcpSession = async (baseUrl: string, apiKey: string): Promise<string> 
   return sessionId
 }
 
+/** How Bulwark is launched, on a database of its own (a fresh file, or a fresh PostgreSQL database). */
+const bulwarkLaunch = async (context: StartContext, options: { readonly id: BulwarkId; readonly redisUrl?: string }) => {
+  const adminToken = secret()
+  const databaseUrl = options.id === "bulwark-pg"
+    ? await postgresOf(context).createDatabase(options.id)
+    : `file:${join(context.workDir, `${options.id}-${randomBytes(4).toString("hex")}.db`)}`
+  return {
+    adminToken,
+    // As deployed by `bun start`: the bundle `bun run build` writes (built once per bench run).
+    launch: { cwd: context.bulwarkDir, command: [process.execPath, "dist/main.js"] },
+    env: (port: number): Record<string, string> => ({
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      DATABASE_URL: databaseUrl,
+      // As many connections as the references' pool (it is also Bulwark's default).
+      BULWARK_DB_POOL_SIZE: String(POOL_SIZE),
+      BULWARK_ADMIN_TOKEN: adminToken,
+      BULWARK_JWT_SECRET: secret(),
+      BULWARK_RATE_LIMIT: UNTHROTTLED_RATE_LIMIT,
+      // The fan-out scenarios open their thousands of streams with one key; the caps are not what they measure.
+      BULWARK_MAX_STREAMS_PER_KEY: UNCAPPED_STREAMS,
+      BULWARK_MAX_STREAMS: UNCAPPED_STREAMS,
+      // No LOG_LEVEL or LOG_FORMAT: the defaults `bun start` runs with (info, json), so every 404
+      // writes its warning line to the log file, as it would for a user.
+      ...(options.redisUrl === undefined ? {} : { REDIS_URL: options.redisUrl })
+    })
+  }
+}
+
 export const startBulwark = async (
   context: StartContext,
   options: { readonly id: BulwarkId; readonly redisUrl?: string }
 ): Promise<Target> => {
-  const adminToken = secret()
-  const databaseUrl = options.id === "bulwark-pg"
-    ? await postgresOf(context).createDatabase(options.id)
-    : `file:${join(context.workDir, `${options.id}.db`)}`
-  // As deployed by `bun start`: the bundle `bun run build` writes (built once per bench run).
-  const launch = { cwd: context.bulwarkDir, command: [process.execPath, "dist/main.js"] }
-  const started = await startServer(options.id, context, launch, (port) => ({
-    PORT: String(port),
-    HOST: "127.0.0.1",
-    DATABASE_URL: databaseUrl,
-    // As many connections as the references' pool (it is also Bulwark's default).
-    BULWARK_DB_POOL_SIZE: String(POOL_SIZE),
-    BULWARK_ADMIN_TOKEN: adminToken,
-    BULWARK_JWT_SECRET: secret(),
-    BULWARK_RATE_LIMIT: UNTHROTTLED_RATE_LIMIT,
-    // The fan-out scenarios open their thousands of streams with one key; the caps are not what they measure.
-    BULWARK_MAX_STREAMS_PER_KEY: UNCAPPED_STREAMS,
-    BULWARK_MAX_STREAMS: UNCAPPED_STREAMS,
-    // No LOG_LEVEL or LOG_FORMAT: the defaults `bun start` runs with (info, json), so every 404
-    // writes its warning line to the log file, as it would for a user.
-    ...(options.redisUrl === undefined ? {} : { REDIS_URL: options.redisUrl })
-  }))
+  const { adminToken, env, launch } = await bulwarkLaunch(context, options)
+  const started = await startServer(options.id, context, launch, env)
   const apiKey = await seedBulwark(started.baseUrl, adminToken, context.sessionId)
   const mcpSessionId = await openMcpSession(started.baseUrl, apiKey)
   return { id: options.id, ...started, apiKey, sessionId: context.sessionId, adminToken, mcpSessionId }
+}
+
+/**
+ * One start alone, as an operator's restart on a new database: spawn to the first 200 on
+ * `/health/ready` (migrations included), then SIGTERM. One start on a shared machine is one sample
+ * of its noise, so the goal is judged on the median of several.
+ */
+export const timeBulwarkStart = async (context: StartContext, id: "bulwark" | "bulwark-pg", attempt: number): Promise<number> => {
+  const { env, launch } = await bulwarkLaunch(context, { id })
+  const port = freePort()
+  const logFile = join(context.workDir, `${id}-start-${attempt}.log`)
+  const startedAt = performance.now()
+  const child = spawnServer(launch.command, { cwd: launch.cwd, env: { ...baseEnv(), ...env(port) }, logFile, core: context.core })
+  try {
+    return await waitForReady(`http://127.0.0.1:${port}/health/ready`, child, startedAt)
+  } catch (error) {
+    throw new Error(`${TARGET_LABELS[id]} did not start: ${error instanceof Error ? error.message : String(error)}\n${tailOf(logFile)}`)
+  } finally {
+    await stopProcess(child)
+  }
 }
 
 const REFERENCE_SCRIPTS: Readonly<Record<ReferenceId, string>> = {
