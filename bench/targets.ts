@@ -96,24 +96,34 @@ interface Started {
   readonly idleRssMb: number
 }
 
+/** Spawns a server and waits for its first 200 on `/health/ready`; a server that does not start is named, with its log's tail. */
+const launchUntilReady = async (
+  id: TargetId,
+  launch: { readonly cwd: string; readonly command: ReadonlyArray<string> },
+  env: (port: number) => Record<string, string>,
+  options: { readonly core: number | null; readonly logFile: string }
+): Promise<{ readonly baseUrl: string; readonly process: Subprocess; readonly startupMillis: number }> => {
+  const port = freePort()
+  const baseUrl = `http://127.0.0.1:${port}`
+  const startedAt = performance.now()
+  const child = spawnServer(launch.command, { cwd: launch.cwd, env: { ...baseEnv(), ...env(port) }, logFile: options.logFile, core: options.core })
+  try {
+    return { baseUrl, process: child, startupMillis: await waitForReady(`${baseUrl}/health/ready`, child, startedAt) }
+  } catch (error) {
+    throw new Error(`${TARGET_LABELS[id]} did not start: ${error instanceof Error ? error.message : String(error)}\n${tailOf(options.logFile)}`)
+  }
+}
+
 const startServer = async (
   id: TargetId,
   context: StartContext,
   launch: { readonly cwd: string; readonly command: ReadonlyArray<string> },
   env: (port: number) => Record<string, string>
 ): Promise<Started> => {
-  const port = freePort()
-  const baseUrl = `http://127.0.0.1:${port}`
   const logFile = join(context.workDir, `${id}.log`)
-  const startedAt = performance.now()
-  const child = spawnServer(launch.command, { cwd: launch.cwd, env: { ...baseEnv(), ...env(port) }, logFile, core: context.core })
-  try {
-    const startupMillis = await waitForReady(`${baseUrl}/health/ready`, child, startedAt)
-    await Bun.sleep(IDLE_SETTLE_MILLIS)
-    return { baseUrl, process: child, logFile, startupMillis, idleRssMb: rssMegabytes(child.pid) }
-  } catch (error) {
-    throw new Error(`${TARGET_LABELS[id]} did not start: ${error instanceof Error ? error.message : String(error)}\n${tailOf(logFile)}`)
-  }
+  const started = await launchUntilReady(id, launch, env, { core: context.core, logFile })
+  await Bun.sleep(IDLE_SETTLE_MILLIS)
+  return { ...started, logFile, idleRssMb: rssMegabytes(started.process.pid) }
 }
 
 const postJson = async (url: string, bearer: string, body: unknown): Promise<{ readonly status: number; readonly json: unknown }> => {
@@ -198,23 +208,15 @@ export const startBulwark = async (
 }
 
 /**
- * One start alone, as an operator's restart on a new database: spawn to the first 200 on
- * `/health/ready` (migrations included), then SIGTERM. One start on a shared machine is one sample
- * of its noise, so the goal is judged on the median of several.
+ * One start alone, as the first start on a new database: spawn to the first 200 on `/health/ready`
+ * (migrations included), then SIGTERM. One start on a shared machine is one sample of its noise, so
+ * the goal is judged on the median of several.
  */
 export const timeBulwarkStart = async (context: StartContext, id: "bulwark" | "bulwark-pg", attempt: number): Promise<number> => {
   const { env, launch } = await bulwarkLaunch(context, { id })
-  const port = freePort()
-  const logFile = join(context.workDir, `${id}-start-${attempt}.log`)
-  const startedAt = performance.now()
-  const child = spawnServer(launch.command, { cwd: launch.cwd, env: { ...baseEnv(), ...env(port) }, logFile, core: context.core })
-  try {
-    return await waitForReady(`http://127.0.0.1:${port}/health/ready`, child, startedAt)
-  } catch (error) {
-    throw new Error(`${TARGET_LABELS[id]} did not start: ${error instanceof Error ? error.message : String(error)}\n${tailOf(logFile)}`)
-  } finally {
-    await stopProcess(child)
-  }
+  const started = await launchUntilReady(id, launch, env, { core: context.core, logFile: join(context.workDir, `${id}-start-${attempt}.log`) })
+  await stopProcess(started.process)
+  return started.startupMillis
 }
 
 const REFERENCE_SCRIPTS: Readonly<Record<ReferenceId, string>> = {
